@@ -1,0 +1,1 @@
+"""Shared domain package of the Segmind image gateway (deployed as the Core layer)."""

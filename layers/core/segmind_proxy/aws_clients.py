@@ -1,0 +1,21 @@
+"""boto3 clients, created lazily once per container and reused across invocations."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(
+    signature_version="s3v4",
+    retries={"max_attempts": 2, "mode": "standard"},
+    connect_timeout=2,
+    read_timeout=10,
+)
+
+
+@cache
+def s3() -> Any:
+    return boto3.session.Session().client("s3", config=_CONFIG)

@@ -1,0 +1,102 @@
+"""Turning an ImageResult into an answer: raw bytes, base64 JSON, or presigned URLs when asked or when too big to inline."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+
+from .errors import GatewayError
+from .generation import GenerationService, ImageResult
+from .image_store import StoredSet
+from .observability import logger
+
+# Headroom for the status line, headers and JSON keys around the image bytes.
+_ENVELOPE_BYTES = 8192
+
+
+class ResponseMode(StrEnum):
+    INLINE = "inline"
+    URL = "url"
+
+
+@dataclass
+class Reply:
+    status: int
+    content_type: str
+    body: bytes | str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _b64_len(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+def inline_size(result: ImageResult, as_base64: bool) -> int:
+    """Bytes the Lambda response would take: API Gateway needs binary bodies base64-encoded too."""
+    images = result.images or []
+    if not images:
+        return 0
+    if not as_base64:
+        return _b64_len(len(images[0])) + _ENVELOPE_BYTES
+    total = sum(_b64_len(len(image)) for image in images)
+    if len(images) > 1:
+        total += _b64_len(len(images[0]))  # "image" repeats the first of "images"
+    return total + _ENVELOPE_BYTES
+
+
+def deliver(
+    result: ImageResult,
+    *,
+    as_base64: bool,
+    mode: ResponseMode,
+    service: GenerationService,
+    namespace: str,
+    request_id: str,
+    url_ttl: int,
+    inline_limit: int,
+) -> Reply:
+    headers = {"x-cache": result.cache.value}
+    if result.seed is not None:
+        headers["x-seed-value"] = str(result.seed)
+    fits = inline_size(result, as_base64) <= inline_limit
+    if mode is ResponseMode.URL or not fits:
+        if result.stored is None and result.images:
+            transient = StoredSet.transient(namespace, request_id, result.count, result.image_format)
+            if service.keep(transient, result):
+                result.stored = transient
+        if result.stored is not None:
+            headers["x-response-mode"] = ResponseMode.URL.value
+            return Reply(200, "application/json", _url_body(result, service, url_ttl), headers)
+        if not fits:
+            raise GatewayError(
+                503, "The images were generated but are too large to return inline and could not be stored; retry", kind="storage"
+            )
+        logger.warning("URL delivery impossible (storage failed); answering inline instead")
+    headers["x-response-mode"] = ResponseMode.INLINE.value
+    images = result.images or []
+    if as_base64:
+        encoded = [base64.b64encode(image).decode() for image in images]
+        body: dict[str, object] = {"image": encoded[0]}
+        if len(encoded) > 1:
+            body["images"] = encoded
+        return Reply(200, "application/json", json.dumps(body), headers)
+    return Reply(200, result.content_type, images[0], headers)
+
+
+def _url_body(result: ImageResult, service: GenerationService, ttl: int) -> str:
+    assert result.stored is not None
+    expires_at = (datetime.now(timezone.utc) + timedelta(seconds=ttl)).isoformat(timespec="seconds")
+    urls = service.store.presign(result.stored, ttl)
+    return json.dumps(
+        {
+            "images": [{"url": url, "content_type": result.content_type} for url in urls],
+            "expires_in": ttl,
+            "expires_at": expires_at,
+            "cache": result.cache.value,
+            "seed": result.seed,
+            "image_format": result.image_format,
+        }
+    )

@@ -1,0 +1,25 @@
+"""The container's long-lived objects, built on first use and reused across invocations."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from .generation import GenerationService
+from .image_store import ImageStore
+from .observability import record_upstream_error
+from .settings import get_settings
+from .upstream import SegmindClient
+from .upstream_key import get_segmind_key
+
+
+@cache
+def generation_service() -> GenerationService:
+    settings = get_settings()
+    upstream = SegmindClient(
+        settings.segmind_base_url,
+        get_segmind_key,
+        max_attempts=settings.upstream_max_attempts,
+        connect_timeout=settings.upstream_connect_timeout_seconds,
+        on_attempt_error=record_upstream_error,
+    )
+    return GenerationService(ImageStore(settings.cache_bucket), upstream)

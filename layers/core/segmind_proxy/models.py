@@ -1,0 +1,136 @@
+"""The Segmind v1 txt2img request, validated strictly against the catalog before any credit is spent."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .catalog import sd35_turbo
+from .errors import RequestInvalid
+
+CATALOG = sd35_turbo()
+_D = CATALOG.defaults
+
+
+def _range(field: str) -> dict[str, Any]:
+    low, high = CATALOG.bounds(field)
+    return {"ge": low, "le": high}
+
+
+class Txt2ImgRequest(BaseModel):
+    """All 14 request fields of Segmind's `stable-diffusion-3.5-turbo-txt2img`, with its defaults."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    prompt: str = Field(min_length=1, max_length=CATALOG.max_lengths["prompt"])
+    negative_prompt: str = Field(_D["negative_prompt"], max_length=CATALOG.max_lengths["negative_prompt"])
+    steps: int = Field(_D["steps"], **_range("steps"))
+    guidance_scale: float = Field(_D["guidance_scale"], **_range("guidance_scale"))
+    seed: int = Field(_D["seed"], **_range("seed"))
+    sampler: str = _D["sampler"]
+    scheduler: str = _D["scheduler"]
+    width: int = Field(_D["width"], **_range("width"))
+    height: int = Field(_D["height"], **_range("height"))
+    aspect_ratio: str = _D["aspect_ratio"]
+    batch_size: int = Field(_D["batch_size"], **_range("batch_size"))
+    image_format: str = _D["image_format"]
+    image_quality: int = Field(_D["image_quality"], **_range("image_quality"))
+    base64: bool = _D["base64"]
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        return _one_of(value, CATALOG.samplers)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        return _one_of(value, CATALOG.schedulers)
+
+    @field_validator("image_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        return _one_of(value, CATALOG.image_formats)
+
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _known_aspect_ratio(cls, value: str) -> str:
+        return _one_of(value, {"custom", *CATALOG.aspect_ratios})
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_not_negative(cls, value: int) -> int:
+        if value < -1:
+            raise ValueError("must be -1 (random) or a non-negative integer")
+        return value
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Effective width and height: a named aspect ratio overrides width and height."""
+        return CATALOG.aspect_ratios.get(self.aspect_ratio, (self.width, self.height))
+
+    @property
+    def content_type(self) -> str:
+        return CATALOG.image_formats[self.image_format]
+
+    @property
+    def random_seed(self) -> bool:
+        return self.seed == -1
+
+    def upstream_payload(self) -> dict[str, Any]:
+        """The body sent upstream: explicit values for every field, sizes resolved, base64 always on so batches come back whole."""
+        width, height = self.size
+        return {**self.model_dump(), "width": width, "height": height, "aspect_ratio": "custom", "base64": True}
+
+
+def _one_of(value: str, allowed: Any) -> str:
+    if value not in allowed:
+        raise ValueError(f"must be one of: {', '.join(sorted(allowed))}")
+    return value
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = _field_name(error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown field '{field}'"
+    if error["type"] == "missing":
+        return f"'{field}' is required"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"'{field}': {message}"
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_request(body: bytes | str | None) -> Txt2ImgRequest:
+    """Parse a JSON body into a request, or raise RequestInvalid naming every bad field."""
+    if body is None or (body.strip() if isinstance(body, (bytes, str)) else body) in (b"", ""):
+        raise RequestInvalid("Request body is empty: send a JSON object with at least 'prompt'")
+    try:
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestInvalid(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RequestInvalid("Request body must be a JSON object")
+    try:
+        return Txt2ImgRequest.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        details = [{"field": _field_name(e["loc"]), "message": _describe(e)} for e in errors]
+        raise RequestInvalid(
+            "Invalid request: " + "; ".join(d["message"] for d in details), details=details
+        ) from None

@@ -1,0 +1,42 @@
+"""One settings object, read from the environment once per container. Every variable is documented in the README."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class Settings(BaseModel):
+    segmind_base_url: str = Field("https://api.segmind.com", alias="SEGMIND_BASE_URL")
+    segmind_api_key_secret: str = Field("", alias="SEGMIND_API_KEY_SECRET")
+    secret_max_age_seconds: int = Field(300, ge=0, alias="SECRET_MAX_AGE_SECONDS")
+    cache_bucket: str = Field("", alias="CACHE_BUCKET")
+    presigned_url_ttl_seconds: int = Field(3600, ge=1, le=604800, alias="PRESIGNED_URL_TTL_SECONDS")
+    upstream_max_attempts: int = Field(3, ge=1, le=10, alias="UPSTREAM_MAX_ATTEMPTS")
+    upstream_connect_timeout_seconds: float = Field(3.05, gt=0, alias="UPSTREAM_CONNECT_TIMEOUT_SECONDS")
+    # Time kept back from the Lambda deadline to store the image and answer.
+    deadline_margin_seconds: float = Field(3.0, ge=0, alias="DEADLINE_MARGIN_SECONDS")
+    max_body_bytes: int = Field(65536, ge=1024, alias="MAX_BODY_BYTES")
+    # Lambda's response limit is 6 MB for the whole serialised answer; leave room for headers.
+    inline_response_max_bytes: int = Field(6_000_000, ge=1, alias="INLINE_RESPONSE_MAX_BYTES")
+    cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], alias="CORS_ALLOWED_ORIGINS")
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("segmind_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+@cache
+def get_settings() -> Settings:
+    known = {field.alias for field in Settings.model_fields.values()}
+    return Settings.model_validate({k: v for k, v in os.environ.items() if k in known})

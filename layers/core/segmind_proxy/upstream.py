@@ -1,0 +1,242 @@
+"""Segmind client: one requests Session per container, deadline-bounded retries, and error mapping to gateway answers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import requests
+
+from .errors import GatewayError, UpstreamError
+from .images import sniff_format
+
+KeyProvider = Callable[..., str]
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# No new attempt starts with less time than this left before the deadline.
+MIN_ATTEMPT_SECONDS = 1.0
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 8.0
+
+
+@dataclass
+class Generation:
+    """What one upstream generation returned."""
+
+    images: list[bytes]
+    image_format: str
+    seed: int | None
+    remaining_credits: float | None
+    upstream_request_id: str | None
+    latency_ms: float
+    attempts: int
+
+
+@dataclass
+class _Failure:
+    kind: str
+    status: int | None = None
+    retry_after: float | None = None
+    detail: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SegmindClient:
+    def __init__(
+        self,
+        base_url: str,
+        key_provider: KeyProvider,
+        *,
+        session: requests.Session | None = None,
+        max_attempts: int = 3,
+        connect_timeout: float = 3.05,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+        on_attempt_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key_provider = key_provider
+        self._session = session or requests.Session()
+        self._max_attempts = max_attempts
+        self._connect_timeout = connect_timeout
+        self._clock = clock
+        self._sleep = sleep
+        self._jitter = jitter
+        self._on_attempt_error = on_attempt_error or (lambda kind: None)
+
+    def txt2img(self, slug: str, payload: dict[str, Any], *, deadline: float) -> Generation:
+        """POST the payload to `/v1/{slug}` and return the decoded images. `deadline` is on the `clock` scale."""
+        url = f"{self.base_url}/v1/{slug}"
+        key = self._key_provider()
+        key_refreshed = False
+        attempt = 0
+        started = self._clock()
+        while True:
+            attempt += 1
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise _to_error(_Failure("timeout", detail="no time left before the gateway's deadline"))
+            try:
+                response = self._session.post(
+                    url,
+                    json=payload,
+                    headers={"x-api-key": key, "Accept": "application/json, image/*"},
+                    timeout=(min(self._connect_timeout, remaining), remaining),
+                )
+            except requests.Timeout:
+                failure = _Failure("timeout", detail="Segmind did not answer in time")
+            except requests.ConnectionError:
+                failure = _Failure("connection", detail="could not connect to Segmind")
+            except requests.RequestException:
+                # A broken 200 body (e.g. truncated): credits may be spent, so no blind retry.
+                self._on_attempt_error("invalid_response")
+                raise _to_error(_Failure("invalid_response", detail="Segmind's answer was cut off")) from None
+            else:
+                if response.status_code == 200:
+                    return self._generation(response, payload, attempt, started)
+                if response.status_code == 401 and not key_refreshed:
+                    # Possibly a rotated key: fetch it afresh once; this retry does not count as an attempt.
+                    key_refreshed = True
+                    key = self._key_provider(refresh=True)
+                    attempt -= 1
+                    continue
+                failure = _classify(response, self._clock)
+            self._on_attempt_error(failure.kind)
+            if failure.status is not None and failure.status not in RETRYABLE_STATUS:
+                raise _to_error(failure)
+            if attempt >= self._max_attempts:
+                raise _to_error(failure)
+            delay = self._jitter() * min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+            if failure.retry_after is not None:
+                delay = max(delay, failure.retry_after)
+            if self._clock() + delay + MIN_ATTEMPT_SECONDS > deadline:
+                raise _to_error(failure)
+            self._sleep(delay)
+
+    def _generation(self, response: requests.Response, payload: dict[str, Any], attempts: int, started: float) -> Generation:
+        images = _decode_images(response)
+        formats = {sniff_format(image) for image in images}
+        if not images or None in formats or len(formats) != 1:
+            self._on_attempt_error("invalid_response")
+            raise _to_error(_Failure("invalid_response", detail="Segmind answered 200 without a valid image"))
+        headers = response.headers
+        return Generation(
+            images=images,
+            image_format=formats.pop() or payload.get("image_format", "jpeg"),
+            seed=_int_or_none(headers.get("x-seed-value")),
+            remaining_credits=_float_or_none(headers.get("x-remaining-credits")),
+            upstream_request_id=headers.get("x-request-id"),
+            latency_ms=(self._clock() - started) * 1000,
+            attempts=attempts,
+        )
+
+
+def _decode_images(response: requests.Response) -> list[bytes]:
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type.startswith("image/"):
+        return [response.content]
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    if not isinstance(body, dict):
+        return []
+    encoded = body.get("images", body.get("image"))
+    items = encoded if isinstance(encoded, list) else [encoded]
+    try:
+        return [base64.b64decode(item, validate=True) for item in items if isinstance(item, str)]
+    except (binascii.Error, ValueError):
+        return []
+
+
+def _classify(response: requests.Response, clock: Callable[[], float]) -> _Failure:
+    status = response.status_code
+    detail = _upstream_message(response)
+    if status == 401:
+        return _Failure("auth", status, detail=detail)
+    if status == 406:
+        return _Failure("credits", status, detail=detail)
+    if status == 429:
+        return _Failure("rate_limited", status, retry_after=_reset_wait(response), detail=detail)
+    if status >= 500:
+        return _Failure("server_error", status, detail=detail)
+    return _Failure("rejected", status, detail=detail)
+
+
+def _to_error(failure: _Failure) -> GatewayError:
+    kind = failure.kind
+    if kind == "timeout":
+        return UpstreamError(504, f"Upstream timeout: {failure.detail}", kind=kind)
+    if kind == "connection":
+        return UpstreamError(502, f"Upstream unreachable: {failure.detail}", kind=kind)
+    if kind == "auth":
+        return UpstreamError(
+            502, "The gateway's Segmind API key was rejected by Segmind; the operator must update it", kind=kind
+        )
+    if kind == "credits":
+        return UpstreamError(
+            503, "The gateway's Segmind account has run out of credits; try again once the operator tops it up", kind=kind
+        )
+    if kind == "rate_limited":
+        retry_after = max(1, round(failure.retry_after)) if failure.retry_after else 10
+        return UpstreamError(
+            429, "Segmind is rate limiting the gateway; retry later", kind=kind, headers={"Retry-After": str(retry_after)}
+        )
+    if kind == "server_error":
+        return UpstreamError(502, f"Segmind failed with HTTP {failure.status}{_suffix(failure.detail)}", kind=kind)
+    if kind == "rejected" and failure.status in (400, 422):
+        return UpstreamError(400, f"Segmind rejected the request{_suffix(failure.detail)}", kind=kind)
+    if kind == "rejected":
+        return UpstreamError(502, f"Segmind answered HTTP {failure.status}{_suffix(failure.detail)}", kind=kind)
+    return UpstreamError(502, f"Invalid upstream answer: {failure.detail}", kind=kind)
+
+
+def _suffix(detail: str) -> str:
+    return f": {detail}" if detail else ""
+
+
+def _upstream_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    message = body.get("error") or body.get("message") if isinstance(body, dict) else None
+    return str(message)[:300] if message else ""
+
+
+def _reset_wait(response: requests.Response) -> float | None:
+    """Seconds until `x-rate-limit-reset-at-utc` (ISO 8601 or epoch seconds), if given."""
+    raw = response.headers.get("x-rate-limit-reset-at-utc")
+    if not raw:
+        return None
+    try:
+        reset = datetime.fromtimestamp(float(raw), tz=timezone.utc)
+    except ValueError:
+        try:
+            reset = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if reset.tzinfo is None:
+        reset = reset.replace(tzinfo=timezone.utc)
+    return max(0.0, (reset - datetime.now(timezone.utc)).total_seconds())
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _float_or_none(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,44 @@
+"""The operator's Segmind key, read from Secrets Manager through Powertools Parameters with an in-memory TTL."""
+
+from __future__ import annotations
+
+import json
+
+from aws_lambda_powertools.utilities import parameters
+
+from .errors import UpstreamError
+from .settings import get_settings
+
+PLACEHOLDER = "REPLACE_WITH_YOUR_SEGMIND_API_KEY"
+
+_NOT_CONFIGURED = (
+    "The gateway's Segmind API key is not configured; the operator must store it in the gateway's secret"
+)
+
+
+def get_segmind_key(*, refresh: bool = False) -> str:
+    """The key as a plain string. The secret may hold the key itself or JSON `{"api_key": "..."}`."""
+    settings = get_settings()
+    if not settings.segmind_api_key_secret:
+        raise UpstreamError(502, _NOT_CONFIGURED, kind="config")
+    try:
+        raw = parameters.get_secret(
+            settings.segmind_api_key_secret, max_age=settings.secret_max_age_seconds, force_fetch=refresh
+        )
+    except parameters.exceptions.GetParameterError:
+        # The exception text can name the secret but never holds its value; still, keep it out of the answer.
+        raise UpstreamError(502, "The gateway could not read its Segmind API key from Secrets Manager", kind="secret") from None
+    key = _extract(raw if isinstance(raw, str) else raw.decode())
+    if not key or key == PLACEHOLDER:
+        raise UpstreamError(502, _NOT_CONFIGURED, kind="config")
+    return key
+
+
+def _extract(raw: str) -> str:
+    text = raw.strip()
+    if text.startswith("{"):
+        try:
+            return str(json.loads(text).get("api_key", "")).strip()
+        except ValueError:
+            return ""
+    return text

@@ -1,0 +1,168 @@
+"""A fake Segmind for the local stack and tests: real images (deterministic per seed, showing the prompt), Segmind's headers,
+a decreasing credit balance, and switches for latency and failures. Never used in the production path."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import random
+import textwrap
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+from werkzeug.wrappers import Request, Response
+
+CREDITS_PER_MEGAPIXEL_STEP = 0.0008  # made-up price; only its shape matters locally
+PIL_FORMATS = {"jpeg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
+
+
+@dataclass
+class FakeState:
+    api_key: str
+    credits: float = 1000.0
+    latency_ms: float = 0.0
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    # Injected failures, consumed one per call: {"status": 500} or {"status": 429, "reset_in": 1} or {"body": "..."}.
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def render(prompt: str, seed: int, width: int, height: int, image_format: str, quality: int) -> bytes:
+    """A deterministic picture for (prompt, seed, size, format): a seeded gradient and shapes, with the prompt written on it."""
+    rng = random.Random(int.from_bytes(hashlib.sha256(f"{seed}\n{prompt}".encode()).digest()[:8], "big"))
+    top = tuple(rng.randrange(40, 216) for _ in range(3))
+    bottom = tuple(rng.randrange(40, 216) for _ in range(3))
+    gradient = Image.linear_gradient("L").resize((width, height))
+    image = Image.composite(Image.new("RGB", (width, height), bottom), Image.new("RGB", (width, height), top), gradient)
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x, y = rng.randrange(width), rng.randrange(height)
+        radius = rng.randrange(max(2, min(width, height) // 20), max(3, min(width, height) // 4))
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour, outline=(0, 0, 0))
+    font_size = max(8, min(width, height) // 16)
+    font = ImageFont.load_default(size=font_size)
+    columns = max(8, int(width / (font_size * 0.55)))
+    lines = [*textwrap.wrap(prompt, columns)[:6], f"seed {seed}"]
+    text = "\n".join(lines)
+    box = draw.multiline_textbbox((0, 0), text, font=font)
+    left, top_y = (width - (box[2] - box[0])) // 2, (height - (box[3] - box[1])) // 2
+    pad = font_size // 2
+    draw.rectangle((left - pad, top_y - pad, left + box[2] - box[0] + pad, top_y + box[3] - box[1] + pad), fill=(0, 0, 0))
+    draw.multiline_text((left, top_y), text, font=font, fill=(255, 255, 255), align="center")
+    out = io.BytesIO()
+    pil_format = PIL_FORMATS[image_format][0]
+    options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {"compress_level": 1}
+    image.save(out, format=pil_format, **options)
+    return out.getvalue()
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps({"error": message}), status=status, content_type="application/json", headers=headers)
+
+
+class FakeSegmind:
+    """WSGI app speaking the subset of Segmind's API the gateway uses, plus `/_fake/*` controls for tests."""
+
+    def __init__(self, api_key: str, *, credits: float = 1000.0, latency_ms: float = 0.0) -> None:
+        self.state = FakeState(api_key=api_key, credits=credits, latency_ms=latency_ms)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.dispatch(Request(environ))(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith("/_fake/"):
+            return self._control(request)
+        if request.headers.get("x-api-key") != self.state.api_key:
+            return _error(401, "Invalid API key")
+        if path == "/v1/get-user-credits" and request.method == "GET":
+            return Response(json.dumps({"credits": round(self.state.credits, 4), "free-credits": 0.0}), content_type="application/json")
+        if path.startswith("/v1/") and request.method == "POST":
+            return self._txt2img(request)
+        if path.startswith("/v1/"):
+            return Response("<html><body>405 Method Not Allowed</body></html>", status=405, content_type="text/html")
+        return _error(404, "Not found")
+
+    def _control(self, request: Request) -> Response:
+        state = self.state
+        with state.lock:
+            if request.path == "/_fake/stats":
+                body = {"calls": len(state.calls), "credits": state.credits, "requests": state.calls[-50:]}
+                return Response(json.dumps(body), content_type="application/json")
+            if request.path == "/_fake/reset" and request.method == "POST":
+                state.calls.clear()
+                state.faults.clear()
+                return Response("{}", content_type="application/json")
+            if request.path == "/_fake/config" and request.method == "POST":
+                config = request.get_json(force=True)
+                state.latency_ms = float(config.get("latency_ms", state.latency_ms))
+                state.credits = float(config.get("credits", state.credits))
+                state.api_key = str(config.get("api_key", state.api_key))
+                state.faults.extend(config.get("faults", []))
+                return Response("{}", content_type="application/json")
+        return _error(404, "Not found")
+
+    def _txt2img(self, request: Request) -> Response:
+        state = self.state
+        if request.mimetype != "application/json":
+            return _error(406, "Content-Type must be application/json")
+        try:
+            body = json.loads(request.get_data())
+            prompt = str(body["prompt"])
+        except (ValueError, KeyError, TypeError):
+            return _error(400, "prompt is required")
+        with state.lock:
+            state.calls.append({"path": request.path, "api_key": request.headers.get("x-api-key"), "body": body})
+            fault = state.faults.pop(0) if state.faults else None
+            latency = state.latency_ms
+        if latency:
+            time.sleep(latency / 1000)
+        if fault:
+            return self._fault(fault)
+        width, height = int(body.get("width", 1024)), int(body.get("height", 1024))
+        steps, batch = int(body.get("steps", 4)), int(body.get("batch_size", 1))
+        cost = CREDITS_PER_MEGAPIXEL_STEP * width * height / 1e6 * steps * batch
+        with state.lock:
+            if state.credits < cost:
+                return _error(406, "Not enough credits")
+            state.credits -= cost
+            remaining = state.credits
+        seed = int(body.get("seed", 98552302))
+        if seed == -1:
+            seed = random.randrange(0, 2**32)
+        image_format = str(body.get("image_format", "jpeg"))
+        quality = int(body.get("image_quality", 95))
+        started = time.monotonic()
+        images = [render(prompt, seed + i, width, height, image_format, quality) for i in range(batch)]
+        headers = {
+            "x-remaining-credits": f"{remaining:.4f}",
+            "x-seed-value": str(seed),
+            "x-request-id": str(uuid.uuid4()),
+            "x-generation-time": f"{time.monotonic() - started:.3f}",
+            "x-rate-limit-remaining": "49",
+        }
+        if body.get("base64", True) in (True, 1, "true"):
+            encoded = [base64.b64encode(image).decode() for image in images]
+            payload = {"image": encoded[0]} if batch == 1 else {"images": encoded}
+            return Response(json.dumps(payload), content_type="application/json", headers=headers)
+        return Response(images[0], content_type=PIL_FORMATS[image_format][1], headers=headers)
+
+    @staticmethod
+    def _fault(fault: dict[str, Any]) -> Response:
+        if "body" in fault:
+            return Response(fault["body"], status=fault.get("status", 200), content_type=fault.get("content_type", "image/jpeg"))
+        status = int(fault["status"])
+        headers = {}
+        if "reset_in" in fault:
+            reset = datetime.now(timezone.utc) + timedelta(seconds=float(fault["reset_in"]))
+            headers["x-rate-limit-reset-at-utc"] = reset.isoformat()
+        messages = {401: "Invalid API key", 406: "Not enough credits", 429: "Rate limit exceeded"}
+        return _error(status, messages.get(status, "Internal server error"), headers)

@@ -1,0 +1,172 @@
+"""A local API Gateway (REST API, Lambda proxy integration): API key check against API Gateway's keys (moto),
+REST proxy events with `requestContext.identity.apiKeyId`, binary media types, and API Gateway's own limits."""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import time
+import uuid
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime, timezone
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from .lambda_runtime import LocalFunction
+from .template import Route, Stack
+
+INTEGRATION_TIMEOUT_S = 29
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+MAX_LAMBDA_RESPONSE_BYTES = 6 * 1024 * 1024
+
+
+class ApiKeys:
+    """Looks keys up in API Gateway (moto) on every request, so a disabled or deleted key stops working at once."""
+
+    def __init__(self, apigw: Any) -> None:
+        self._apigw = apigw
+
+    def find(self, value: str | None) -> dict[str, Any] | None:
+        if not value:
+            return None
+        paginator = self._apigw.get_paginator("get_api_keys")
+        for page in paginator.paginate(includeValues=True):
+            for key in page.get("items", []):
+                if key.get("value") == value:
+                    return key if key.get("enabled") else None
+        return None
+
+
+def _gateway_error(status: int, message: str) -> Response:
+    # Mirrors the template's GatewayResponses: Segmind-style body, CORS header so browsers can read it.
+    return Response(
+        json.dumps({"error": message}),
+        status=status,
+        content_type="application/json",
+        headers={"Access-Control-Allow-Origin": "*", "x-amzn-ErrorType": "GatewayError"},
+    )
+
+
+class LocalGateway:
+    def __init__(self, stack: Stack, functions: dict[str, LocalFunction], api_keys: ApiKeys, stage: str) -> None:
+        self.stack = stack
+        self.routes: list[Route] = stack.routes()
+        self.binary_types = stack.binary_media_types()
+        self.functions = functions
+        self.api_keys = api_keys
+        self.stage = stage
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.dispatch(Request(environ))(environ, start_response)
+
+    def _find_route(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        for route in self.routes:
+            params = route.match(method, path)
+            if params is not None:
+                return route, params
+        return None
+
+    def _is_binary(self, mimetype: str) -> bool:
+        return any(fnmatch.fnmatch(mimetype or "", pattern) for pattern in self.binary_types)
+
+    def dispatch(self, request: Request) -> Response:
+        found = self._find_route(request.method, request.path)
+        if found is None:
+            return _gateway_error(404, "No such route (or missing x-api-key)")
+        route, path_params = found
+        key = None
+        if route.api_key_required:
+            key = self.api_keys.find(request.headers.get("x-api-key"))
+            if key is None:
+                return _gateway_error(403, "Missing or invalid x-api-key")
+        if (request.content_length or 0) > MAX_REQUEST_BYTES:
+            return _gateway_error(413, "Request Too Long")
+        event = self.event(request, route, path_params, key)
+        future = self.functions[route.function].invoke(event)
+        try:
+            result = future.result(timeout=INTEGRATION_TIMEOUT_S)
+        except FutureTimeout:
+            return Response(json.dumps({"message": "Endpoint request timed out"}), status=504, content_type="application/json")
+        except Exception:  # an unhandled error in the function: API Gateway answers 502
+            return Response(json.dumps({"message": "Internal server error"}), status=502, content_type="application/json")
+        if len(json.dumps(result)) > MAX_LAMBDA_RESPONSE_BYTES:
+            # Lambda refuses such a response (and API Gateway answers 502): make the same mistake visible locally.
+            return Response(json.dumps({"message": "Internal server error"}), status=502, content_type="application/json")
+        return self.response(result)
+
+    def event(self, request: Request, route: Route, path_params: dict[str, str], key: dict[str, Any] | None) -> dict[str, Any]:
+        raw = request.get_data()
+        binary = self._is_binary(request.mimetype)
+        body: str | None
+        if not raw:
+            body = None
+        elif binary:
+            body = base64.b64encode(raw).decode()
+        else:
+            body = raw.decode("utf-8", errors="replace")
+        headers: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            headers.setdefault(name, []).append(value)
+        query: dict[str, list[str]] = {k: request.args.getlist(k) for k in request.args}
+        now = datetime.now(timezone.utc)
+        request_id = str(uuid.uuid4())
+        return {
+            "resource": route.path,
+            "path": request.path,
+            "httpMethod": request.method,
+            "headers": {k: v[-1] for k, v in headers.items()},
+            "multiValueHeaders": headers,
+            "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+            "multiValueQueryStringParameters": query or None,
+            "pathParameters": path_params or None,
+            "stageVariables": None,
+            "body": body,
+            "isBase64Encoded": bool(body) and binary,
+            "requestContext": {
+                "resourceId": "local",
+                "resourcePath": route.path,
+                "httpMethod": request.method,
+                "extendedRequestId": request_id,
+                "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "requestTimeEpoch": int(time.time() * 1000),
+                "path": f"/{self.stage}{request.path}",
+                "accountId": self.stack.account,
+                "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                "stage": self.stage,
+                "domainPrefix": "localhost",
+                "domainName": request.host,
+                "requestId": request_id,
+                "apiId": self.stack.physical.get("GatewayApi", "local"),
+                "identity": {
+                    "apiKey": key["value"] if key else None,
+                    "apiKeyId": key["id"] if key else None,
+                    "sourceIp": request.remote_addr,
+                    "userAgent": request.headers.get("User-Agent"),
+                    "accessKey": None,
+                    "accountId": None,
+                    "caller": None,
+                    "user": None,
+                    "userArn": None,
+                    "cognitoIdentityId": None,
+                    "cognitoIdentityPoolId": None,
+                    "cognitoAuthenticationType": None,
+                    "cognitoAuthenticationProvider": None,
+                },
+            },
+        }
+
+    def response(self, result: dict[str, Any]) -> Response:
+        body = result.get("body") or ""
+        data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+        response = Response(data, status=int(result.get("statusCode", 200)))
+        response.headers.clear()
+        for name, value in (result.get("headers") or {}).items():
+            response.headers[name] = str(value)
+        for name, values in (result.get("multiValueHeaders") or {}).items():
+            response.headers.remove(name)
+            for value in values:
+                response.headers.add(name, str(value))
+        response.headers["Content-Length"] = str(len(data))
+        return response

@@ -1,0 +1,74 @@
+"""Local Lambda: each function gets a pool of worker processes, each a 'container' that imports the handler once
+and serves one invocation at a time, as Lambda does. Module globals are per container, never shared."""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+from .template import FunctionSpec
+
+_handler: Any = None
+
+
+class LocalContext:
+    """The subset of the Lambda context object that handlers and Powertools use."""
+
+    def __init__(self, function_name: str, memory_mb: int, timeout_s: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_mb
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _init_container(code_dir: str, handler: str, environment: dict[str, str]) -> None:
+    global _handler
+    os.environ.update(environment)
+    sys.path.insert(0, code_dir)
+    module_name, function_name = handler.rsplit(".", 1)
+    _handler = getattr(importlib.import_module(module_name), function_name)
+
+
+def _invoke(event: dict[str, Any], name: str, memory_mb: int, timeout_s: int) -> Any:
+    return _handler(event, LocalContext(name, memory_mb, timeout_s))
+
+
+def _warm() -> int:
+    return os.getpid()
+
+
+class LocalFunction:
+    def __init__(self, spec: FunctionSpec, environment: dict[str, str], concurrency: int) -> None:
+        self.spec = spec
+        self._pool = ProcessPoolExecutor(
+            max_workers=concurrency,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_container,
+            initargs=(str(spec.code_dir), spec.handler, environment),
+        )
+        self._concurrency = concurrency
+
+    def warm_up(self) -> None:
+        """Start every container now, so the first requests do not pay the imports."""
+        futures = [self._pool.submit(_warm) for _ in range(self._concurrency * 2)]
+        for future in futures:
+            future.result(timeout=120)
+
+    def invoke(self, event: dict[str, Any]) -> Future[Any]:
+        return self._pool.submit(_invoke, event, self.spec.logical_id, self.spec.memory, self.spec.timeout)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,163 @@
+"""`make dev`: moto in server mode, the fake (or real) Segmind, and the local API Gateway serving the real handlers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from .aws_bootstrap import LOCAL_CREDENTIALS, bootstrap, local_session
+from .fake_segmind import FakeSegmind
+from .gateway import ApiKeys, LocalGateway
+from .lambda_runtime import LocalFunction
+from .template import Stack
+
+FAKE_SEGMIND_KEY = "sg_local_fake_segmind_key"
+
+
+@dataclass
+class LocalConfig:
+    """Every knob of the local stack, from the environment (documented in the README)."""
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    moto_port: int = 5510
+    fake_segmind_port: int = 5520
+    stack_name: str = "segmind-proxy-local"
+    stage: str = "prod"
+    dev_api_key: str = "segmind-proxy-local-dev-key"
+    segmind_api_key: str = ""
+    segmind_base_url: str = ""
+    fake_latency_ms: float = 0.0
+    concurrency: int = 4
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> LocalConfig:
+        env = dict(os.environ if env is None else env)
+        return cls(
+            host=env.get("HOST", cls.host),
+            port=int(env.get("PORT", cls.port)),
+            moto_port=int(env.get("MOTO_PORT", cls.moto_port)),
+            fake_segmind_port=int(env.get("FAKE_SEGMIND_PORT", cls.fake_segmind_port)),
+            stack_name=env.get("STACK_NAME", cls.stack_name),
+            dev_api_key=env.get("DEV_API_KEY", cls.dev_api_key),
+            segmind_api_key=env.get("SEGMIND_API_KEY", ""),
+            segmind_base_url=env.get("SEGMIND_BASE_URL", ""),
+            fake_latency_ms=float(env.get("FAKE_SEGMIND_LATENCY_MS", 0)),
+            concurrency=int(env.get("LOCAL_LAMBDA_CONCURRENCY", cls.concurrency)),
+        )
+
+
+def _serve(server: BaseWSGIServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return thread
+
+
+class LocalStack:
+    def __init__(self, config: LocalConfig) -> None:
+        self.config = config
+        self.stack = Stack(config.stack_name)
+        self._servers: list[Any] = []
+        self.functions: dict[str, LocalFunction] = {}
+        self.fake: FakeSegmind | None = None
+
+    @property
+    def moto_endpoint(self) -> str:
+        return f"http://{self.config.host}:{self.config.moto_port}"
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        config = self.config
+        moto = ThreadedMotoServer(ip_address=config.host, port=config.moto_port, verbose=False)
+        moto.start()
+        self._servers.append(moto)
+
+        if config.segmind_api_key:
+            upstream_url = config.segmind_base_url or "https://api.segmind.com"
+            upstream_key = config.segmind_api_key
+        else:
+            self.fake = FakeSegmind(FAKE_SEGMIND_KEY, latency_ms=config.fake_latency_ms)
+            fake_server = make_server(config.host, config.fake_segmind_port, self.fake, threaded=True)
+            _serve(fake_server)
+            self._servers.append(fake_server)
+            upstream_url = f"http://{config.host}:{config.fake_segmind_port}"
+            upstream_key = FAKE_SEGMIND_KEY
+
+        self.stack.parameters["SegmindBaseUrl"] = upstream_url
+        self.stack.parameters["StageName"] = config.stage
+        self.created = bootstrap(self.stack, self.moto_endpoint, segmind_key=upstream_key, dev_api_key=config.dev_api_key)
+
+        aws_env = {
+            "AWS_ENDPOINT_URL": self.moto_endpoint,
+            "AWS_DEFAULT_REGION": self.stack.region,
+            "AWS_REGION": self.stack.region,
+            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_DEV": os.environ.get("POWERTOOLS_DEV", "false"),
+        }
+        for logical_id in {route.function for route in self.stack.routes()}:
+            spec = self.stack.function(logical_id)
+            environment = {**spec.environment, **aws_env, "AWS_LAMBDA_FUNCTION_NAME": logical_id}
+            function = LocalFunction(spec, environment, config.concurrency)
+            self.functions[logical_id] = function
+        for function in self.functions.values():
+            function.warm_up()
+
+        apigw = local_session(self.stack.region).client("apigateway", endpoint_url=self.moto_endpoint)
+        gateway = LocalGateway(self.stack, self.functions, ApiKeys(apigw), config.stage)
+        server = make_server(config.host, config.port, gateway, threaded=True)
+        _serve(server)
+        self._servers.append(server)
+
+    def stop(self) -> None:
+        for function in self.functions.values():
+            function.shutdown()
+        for server in reversed(self._servers):
+            if hasattr(server, "shutdown"):
+                server.shutdown()
+            else:
+                server.stop()
+
+    def banner(self) -> str:
+        config = self.config
+        base = f"http://{config.host}:{config.port}"
+        upstream = "the fake Segmind (set SEGMIND_API_KEY to use the real one)" if self.fake else self.stack.parameters["SegmindBaseUrl"]
+        return f"""
+Segmind image gateway (local stack) is ready.
+  API:        {base}   (stage '{config.stage}'; routes as in template.yaml)
+  Upstream:   {upstream}
+  AWS (moto): {self.moto_endpoint}
+  API key:    {config.dev_api_key}   (demo tenant, from DEV_API_KEY)
+
+Try Segmind's sample request:
+  curl -sS -X POST {base}/v1/stable-diffusion-3.5-turbo-txt2img \\
+    -H 'x-api-key: {config.dev_api_key}' -H 'Content-Type: application/json' \\
+    -d '{{"prompt": "a cat in a spacesuit, studio photo", "negative_prompt": "low quality, blurry", "steps": 4, "guidance_scale": 1, "seed": 98552302, "sampler": "dpmpp_2m", "scheduler": "sgm_uniform", "width": 1024, "height": 1024, "aspect_ratio": "custom", "batch_size": 1, "image_format": "jpeg", "image_quality": 95, "base64": false}}' \\
+    -D - -o image.jpg
+
+Press Ctrl+C to stop.
+"""
+
+
+def main() -> None:
+    local = LocalStack(LocalConfig.from_env())
+    local.start()
+    print(local.banner(), flush=True)
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    stopped.wait()
+    local.stop()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Reads template.yaml (SAM) so the local stack serves the same routes, names and environment as a deployment."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that turns CloudFormation short-form tags (!Ref, !Sub, ...) into their long forms."""
+
+
+def _construct_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> Any:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+
+
+@dataclass
+class Route:
+    method: str
+    path: str
+    function: str
+    api_key_required: bool
+    pattern: re.Pattern[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        regex = re.sub(r"\\\{(\w+)\\\+\\\}", r"(?P<\1>.+)", re.escape(self.path))
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", regex)
+        self.pattern = re.compile(f"^{regex}$")
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if method != self.method and self.method != "ANY":
+            return None
+        found = self.pattern.match(path)
+        return found.groupdict() if found else None
+
+
+@dataclass
+class FunctionSpec:
+    logical_id: str
+    code_dir: Path
+    handler: str
+    timeout: int
+    memory: int
+    environment: dict[str, str]
+
+
+class Stack:
+    """The template with its parameters and physical resource names resolved for one local stack."""
+
+    def __init__(self, name: str, template: dict[str, Any] | None = None, region: str = "us-east-1") -> None:
+        self.name = name
+        self.region = region
+        self.account = "123456789012"
+        self.template = template or load_template()
+        self.resources: dict[str, dict[str, Any]] = self.template["Resources"]
+        self.parameters = {k: v.get("Default") for k, v in self.template.get("Parameters", {}).items()}
+        # Physical names, filled in by the bootstrap as it creates resources.
+        self.physical: dict[str, str] = {}
+        self.arns: dict[str, str] = {}
+
+    def resources_of(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.resources.items() if v["Type"] == kind}
+
+    def default_name(self, logical_id: str) -> str:
+        """CloudFormation-like generated name: stack name plus logical id (lower case, as S3 needs)."""
+        return f"{self.name}-{logical_id}".lower()
+
+    # -- intrinsic functions -------------------------------------------------
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) != 1:
+            return {k: self.resolve(v) for k, v in value.items()}
+        (name, arg), = value.items()
+        if name == "Ref":
+            return self._ref(arg)
+        if name == "Fn::GetAtt":
+            logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+            return self._get_att(logical, attribute)
+        if name == "Fn::Sub":
+            text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
+            return re.sub(r"\$\{([^}]+)\}", lambda m: str(extra.get(m[1]) or self._sub_var(m[1])), text)
+        if name == "Fn::Join":
+            separator, items = arg
+            resolved = self.resolve(items)
+            return separator.join(str(i) for i in (resolved if isinstance(resolved, list) else [resolved]))
+        return {k: self.resolve(v) for k, v in value.items()}
+
+    def _sub_var(self, name: str) -> Any:
+        if "." in name:
+            logical, attribute = name.split(".", 1)
+            return self._get_att(logical, attribute)
+        return self._ref(name)
+
+    def _ref(self, name: str) -> Any:
+        pseudo = {
+            "AWS::StackName": self.name,
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account,
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::Partition": "aws",
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            default = self.parameters[name]
+            kind = self.template["Parameters"][name].get("Type")
+            if kind == "CommaDelimitedList" and isinstance(default, str):
+                return [item.strip() for item in default.split(",")]
+            return default
+        if name in self.physical:
+            return self.physical[name]
+        return self.default_name(name)
+
+    def _get_att(self, logical: str, attribute: str) -> Any:
+        if attribute == "Arn":
+            if logical in self.arns:
+                return self.arns[logical]
+            if self.resources.get(logical, {}).get("Type") == "AWS::S3::Bucket":
+                return f"arn:aws:s3:::{self._ref(logical)}"
+            return f"arn:aws:local:{self.region}:{self.account}:{logical}"
+        return f"{logical}.{attribute}"
+
+    # -- functions and routes ------------------------------------------------
+    def function(self, logical_id: str) -> FunctionSpec:
+        props = self.resources[logical_id]["Properties"]
+        defaults = self.template.get("Globals", {}).get("Function", {})
+        env = {
+            **defaults.get("Environment", {}).get("Variables", {}),
+            **props.get("Environment", {}).get("Variables", {}),
+        }
+        return FunctionSpec(
+            logical_id=logical_id,
+            code_dir=ROOT / props["CodeUri"],
+            handler=props["Handler"],
+            timeout=int(self.resolve(props.get("Timeout", defaults.get("Timeout", 3)))),
+            memory=int(self.resolve(props.get("MemorySize", defaults.get("MemorySize", 128)))),
+            environment={k: str(self.resolve(v)) for k, v in env.items()},
+        )
+
+    def api(self, logical_id: str = "GatewayApi") -> dict[str, Any]:
+        return self.resources[logical_id]["Properties"]
+
+    def routes(self, api_id: str = "GatewayApi") -> list[Route]:
+        default_key = bool(self.api(api_id).get("Auth", {}).get("ApiKeyRequired", False))
+        routes = []
+        for logical_id, resource in self.resources_of("AWS::Serverless::Function").items():
+            for event in resource["Properties"].get("Events", {}).values():
+                if event["Type"] != "Api":
+                    continue
+                props = event["Properties"]
+                required = props.get("Auth", {}).get("ApiKeyRequired", default_key)
+                routes.append(Route(props["Method"].upper(), props["Path"], logical_id, bool(required)))
+        # Literal paths before greedy ones, as API Gateway prefers the most specific resource.
+        return sorted(routes, key=lambda r: ("{" in r.path, -len(r.path)))
+
+    def binary_media_types(self, api_id: str = "GatewayApi") -> list[str]:
+        return [t.replace("~1", "/") for t in self.api(api_id).get("BinaryMediaTypes", [])]
