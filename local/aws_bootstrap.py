@@ -39,7 +39,10 @@ def bootstrap(stack: Stack, endpoint: str, *, segmind_key: str, dev_api_key: str
         throttle = stack.resolve(resource["Properties"].get("Throttle", {}))
         plan = apigw.create_usage_plan(
             name=logical_id,
-            throttle={"rateLimit": float(throttle.get("RateLimit", 0)), "burstLimit": int(throttle.get("BurstLimit", 0))}
+            throttle={
+                "rateLimit": float(throttle.get("RateLimit", 0)),
+                "burstLimit": int(throttle.get("BurstLimit", 0)),
+            }
             if throttle
             else {},
         )

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
@@ -55,7 +55,9 @@ def render(prompt: str, seed: int, width: int, height: int, image_format: str, q
     box = draw.multiline_textbbox((0, 0), text, font=font)
     left, top_y = (width - (box[2] - box[0])) // 2, (height - (box[3] - box[1])) // 2
     pad = font_size // 2
-    draw.rectangle((left - pad, top_y - pad, left + box[2] - box[0] + pad, top_y + box[3] - box[1] + pad), fill=(0, 0, 0))
+    draw.rectangle(
+        (left - pad, top_y - pad, left + box[2] - box[0] + pad, top_y + box[3] - box[1] + pad), fill=(0, 0, 0)
+    )
     draw.multiline_text((left, top_y), text, font=font, fill=(255, 255, 255), align="center")
     out = io.BytesIO()
     pil_format = PIL_FORMATS[image_format][0]
@@ -84,7 +86,10 @@ class FakeSegmind:
         if request.headers.get("x-api-key") != self.state.api_key:
             return _error(401, "Invalid API key")
         if path == "/v1/get-user-credits" and request.method == "GET":
-            return Response(json.dumps({"credits": round(self.state.credits, 4), "free-credits": 0.0}), content_type="application/json")
+            return Response(
+                json.dumps({"credits": round(self.state.credits, 4), "free-credits": 0.0}),
+                content_type="application/json",
+            )
         if path.startswith("/v1/") and request.method == "POST":
             return self._txt2img(request)
         if path.startswith("/v1/"):
@@ -158,11 +163,13 @@ class FakeSegmind:
     @staticmethod
     def _fault(fault: dict[str, Any]) -> Response:
         if "body" in fault:
-            return Response(fault["body"], status=fault.get("status", 200), content_type=fault.get("content_type", "image/jpeg"))
+            return Response(
+                fault["body"], status=fault.get("status", 200), content_type=fault.get("content_type", "image/jpeg")
+            )
         status = int(fault["status"])
         headers = {}
         if "reset_in" in fault:
-            reset = datetime.now(timezone.utc) + timedelta(seconds=float(fault["reset_in"]))
+            reset = datetime.now(UTC) + timedelta(seconds=float(fault["reset_in"]))
             headers["x-rate-limit-reset-at-utc"] = reset.isoformat()
         messages = {401: "Invalid API key", 406: "Not enough credits", 429: "Rate limit exceeded"}
         return _error(status, messages.get(status, "Internal server error"), headers)

@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -88,15 +88,23 @@ class LocalGateway:
         try:
             result = future.result(timeout=INTEGRATION_TIMEOUT_S)
         except FutureTimeout:
-            return Response(json.dumps({"message": "Endpoint request timed out"}), status=504, content_type="application/json")
+            return Response(
+                json.dumps({"message": "Endpoint request timed out"}), status=504, content_type="application/json"
+            )
         except Exception:  # an unhandled error in the function: API Gateway answers 502
-            return Response(json.dumps({"message": "Internal server error"}), status=502, content_type="application/json")
+            return Response(
+                json.dumps({"message": "Internal server error"}), status=502, content_type="application/json"
+            )
         if len(json.dumps(result)) > MAX_LAMBDA_RESPONSE_BYTES:
             # Lambda refuses such a response (and API Gateway answers 502): make the same mistake visible locally.
-            return Response(json.dumps({"message": "Internal server error"}), status=502, content_type="application/json")
+            return Response(
+                json.dumps({"message": "Internal server error"}), status=502, content_type="application/json"
+            )
         return self.response(result)
 
-    def event(self, request: Request, route: Route, path_params: dict[str, str], key: dict[str, Any] | None) -> dict[str, Any]:
+    def event(
+        self, request: Request, route: Route, path_params: dict[str, str], key: dict[str, Any] | None
+    ) -> dict[str, Any]:
         raw = request.get_data()
         binary = self._is_binary(request.mimetype)
         body: str | None
@@ -110,7 +118,7 @@ class LocalGateway:
         for name, value in request.headers.items():
             headers.setdefault(name, []).append(value)
         query: dict[str, list[str]] = {k: request.args.getlist(k) for k in request.args}
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         request_id = str(uuid.uuid4())
         return {
             "resource": route.path,

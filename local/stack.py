@@ -92,7 +92,9 @@ class LocalStack:
 
         self.stack.parameters["SegmindBaseUrl"] = upstream_url
         self.stack.parameters["StageName"] = config.stage
-        self.created = bootstrap(self.stack, self.moto_endpoint, segmind_key=upstream_key, dev_api_key=config.dev_api_key)
+        self.created = bootstrap(
+            self.stack, self.moto_endpoint, segmind_key=upstream_key, dev_api_key=config.dev_api_key
+        )
 
         aws_env = {
             "AWS_ENDPOINT_URL": self.moto_endpoint,
@@ -129,7 +131,11 @@ class LocalStack:
     def banner(self) -> str:
         config = self.config
         base = f"http://{config.host}:{config.port}"
-        upstream = "the fake Segmind (set SEGMIND_API_KEY to use the real one)" if self.fake else self.stack.parameters["SegmindBaseUrl"]
+        upstream = (
+            "the fake Segmind (set SEGMIND_API_KEY to use the real one)"
+            if self.fake
+            else self.stack.parameters["SegmindBaseUrl"]
+        )
         return f"""
 Segmind image gateway (local stack) is ready.
   API:        {base}   (stage '{config.stage}'; routes as in template.yaml)

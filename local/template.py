@@ -34,7 +34,7 @@ _CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return yaml.load(path.read_text(), Loader=_CfnLoader)
 
 
 @dataclass
@@ -96,7 +96,7 @@ class Stack:
             return value
         if len(value) != 1:
             return {k: self.resolve(v) for k, v in value.items()}
-        (name, arg), = value.items()
+        ((name, arg),) = value.items()
         if name == "Ref":
             return self._ref(arg)
         if name == "Fn::GetAtt":

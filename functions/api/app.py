@@ -11,7 +11,6 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from segmind_proxy.catalog import sd35_turbo
 from segmind_proxy.dependencies import generation_service
 from segmind_proxy.errors import GatewayError
@@ -19,9 +18,8 @@ from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.settings import get_settings
 from segmind_proxy.txt2img import handle_txt2img
 
-settings = get_settings()
 EXPOSED_HEADERS = ["x-cache", "x-request-id", "x-seed-value", "x-response-mode", "Retry-After"]
-_origins = settings.cors_allowed_origins or ["*"]
+_origins = get_settings().cors_allowed_origins or ["*"]
 cors = CORSConfig(
     allow_origin=_origins[0],
     extra_origins=_origins[1:],
@@ -49,9 +47,12 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 @tracer.capture_method(capture_response=False)
 def txt2img() -> Response:
     event = app.current_event
+    settings = get_settings()
     raw = event.body
     body = base64.b64decode(raw) if raw is not None and event.is_base64_encoded else (raw.encode() if raw else None)
-    deadline = time.monotonic() + app.lambda_context.get_remaining_time_in_millis() / 1000 - settings.deadline_margin_seconds
+    deadline = (
+        time.monotonic() + app.lambda_context.get_remaining_time_in_millis() / 1000 - settings.deadline_margin_seconds
+    )
     reply = handle_txt2img(
         body=body,
         headers={k.lower(): v for k, v in (event.headers or {}).items()},

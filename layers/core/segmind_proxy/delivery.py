@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from .errors import GatewayError
@@ -72,7 +72,9 @@ def deliver(
             return Reply(200, "application/json", _url_body(result, service, url_ttl), headers)
         if not fits:
             raise GatewayError(
-                503, "The images were generated but are too large to return inline and could not be stored; retry", kind="storage"
+                503,
+                "The images were generated but are too large to return inline and could not be stored; retry",
+                kind="storage",
             )
         logger.warning("URL delivery impossible (storage failed); answering inline instead")
     headers["x-response-mode"] = ResponseMode.INLINE.value
@@ -88,7 +90,7 @@ def deliver(
 
 def _url_body(result: ImageResult, service: GenerationService, ttl: int) -> str:
     assert result.stored is not None
-    expires_at = (datetime.now(timezone.utc) + timedelta(seconds=ttl)).isoformat(timespec="seconds")
+    expires_at = (datetime.now(UTC) + timedelta(seconds=ttl)).isoformat(timespec="seconds")
     urls = service.store.presign(result.stored, ttl)
     return json.dumps(
         {

@@ -62,7 +62,9 @@ class GenerationService:
             images=generation.images,
         )
         if policy.write and seed is not None and len(generation.images) == request.batch_size:
-            stored = StoredSet.cached(namespace, cache_key(request, seed=seed), request.batch_size, request.image_format)
+            stored = StoredSet.cached(
+                namespace, cache_key(request, seed=seed), request.batch_size, request.image_format
+            )
             if self.keep(stored, result, generation.upstream_request_id):
                 result.stored = stored
         return result

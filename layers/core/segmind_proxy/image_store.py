@@ -38,7 +38,7 @@ class StoredSet:
         """Objects that only back presigned URLs (not cacheable); the bucket lifecycle removes them within a day."""
         return cls(f"tmp/{namespace}/{_UNSAFE.sub('_', request_id)}", count, image_format)
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         return [f"{self.prefix}/{index}.{self.image_format}" for index in range(self.count)]
 
 
@@ -50,7 +50,7 @@ class ImageStore:
     def read(self, stored: StoredSet) -> tuple[list[bytes], dict[str, str]] | None:
         """All images of a set, or None if absent. Image 0 is written last, so its presence means the set is whole."""
         client = self._client()
-        keys = stored.keys()
+        keys = stored.object_keys()
         try:
             first = client.get_object(Bucket=self.bucket, Key=keys[0])
         except ClientError as exc:
@@ -66,7 +66,7 @@ class ImageStore:
     def head(self, stored: StoredSet) -> dict[str, str] | None:
         """Metadata of a stored set (from image 0), or None if absent: enough to presign without reading bytes."""
         try:
-            return self._client().head_object(Bucket=self.bucket, Key=stored.keys()[0]).get("Metadata", {})
+            return self._client().head_object(Bucket=self.bucket, Key=stored.object_keys()[0]).get("Metadata", {})
         except ClientError as exc:
             if _is_missing(exc):
                 return None
@@ -74,7 +74,7 @@ class ImageStore:
 
     def write(self, stored: StoredSet, images: list[bytes], content_type: str, metadata: dict[str, str]) -> None:
         client = self._client()
-        keys = stored.keys()
+        keys = stored.object_keys()
 
         def put(index: int) -> None:
             client.put_object(
@@ -93,7 +93,7 @@ class ImageStore:
             client.generate_presigned_url(
                 "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_in
             )
-            for key in stored.keys()
+            for key in stored.object_keys()
         ]
 
 

@@ -131,6 +131,4 @@ def parse_request(body: bytes | str | None) -> Txt2ImgRequest:
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         details = [{"field": _field_name(e["loc"]), "message": _describe(e)} for e in errors]
-        raise RequestInvalid(
-            "Invalid request: " + "; ".join(d["message"] for d in details), details=details
-        ) from None
+        raise RequestInvalid("Invalid request: " + "; ".join(d["message"] for d in details), details=details) from None

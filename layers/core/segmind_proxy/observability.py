@@ -9,7 +9,7 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-__all__ = ["logger", "tracer", "metrics", "MetricUnit", "record_upstream_error"]
+__all__ = ["MetricUnit", "logger", "metrics", "record_upstream_error", "tracer"]
 
 
 def record_upstream_error(kind: str) -> None:

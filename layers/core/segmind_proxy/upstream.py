@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -107,7 +107,8 @@ class SegmindClient:
                     key = self._key_provider(refresh=True)
                     attempt -= 1
                     continue
-                failure = _classify(response, self._clock)
+                failure = _classify(response)
+                failure.detail = failure.detail.replace(key, "[redacted]") if key else failure.detail
             self._on_attempt_error(failure.kind)
             if failure.status is not None and failure.status not in RETRYABLE_STATUS:
                 raise _to_error(failure)
@@ -120,7 +121,9 @@ class SegmindClient:
                 raise _to_error(failure)
             self._sleep(delay)
 
-    def _generation(self, response: requests.Response, payload: dict[str, Any], attempts: int, started: float) -> Generation:
+    def _generation(
+        self, response: requests.Response, payload: dict[str, Any], attempts: int, started: float
+    ) -> Generation:
         images = _decode_images(response)
         formats = {sniff_format(image) for image in images}
         if not images or None in formats or len(formats) != 1:
@@ -156,7 +159,7 @@ def _decode_images(response: requests.Response) -> list[bytes]:
         return []
 
 
-def _classify(response: requests.Response, clock: Callable[[], float]) -> _Failure:
+def _classify(response: requests.Response) -> _Failure:
     status = response.status_code
     detail = _upstream_message(response)
     if status == 401:
@@ -182,12 +185,17 @@ def _to_error(failure: _Failure) -> GatewayError:
         )
     if kind == "credits":
         return UpstreamError(
-            503, "The gateway's Segmind account has run out of credits; try again once the operator tops it up", kind=kind
+            503,
+            "The gateway's Segmind account has run out of credits; try again once the operator tops it up",
+            kind=kind,
         )
     if kind == "rate_limited":
         retry_after = max(1, round(failure.retry_after)) if failure.retry_after else 10
         return UpstreamError(
-            429, "Segmind is rate limiting the gateway; retry later", kind=kind, headers={"Retry-After": str(retry_after)}
+            429,
+            "Segmind is rate limiting the gateway; retry later",
+            kind=kind,
+            headers={"Retry-After": str(retry_after)},
         )
     if kind == "server_error":
         return UpstreamError(502, f"Segmind failed with HTTP {failure.status}{_suffix(failure.detail)}", kind=kind)
@@ -217,15 +225,15 @@ def _reset_wait(response: requests.Response) -> float | None:
     if not raw:
         return None
     try:
-        reset = datetime.fromtimestamp(float(raw), tz=timezone.utc)
+        reset = datetime.fromtimestamp(float(raw), tz=UTC)
     except ValueError:
         try:
             reset = datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError:
             return None
     if reset.tzinfo is None:
-        reset = reset.replace(tzinfo=timezone.utc)
-    return max(0.0, (reset - datetime.now(timezone.utc)).total_seconds())
+        reset = reset.replace(tzinfo=UTC)
+    return max(0.0, (reset - datetime.now(UTC)).total_seconds())
 
 
 def _int_or_none(value: str | None) -> int | None:

@@ -11,9 +11,7 @@ from .settings import get_settings
 
 PLACEHOLDER = "REPLACE_WITH_YOUR_SEGMIND_API_KEY"
 
-_NOT_CONFIGURED = (
-    "The gateway's Segmind API key is not configured; the operator must store it in the gateway's secret"
-)
+_NOT_CONFIGURED = "The gateway's Segmind API key is not configured; the operator must store it in the gateway's secret"
 
 
 def get_segmind_key(*, refresh: bool = False) -> str:
@@ -27,7 +25,9 @@ def get_segmind_key(*, refresh: bool = False) -> str:
         )
     except parameters.exceptions.GetParameterError:
         # The exception text can name the secret but never holds its value; still, keep it out of the answer.
-        raise UpstreamError(502, "The gateway could not read its Segmind API key from Secrets Manager", kind="secret") from None
+        raise UpstreamError(
+            502, "The gateway could not read its Segmind API key from Secrets Manager", kind="secret"
+        ) from None
     key = _extract(raw if isinstance(raw, str) else raw.decode())
     if not key or key == PLACEHOLDER:
         raise UpstreamError(502, _NOT_CONFIGURED, kind="config")

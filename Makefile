@@ -1,0 +1,62 @@
+# Everything installs from the project's own files: a fresh machine needs only python3 (3.11+) and make.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_VERSION := 1.170.0
+export SAM_CLI_TELEMETRY := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_VERSION)
+
+.PHONY: dev test install lint unit integration validate build deploy clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+$(SAM_STAMP):
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli==$(SAM_VERSION)
+	touch $@
+
+install: $(STAMP)
+
+## make dev: the local stack on http://127.0.0.1:$${PORT:-3000} (moto, fake or real Segmind, API Gateway emulator)
+dev: $(STAMP)
+	$(BIN)/python -m local.stack
+
+## make test: lint, template checks, sam build, unit and integration tests
+test: $(STAMP) lint validate build
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration
+
+validate: $(STAMP) $(SAM_STAMP)
+	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint --region $${AWS_REGION:-us-east-1}
+
+## make build: sam build without Docker (the Core layer cross-installs cp313 aarch64 wheels)
+build: $(SAM_STAMP)
+	$(SAM) build --parallel
+
+## make deploy: sam deploy with samconfig.toml (first time: make deploy ARGS=--guided)
+deploy: build
+	$(SAM) deploy $(ARGS)
+
+clean:
+	rm -rf .aws-sam .pytest_cache .ruff_cache

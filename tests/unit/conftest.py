@@ -1,0 +1,189 @@
+"""Unit fixtures: moto for AWS, `responses` for Segmind, and API Gateway REST proxy events for the handler."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+import responses
+from aws_lambda_powertools.utilities import parameters
+from moto import mock_aws
+
+from local.fake_segmind import render
+
+SLUG = "stable-diffusion-3.5-turbo-txt2img"
+UPSTREAM = "https://segmind.test"
+UPSTREAM_URL = f"{UPSTREAM}/v1/{SLUG}"
+SEGMIND_KEY = "sg_unit_test_key_0123456789"
+SECRET_NAME = "segmind-proxy-test/segmind-api-key"
+BUCKET = "segmind-proxy-test-cache"
+
+SAMPLE = {
+    "prompt": "a cat in a spacesuit, studio photo",
+    "negative_prompt": "low quality, blurry",
+    "steps": 4,
+    "guidance_scale": 1,
+    "seed": 98552302,
+    "sampler": "dpmpp_2m",
+    "scheduler": "sgm_uniform",
+    "width": 1024,
+    "height": 1024,
+    "aspect_ratio": "custom",
+    "batch_size": 1,
+    "image_format": "jpeg",
+    "image_quality": 95,
+    "base64": False,
+}
+
+
+def _clear_caches() -> None:
+    from segmind_proxy.aws_clients import s3
+    from segmind_proxy.dependencies import generation_service
+    from segmind_proxy.settings import get_settings
+
+    get_settings.cache_clear()
+    generation_service.cache_clear()
+    s3.cache_clear()
+    parameters.clear_caches()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "SEGMIND_BASE_URL": UPSTREAM,
+        "SEGMIND_API_KEY_SECRET": SECRET_NAME,
+        "CACHE_BUCKET": BUCKET,
+        "UPSTREAM_MAX_ATTEMPTS": "3",
+        "DEADLINE_MARGIN_SECONDS": "0",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    _clear_caches()
+    yield values
+    _clear_caches()
+
+
+@pytest.fixture
+def aws(env: dict[str, str]) -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        secrets = boto3.client("secretsmanager")
+        secrets.create_secret(Name=SECRET_NAME, SecretString=SEGMIND_KEY)
+        yield {"s3": s3, "secrets": secrets}
+
+
+class Upstream:
+    """A `responses`-mocked Segmind that renders real images via the fake's renderer."""
+
+    def __init__(self, mock: responses.RequestsMock) -> None:
+        self.mock = mock
+        self.credits = 100.0
+
+    def calls(self) -> list[Any]:
+        return [c for c in self.mock.calls if c.request.url == UPSTREAM_URL]
+
+    def sent_bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(c.request.body) for c in self.calls()]
+
+    def succeed(self, *, seed_header: int | None = None, times: int = 1) -> None:
+        def reply(request: Any) -> tuple[int, dict[str, str], str]:
+            body = json.loads(request.body)
+            seed = body["seed"] if body["seed"] != -1 else (seed_header or 777)
+            images = [
+                base64.b64encode(
+                    render(body["prompt"], seed + i, body["width"], body["height"], body["image_format"], 80)
+                ).decode()
+                for i in range(body["batch_size"])
+            ]
+            self.credits -= 0.01
+            headers = {"x-remaining-credits": f"{self.credits:.2f}", "x-seed-value": str(seed), "x-request-id": "up-1"}
+            payload = {"image": images[0]} if len(images) == 1 else {"images": images}
+            return 200, headers, json.dumps(payload)
+
+        for _ in range(times):
+            self.mock.add_callback(responses.POST, UPSTREAM_URL, callback=reply)
+
+    def fail(self, status: int, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
+        self.mock.add(responses.POST, UPSTREAM_URL, json=body or {"error": "boom"}, status=status, headers=headers)
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield Upstream(mock)
+
+
+class Context:
+    function_name = "ApiFunction"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
+    log_group_name = "/aws/lambda/ApiFunction"
+    log_stream_name = "test"
+
+    def __init__(self, remaining_ms: int = 30000) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self._remaining = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining
+
+
+def api_event(
+    body: Any = None,
+    *,
+    method: str = "POST",
+    path: str = f"/v1/{SLUG}",
+    headers: dict[str, str] | None = None,
+    api_key_id: str | None = "tenant-a",
+    raw: bytes | None = None,
+) -> dict[str, Any]:
+    """A REST API proxy event as API Gateway sends it with BinaryMediaTypes */*: the body arrives base64-encoded."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": all_headers,
+        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "body": base64.b64encode(data).decode() if data else None,
+        "isBase64Encoded": bool(data),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "stage": "prod",
+            "resourcePath": path,
+            "httpMethod": method,
+            "path": f"/prod{path}",
+            "identity": {"apiKeyId": api_key_id, "apiKey": "client-key-never-forwarded", "sourceIp": "203.0.113.9"},
+        },
+    }
+
+
+@pytest.fixture
+def invoke(aws: dict[str, Any]) -> Any:
+    """Call the real Lambda handler with an event; returns the Lambda response dict."""
+    import functions.api.app as app_module
+
+    def call(event: dict[str, Any], remaining_ms: int = 30000) -> dict[str, Any]:
+        return app_module.lambda_handler(event, Context(remaining_ms))
+
+    return call
+
+
+def body_bytes(response: dict[str, Any]) -> bytes:
+    return base64.b64decode(response["body"]) if response.get("isBase64Encoded") else response["body"].encode()
+
+
+def body_json(response: dict[str, Any]) -> Any:
+    return json.loads(body_bytes(response))

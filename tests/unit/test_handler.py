@@ -1,0 +1,309 @@
+"""The API handler end to end in-process: API Gateway event in, Lambda response out, moto for AWS, a mocked Segmind."""
+
+import base64
+import json
+from urllib.parse import urlparse
+
+import pytest
+from segmind_proxy.images import sniff_format
+
+from tests.unit.conftest import BUCKET, SAMPLE, SECRET_NAME, SEGMIND_KEY, api_event, body_bytes, body_json
+
+
+def header(response, name):
+    """A header of a Lambda proxy response, from `headers` or `multiValueHeaders`."""
+    merged = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    merged |= {k.lower(): ",".join(v) for k, v in (response.get("multiValueHeaders") or {}).items()}
+    return merged.get(name.lower())
+
+
+def cached_keys(aws):
+    return [o["Key"] for o in aws["s3"].list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+
+
+def test_sample_request_returns_jpeg_bytes_then_hits_the_cache(invoke, upstream, aws):
+    upstream.succeed()
+    first = invoke(api_event(SAMPLE))
+    assert first["statusCode"] == 200
+    assert header(first, "Content-Type") == "image/jpeg"
+    assert first["isBase64Encoded"] is True
+    image = body_bytes(first)
+    assert sniff_format(image) == "jpeg"
+    assert header(first, "x-cache") == "MISS"
+    assert header(first, "x-seed-value") == "98552302"
+    assert header(first, "x-request-id")
+
+    second = invoke(api_event(SAMPLE))
+    assert header(second, "x-cache") == "HIT"
+    assert body_bytes(second) == image
+    assert len(upstream.calls()) == 1
+
+
+def test_segmind_key_is_injected_and_client_key_is_not_forwarded(invoke, upstream):
+    upstream.succeed()
+    invoke(api_event(SAMPLE))
+    sent = upstream.calls()[0].request
+    assert sent.headers["x-api-key"] == SEGMIND_KEY
+    assert "client-key-never-forwarded" not in json.dumps(dict(sent.headers))
+
+
+def test_upstream_receives_every_field_explicitly(invoke, upstream):
+    upstream.succeed()
+    invoke(api_event({"prompt": "a fox", "aspect_ratio": "16:9", "base64": False}))
+    body = upstream.sent_bodies()[0]
+    assert body["width"] == 1344 and body["height"] == 768 and body["aspect_ratio"] == "custom"
+    assert body["steps"] == 4 and body["sampler"] == "dpmpp_2m" and body["base64"] is True
+
+
+def test_remaining_credits_never_reach_the_client(invoke, upstream):
+    upstream.succeed()
+    response = invoke(api_event(SAMPLE))
+    names = [*(response.get("headers") or {}), *(response.get("multiValueHeaders") or {})]
+    assert names and not any("credit" in name.lower() for name in names)
+
+
+def test_base64_true_answers_segmind_json(invoke, upstream):
+    upstream.succeed()
+    response = invoke(api_event({"prompt": "a fox", "base64": True}))
+    assert header(response, "Content-Type") == "application/json"
+    body = body_json(response)
+    assert set(body) == {"image"}
+    assert sniff_format(base64.b64decode(body["image"])) == "jpeg"
+
+
+def test_base64_batch_answers_every_image(invoke, upstream, aws):
+    upstream.succeed()
+    response = invoke(api_event({"prompt": "a fox", "base64": True, "batch_size": 3, "image_format": "png"}))
+    body = body_json(response)
+    assert len(body["images"]) == 3
+    assert body["image"] == body["images"][0]
+    assert len({*body["images"]}) == 3
+    assert all(sniff_format(base64.b64decode(i)) == "png" for i in body["images"])
+    assert len(cached_keys(aws)) == 3
+
+
+def test_raw_batch_is_refused_before_any_upstream_call(invoke, upstream):
+    response = invoke(api_event({"prompt": "a fox", "base64": False, "batch_size": 2}))
+    assert response["statusCode"] == 400
+    assert "batch_size" in body_json(response)["error"]
+    assert upstream.calls() == []
+
+
+def test_url_mode_answers_presigned_urls_that_serve_the_images(invoke, upstream, aws):
+    upstream.succeed()
+    event = api_event({"prompt": "a fox", "batch_size": 2}, headers={"x-response-mode": "url"})
+    body = body_json(invoke(event))
+    assert body["cache"] == "MISS" and body["seed"] == 98552302 and body["expires_in"] == 3600
+    assert len(body["images"]) == 2
+    for item in body["images"]:
+        assert "X-Amz-Signature" in item["url"] and "Expires=3600" in item["url"]
+        key = urlparse(item["url"]).path.split(f"/{BUCKET}/", 1)[-1].lstrip("/")
+        image = aws["s3"].get_object(Bucket=BUCKET, Key=key)["Body"].read()  # the integration test GETs the URL itself
+        assert sniff_format(image) == "jpeg"
+    hit = body_json(invoke(event))
+    assert hit["cache"] == "HIT"
+    assert len(upstream.calls()) == 1
+
+
+def test_unknown_response_mode_is_refused(invoke, upstream):
+    response = invoke(api_event({"prompt": "x"}, headers={"x-response-mode": "zip"}))
+    assert response["statusCode"] == 400
+    assert "x-response-mode" in body_json(response)["error"]
+
+
+def test_too_large_to_inline_falls_back_to_urls(invoke, upstream, monkeypatch):
+    monkeypatch.setenv("INLINE_RESPONSE_MAX_BYTES", "20000")
+    from segmind_proxy.settings import get_settings
+
+    get_settings.cache_clear()
+    upstream.succeed()
+    response = invoke(api_event({"prompt": "a fox", "base64": True, "batch_size": 2, "image_format": "png"}))
+    assert response["statusCode"] == 200
+    assert header(response, "x-response-mode") == "url"
+    assert len(body_json(response)["images"]) == 2
+
+
+def test_random_seed_bypasses_cache_and_stores_under_the_seed_used(invoke, upstream):
+    upstream.succeed(seed_header=4242)
+    first = invoke(api_event(SAMPLE | {"seed": -1}))
+    assert header(first, "x-cache") == "BYPASS"
+    assert header(first, "x-seed-value") == "4242"
+    repeat = invoke(api_event(SAMPLE | {"seed": 4242}))
+    assert header(repeat, "x-cache") == "HIT"
+    assert body_bytes(repeat) == body_bytes(first)
+    assert len(upstream.calls()) == 1
+
+
+def test_random_seed_never_reads_the_cache(invoke, upstream):
+    upstream.succeed(seed_header=1, times=2)
+    invoke(api_event(SAMPLE | {"seed": -1}))
+    assert header(invoke(api_event(SAMPLE | {"seed": -1})), "x-cache") == "BYPASS"
+    assert len(upstream.calls()) == 2
+
+
+def test_no_cache_regenerates_and_no_store_does_not_write(invoke, upstream, aws):
+    upstream.succeed(times=3)
+    no_store = invoke(api_event(SAMPLE, headers={"Cache-Control": "no-store"}))
+    assert header(no_store, "x-cache") == "MISS"
+    assert cached_keys(aws) == []
+    invoke(api_event(SAMPLE))
+    regenerated = invoke(api_event(SAMPLE, headers={"Cache-Control": "no-cache"}))
+    assert header(regenerated, "x-cache") == "BYPASS"
+    assert len(upstream.calls()) == 3
+
+
+def test_tenants_never_share_cached_images(invoke, upstream, aws):
+    upstream.succeed(times=2)
+    invoke(api_event(SAMPLE, api_key_id="tenant-a"))
+    other = invoke(api_event(SAMPLE, api_key_id="tenant-b"))
+    assert header(other, "x-cache") == "MISS"
+    assert len(upstream.calls()) == 2
+    prefixes = {key.split("/")[1] for key in cached_keys(aws)}
+    assert prefixes == {"tenant-a", "tenant-b"}
+
+
+def test_storage_failure_still_delivers_the_image(invoke, upstream, aws, monkeypatch):
+    aws["s3"].delete_bucket(Bucket=BUCKET)  # every read and write now fails
+    upstream.succeed(times=2)
+    response = invoke(api_event(SAMPLE))
+    assert response["statusCode"] == 200
+    assert sniff_format(body_bytes(response)) == "jpeg"
+    url_mode = invoke(api_event(SAMPLE | {"base64": True}, headers={"x-response-mode": "url"}))
+    assert url_mode["statusCode"] == 200  # cannot presign without storage: answers inline instead
+    assert header(url_mode, "x-response-mode") == "inline"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"), [("text/plain", 415), ("application/x-www-form-urlencoded", 415), ("", 415)]
+)
+def test_wrong_content_type_is_415_with_no_upstream_call(invoke, upstream, content_type, status):
+    response = invoke(api_event(SAMPLE, headers={"Content-Type": content_type}))
+    assert response["statusCode"] == status
+    assert "Content-Type" in body_json(response)["error"]
+    assert upstream.calls() == []
+
+
+def test_json_with_charset_is_accepted(invoke, upstream):
+    upstream.succeed()
+    response = invoke(api_event(SAMPLE, headers={"Content-Type": "application/json; charset=utf-8"}))
+    assert response["statusCode"] == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"), [(b"", "empty"), (b"{", "JSON"), (b'{"prompt": "x", "steps": 71}', "'steps'")]
+)
+def test_bad_bodies_are_400_with_no_upstream_call(invoke, upstream, raw, fragment):
+    response = invoke(api_event(raw=raw))
+    assert response["statusCode"] == 400
+    assert fragment in body_json(response)["error"]
+    assert upstream.calls() == []
+
+
+def test_oversized_body_is_413(invoke, upstream):
+    response = invoke(api_event(raw=b'{"prompt": "' + b"x" * 70000 + b'"}'))
+    assert response["statusCode"] == 413
+    assert upstream.calls() == []
+
+
+@pytest.mark.parametrize(("status", "expected"), [(406, 503), (500, 502), (401, 502), (400, 400)])
+def test_upstream_failures_map_to_gateway_answers(invoke, upstream, status, expected):
+    for _ in range(4):
+        upstream.fail(status)
+    response = invoke(api_event(SAMPLE))
+    assert response["statusCode"] == expected
+    assert body_json(response)["error"]
+    assert header(response, "x-request-id")
+
+
+def test_upstream_429_is_429_with_retry_after(invoke, upstream):
+    for _ in range(3):
+        upstream.fail(429, {"error": "rate"}, headers={"x-rate-limit-reset-at-utc": "2099-01-01T00:00:00Z"})
+    response = invoke(api_event(SAMPLE))
+    assert response["statusCode"] == 429
+    assert int(header(response, "Retry-After")) > 0
+
+
+def test_rotated_key_is_picked_up_without_redeploy(invoke, upstream, aws):
+    upstream.succeed()
+    invoke(api_event(SAMPLE | {"seed": 1}))
+    aws["secrets"].put_secret_value(SecretId=SECRET_NAME, SecretString="sg_rotated_key")
+    upstream.fail(401)
+    upstream.succeed()
+    response = invoke(api_event(SAMPLE | {"seed": 2}))
+    assert response["statusCode"] == 200
+    assert [c.request.headers["x-api-key"] for c in upstream.calls()] == [SEGMIND_KEY, SEGMIND_KEY, "sg_rotated_key"]
+
+
+def test_json_secret_and_placeholder(invoke, upstream, aws):
+    aws["secrets"].put_secret_value(SecretId=SECRET_NAME, SecretString="REPLACE_WITH_YOUR_SEGMIND_API_KEY")
+    response = invoke(api_event(SAMPLE))
+    assert response["statusCode"] == 502
+    assert "not configured" in body_json(response)["error"]
+    assert upstream.calls() == []
+
+
+def test_json_shaped_secret_is_read(invoke, upstream, aws):
+    aws["secrets"].put_secret_value(SecretId=SECRET_NAME, SecretString=json.dumps({"api_key": "sg_from_json"}))
+    upstream.succeed()
+    assert invoke(api_event(SAMPLE))["statusCode"] == 200
+    assert upstream.calls()[0].request.headers["x-api-key"] == "sg_from_json"
+
+
+def test_key_never_appears_in_logs_or_answers(invoke, upstream, capsys):
+    upstream.succeed()
+    upstream.fail(401)
+    upstream.fail(401)
+    answers = [invoke(api_event(SAMPLE)), invoke(api_event(SAMPLE | {"seed": 5}))]
+    captured = capsys.readouterr()
+    assert SEGMIND_KEY not in captured.out + captured.err
+    assert all(SEGMIND_KEY not in json.dumps(a) for a in answers)
+
+
+def test_metrics_report_credits_cache_and_images(invoke, upstream, capsys):
+    upstream.succeed()
+    invoke(api_event(SAMPLE))
+    invoke(api_event(SAMPLE))
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    names = {m["Name"] for record in emitted for d in record["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"RemainingCredits", "CacheMisses", "CacheHits", "ImagesGenerated", "UpstreamLatency"} <= names
+    credits = [r["RemainingCredits"] for r in emitted if "RemainingCredits" in r]
+    assert credits == [[pytest.approx(99.99)]]
+
+
+def test_upstream_errors_are_counted_by_kind(invoke, upstream, capsys):
+    upstream.fail(406)
+    invoke(api_event(SAMPLE))
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"UpstreamErrors"' in line]
+    assert emitted and emitted[0]["ErrorKind"] == "credits"
+
+
+def test_deadline_comes_from_the_lambda_context(invoke, upstream):
+    upstream.fail(500)
+    upstream.succeed()
+    response = invoke(api_event(SAMPLE), remaining_ms=1500)  # too little time for a retry after a 500
+    assert response["statusCode"] == 502
+    assert len(upstream.calls()) == 1
+
+
+def test_health_needs_nothing(invoke):
+    response = invoke(api_event(method="GET", path="/v1/health", api_key_id=None))
+    assert response["statusCode"] == 200
+    assert body_json(response) == {"status": "ok"}
+
+
+def test_unknown_route_is_a_segmind_style_404(invoke):
+    response = invoke(api_event(method="GET", path="/v1/nope"))
+    assert response["statusCode"] == 404
+    assert "No route" in body_json(response)["error"]
+
+
+def test_cors_preflight_and_exposed_headers(invoke, upstream):
+    preflight = api_event(
+        method="OPTIONS", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    )
+    response = invoke(preflight)
+    assert response["statusCode"] == 204
+    assert header(response, "Access-Control-Allow-Origin") in ("*", "https://app.example")
+    upstream.succeed()
+    answer = invoke(api_event(SAMPLE, headers={"Origin": "https://app.example"}))
+    assert "x-cache" in header(answer, "Access-Control-Expose-Headers")
