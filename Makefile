@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_VERSION)
 
-.PHONY: dev test install lint unit integration validate build deploy clean
+.PHONY: dev test install lint unit integration validate build deploy clean openapi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration
+
+## make openapi: regenerate docs/openapi.json from the code (a test fails when they differ)
+openapi: $(STAMP)
+	$(BIN)/python -m local.openapi_export
 
 validate: $(STAMP) $(SAM_STAMP)
 	$(BIN)/cfn-lint template.yaml

@@ -1,20 +1,22 @@
 """API Lambda: wires API Gateway routes to the domain code in the `segmind_proxy` layer."""
 
-from __future__ import annotations
-
 import base64
 import json
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from segmind_proxy import api_docs
 from segmind_proxy.catalog import sd35_turbo
 from segmind_proxy.dependencies import generation_service
 from segmind_proxy.errors import GatewayError
+from segmind_proxy.models import Txt2ImgRequest
 from segmind_proxy.observability import logger, metrics, tracer
+from segmind_proxy.schemas import Health
 from segmind_proxy.settings import get_settings
 from segmind_proxy.txt2img import handle_txt2img
 
@@ -27,7 +29,15 @@ cors = CORSConfig(
     expose_headers=EXPOSED_HEADERS,
     max_age=600,
 )
-app = APIGatewayRestResolver(cors=cors)
+# Validation stays ours (Segmind-style errors naming every field); Powertools generates the OpenAPI spec.
+app = APIGatewayRestResolver(cors=cors, enable_validation=False)
+OPENAPI = {
+    "title": api_docs.TITLE,
+    "version": api_docs.VERSION,
+    "description": api_docs.DESCRIPTION,
+    "security_schemes": api_docs.SECURITY_SCHEMES,
+}
+app.enable_swagger(path="/docs", **OPENAPI)
 
 
 def _request_id() -> str:
@@ -43,22 +53,30 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     )
 
 
-@app.post(f"/v1/{sd35_turbo().slug}")
+@app.post(
+    f"/v1/{sd35_turbo().slug}",
+    summary="Generate images (Segmind v1 protocol)",
+    description="Validates, answers from the tenant's cache when it can, otherwise calls Segmind with the operator's key.",
+    responses=api_docs.TXT2IMG_RESPONSES,
+    security=api_docs.SECURITY,
+    tags=["Generation"],
+)
 @tracer.capture_method(capture_response=False)
-def txt2img() -> Response:
+def txt2img(
+    # Documentation only: the raw body is parsed by `handle_txt2img`, so errors keep Segmind's shape.
+    body: Annotated[Txt2ImgRequest, Body(description="Segmind's request fields")] = None,
+) -> Any:
     event = app.current_event
     settings = get_settings()
     raw = event.body
-    body = base64.b64decode(raw) if raw is not None and event.is_base64_encoded else (raw.encode() if raw else None)
-    deadline = (
-        time.monotonic() + app.lambda_context.get_remaining_time_in_millis() / 1000 - settings.deadline_margin_seconds
-    )
+    data = base64.b64decode(raw) if raw is not None and event.is_base64_encoded else (raw.encode() if raw else None)
+    remaining_s = app.lambda_context.get_remaining_time_in_millis() / 1000
     reply = handle_txt2img(
-        body=body,
+        body=data,
         headers={k.lower(): v for k, v in (event.headers or {}).items()},
         api_key_id=event.request_context.identity.api_key_id,
         request_id=_request_id(),
-        deadline=deadline,
+        deadline=time.monotonic() + remaining_s - settings.deadline_margin_seconds,
         service=generation_service(),
         settings=settings,
     )
@@ -70,9 +88,18 @@ def txt2img() -> Response:
     )
 
 
-@app.get("/v1/health")
-def health() -> Response:
-    return _json(200, {"status": "ok"})
+@app.get("/v1/health", summary="Liveness (no key needed)", tags=["Operations"])
+def health() -> Health:
+    return Health(status="ok")
+
+
+@app.get("/openapi.json", summary="This API's OpenAPI spec", tags=["Operations"], include_in_schema=False)
+def openapi_json() -> Response[str]:
+    return Response(200, "application/json", openapi_spec())
+
+
+def openapi_spec() -> str:
+    return app.get_openapi_json_schema(**OPENAPI)
 
 
 @app.exception_handler(GatewayError)
@@ -91,7 +118,7 @@ def not_found(_: NotFoundError) -> Response:
 
 
 @app.exception_handler(Exception)
-def unexpected_error(error: Exception) -> Response:
+def unexpected_error(_: Exception) -> Response:
     logger.exception("Unhandled error")
     return _json(500, {"error": "Internal gateway error"})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -12,6 +11,7 @@ from .errors import GatewayError
 from .generation import GenerationService, ImageResult
 from .image_store import StoredSet
 from .observability import logger
+from .schemas import Base64Images, ImageUrl, ImageUrls
 
 # Headroom for the status line, headers and JSON keys around the image bytes.
 _ENVELOPE_BYTES = 8192
@@ -81,10 +81,8 @@ def deliver(
     images = result.images or []
     if as_base64:
         encoded = [base64.b64encode(image).decode() for image in images]
-        body: dict[str, object] = {"image": encoded[0]}
-        if len(encoded) > 1:
-            body["images"] = encoded
-        return Reply(200, "application/json", json.dumps(body), headers)
+        body = Base64Images(image=encoded[0], images=encoded if len(encoded) > 1 else None)
+        return Reply(200, "application/json", body.model_dump_json(exclude_none=True), headers)
     return Reply(200, result.content_type, images[0], headers)
 
 
@@ -92,13 +90,11 @@ def _url_body(result: ImageResult, service: GenerationService, ttl: int) -> str:
     assert result.stored is not None
     expires_at = (datetime.now(UTC) + timedelta(seconds=ttl)).isoformat(timespec="seconds")
     urls = service.store.presign(result.stored, ttl)
-    return json.dumps(
-        {
-            "images": [{"url": url, "content_type": result.content_type} for url in urls],
-            "expires_in": ttl,
-            "expires_at": expires_at,
-            "cache": result.cache.value,
-            "seed": result.seed,
-            "image_format": result.image_format,
-        }
-    )
+    return ImageUrls(
+        images=[ImageUrl(url=url, content_type=result.content_type) for url in urls],
+        expires_in=ttl,
+        expires_at=expires_at,
+        cache=result.cache.value,
+        seed=result.seed,
+        image_format=result.image_format,
+    ).model_dump_json()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .schemas import ErrorBody
+
 
 class GatewayError(Exception):
     """An error whose message is safe to show to the client (never holds a secret)."""
@@ -25,10 +27,7 @@ class GatewayError(Exception):
         self.details = details
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.message}
-        if self.details:
-            body["errors"] = self.details
-        return body
+        return ErrorBody.model_validate({"error": self.message, "errors": self.details}).model_dump(exclude_none=True)
 
 
 class RequestInvalid(GatewayError):

@@ -28,16 +28,20 @@ class Txt2ImgRequest(BaseModel):
     negative_prompt: str = Field(_D["negative_prompt"], max_length=CATALOG.max_lengths["negative_prompt"])
     steps: int = Field(_D["steps"], **_range("steps"))
     guidance_scale: float = Field(_D["guidance_scale"], **_range("guidance_scale"))
-    seed: int = Field(_D["seed"], **_range("seed"))
-    sampler: str = _D["sampler"]
-    scheduler: str = _D["scheduler"]
+    seed: int = Field(_D["seed"], description="-1 asks for a random seed (never read from cache)", **_range("seed"))
+    sampler: str = Field(_D["sampler"], json_schema_extra={"enum": sorted(CATALOG.samplers)})
+    scheduler: str = Field(_D["scheduler"], json_schema_extra={"enum": sorted(CATALOG.schedulers)})
     width: int = Field(_D["width"], **_range("width"))
     height: int = Field(_D["height"], **_range("height"))
-    aspect_ratio: str = _D["aspect_ratio"]
+    aspect_ratio: str = Field(
+        _D["aspect_ratio"],
+        description="'custom' uses width and height; a named ratio sets a fixed size",
+        json_schema_extra={"enum": ["custom", *CATALOG.aspect_ratios]},
+    )
     batch_size: int = Field(_D["batch_size"], **_range("batch_size"))
-    image_format: str = _D["image_format"]
+    image_format: str = Field(_D["image_format"], json_schema_extra={"enum": list(CATALOG.image_formats)})
     image_quality: int = Field(_D["image_quality"], **_range("image_quality"))
-    base64: bool = _D["base64"]
+    base64: bool = Field(_D["base64"], description="true: JSON with base64 image(s); false: the image bytes")
 
     @field_validator("prompt")
     @classmethod

@@ -1,0 +1,44 @@
+"""Response bodies as models: delivery builds its JSON from them and the OpenAPI spec documents them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The request field (or 'body') at fault")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Segmind's error shape, `{"error": "..."}`; validation errors also list each bad field."""
+
+    error: str = Field(description="What went wrong, naming every bad field")
+    errors: list[FieldError] | None = Field(None, description="One entry per bad field (validation errors only)")
+
+
+class Base64Images(BaseModel):
+    """`base64: true`: Segmind's `{"image": ...}`; with `batch_size` > 1, `images` holds every image in order."""
+
+    image: str = Field(description="The first (or only) image, base64-encoded")
+    images: list[str] | None = Field(None, description="Every image of a batch, base64-encoded (batch_size > 1 only)")
+
+
+class ImageUrl(BaseModel):
+    url: str = Field(description="Presigned HTTPS GET URL of the image")
+    content_type: str
+
+
+class ImageUrls(BaseModel):
+    """`x-response-mode: url`, or an answer too large for Lambda's 6 MB limit: presigned URLs instead of bytes."""
+
+    images: list[ImageUrl]
+    expires_in: int = Field(description="Seconds the URLs stay valid")
+    expires_at: str = Field(description="ISO 8601 UTC time the URLs expire")
+    cache: str = Field(description="HIT, MISS or BYPASS")
+    seed: int | None = Field(description="The seed used (null if the upstream did not report a random seed)")
+    image_format: str
+
+
+class Health(BaseModel):
+    status: str
