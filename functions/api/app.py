@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from segmind_proxy import api_docs
 from segmind_proxy.catalog import sd35_turbo
 from segmind_proxy.dependencies import generation_service

@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 import requests
-from segmind_proxy.images import sniff_format
 
 from local.fake_segmind import FakeSegmind
+from segmind_proxy.images import sniff_format
 from tests.integration.conftest import DEV_KEY, start_stack, stop_stack
 
 pytestmark = pytest.mark.integration

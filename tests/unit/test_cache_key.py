@@ -1,4 +1,5 @@
 import pytest
+
 from segmind_proxy.cache_key import cache_key
 from segmind_proxy.models import Txt2ImgRequest
 

@@ -1,9 +1,9 @@
 import json
 
 import pytest
+
 from segmind_proxy.errors import RequestInvalid
 from segmind_proxy.models import CATALOG, parse_request
-
 from tests.unit.conftest import SAMPLE
 
 

@@ -5,10 +5,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 import responses
-from segmind_proxy.errors import UpstreamError
-from segmind_proxy.upstream import SegmindClient
 
 from local.fake_segmind import render
+from segmind_proxy.errors import UpstreamError
+from segmind_proxy.upstream import SegmindClient
 
 URL = "https://segmind.test/v1/model"
 JPEG = render("x", 1, 64, 64, "jpeg", 80)
