@@ -47,6 +47,10 @@ def render(prompt: str, seed: int, width: int, height: int, image_format: str, q
         radius = rng.randrange(max(2, min(width, height) // 20), max(3, min(width, height) // 4))
         colour = tuple(rng.randrange(256) for _ in range(3))
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour, outline=(0, 0, 0))
+    # Photo-like grain, so sizes are realistic (a 2048x2048 PNG of several MB, as real generations are).
+    grain = Image.frombytes("L", (width, height), rng.randbytes(width * height)).convert("RGB")
+    image = Image.blend(image, grain, 0.12)
+    draw = ImageDraw.Draw(image)
     font_size = max(8, min(width, height) // 16)
     font = ImageFont.load_default(size=font_size)
     columns = max(8, int(width / (font_size * 0.55)))
@@ -148,7 +152,7 @@ class FakeSegmind:
         started = time.monotonic()
         images = [render(prompt, seed + i, width, height, image_format, quality) for i in range(batch)]
         headers = {
-            "x-remaining-credits": f"{remaining:.4f}",
+            "x-remaining-credits": f"{remaining:.6f}",
             "x-seed-value": str(seed),
             "x-request-id": str(uuid.uuid4()),
             "x-generation-time": f"{time.monotonic() - started:.3f}",

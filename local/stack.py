@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -9,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .aws_bootstrap import LOCAL_CREDENTIALS, bootstrap, local_session
 from .fake_segmind import FakeSegmind
@@ -35,6 +36,7 @@ class LocalConfig:
     segmind_base_url: str = ""
     fake_latency_ms: float = 0.0
     concurrency: int = 4
+    allowed_origins: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LocalConfig:
@@ -50,7 +52,15 @@ class LocalConfig:
             segmind_base_url=env.get("SEGMIND_BASE_URL", ""),
             fake_latency_ms=float(env.get("FAKE_SEGMIND_LATENCY_MS", 0)),
             concurrency=int(env.get("LOCAL_LAMBDA_CONCURRENCY", cls.concurrency)),
+            allowed_origins=env.get("ALLOWED_ORIGINS", ""),
         )
+
+
+class GatewayAccessLog(WSGIRequestHandler):
+    """One line per API request, like `sam local`; moto's and the fake's request lines stay quiet."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        print(f"{self.command} {self.path} -> {code} ({size} bytes)", flush=True)
 
 
 def _serve(server: BaseWSGIServer) -> threading.Thread:
@@ -75,6 +85,7 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         config = self.config
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         moto = ThreadedMotoServer(ip_address=config.host, port=config.moto_port, verbose=False)
         moto.start()
         self._servers.append(moto)
@@ -92,6 +103,8 @@ class LocalStack:
 
         self.stack.parameters["SegmindBaseUrl"] = upstream_url
         self.stack.parameters["StageName"] = config.stage
+        if config.allowed_origins:
+            self.stack.parameters["AllowedOrigins"] = config.allowed_origins
         self.created = bootstrap(
             self.stack, self.moto_endpoint, segmind_key=upstream_key, dev_api_key=config.dev_api_key
         )
@@ -115,7 +128,7 @@ class LocalStack:
 
         apigw = local_session(self.stack.region).client("apigateway", endpoint_url=self.moto_endpoint)
         gateway = LocalGateway(self.stack, self.functions, ApiKeys(apigw), config.stage)
-        server = make_server(config.host, config.port, gateway, threaded=True)
+        server = make_server(config.host, config.port, gateway, threaded=True, request_handler=GatewayAccessLog)
         _serve(server)
         self._servers.append(server)
 

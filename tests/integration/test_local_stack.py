@@ -215,13 +215,46 @@ def test_a_segmind_compatible_server_at_segmind_base_url_gets_the_secrets_key():
     server = make_server("127.0.0.1", 0, upstream, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base_url = f"http://127.0.0.1:{server.server_port}"
-    running = start_stack({"SEGMIND_API_KEY": "sg_operator_real_key_123", "SEGMIND_BASE_URL": base_url})
+    running = start_stack(
+        {
+            "SEGMIND_API_KEY": "sg_operator_real_key_123",
+            "SEGMIND_BASE_URL": base_url,
+            "ALLOWED_ORIGINS": "https://app.example,https://admin.example",
+        }
+    )
     try:
         response = segmind_client_call(running.base, running.api_key, unique(SEGMIND_SAMPLE, width=256, height=256))
         assert response.status_code == 200, response.text
         assert sniff_format(response.content) == "jpeg"
         assert [call["api_key"] for call in upstream.state.calls] == ["sg_operator_real_key_123"]
         assert "sg_operator_real_key_123" not in "".join(running.output)
+
+        # AllowedOrigins (here from ALLOWED_ORIGINS) is honoured: listed origins are reflected, others get no CORS.
+        def preflight(origin: str) -> requests.Response:
+            headers = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+            return requests.options(running.txt2img, headers=headers, timeout=30)
+
+        assert preflight("https://admin.example").headers["Access-Control-Allow-Origin"] == "https://admin.example"
+        assert "Access-Control-Allow-Origin" not in preflight("https://evil.example").headers
     finally:
         stop_stack(running.process)
         server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("changes", "count"),
+    [
+        ({"base64": False, "batch_size": 1}, 1),  # 6+ MB of PNG: over the limit once base64-encoded for Lambda
+        ({"base64": True, "batch_size": 3}, 3),
+    ],
+)
+def test_answers_too_large_for_lambda_come_back_as_urls(stack, changes, count):
+    body = unique(SEGMIND_SAMPLE, width=2048, height=2048, image_format="png", **changes)
+    response = stack.post(body)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-response-mode"] == "url"
+    assert response.headers["Content-Type"] == "application/json"
+    urls = [item["url"] for item in response.json()["images"]]
+    assert len(urls) == count
+    image = requests.get(urls[-1], timeout=30).content
+    assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 4_000_000
