@@ -12,26 +12,9 @@ import requests
 from local.fake_segmind import FakeSegmind
 from segmind_proxy.images import sniff_format
 from tests.integration.conftest import DEV_KEY, start_stack, stop_stack
+from tests.samples import SEGMIND_SAMPLE
 
 pytestmark = pytest.mark.integration
-
-# Segmind's sample request from its model page, as a Segmind client sends it (Python `requests`, x-api-key header).
-SEGMIND_SAMPLE = {
-    "prompt": "a majestic lion in the savannah, golden hour, photorealistic",
-    "negative_prompt": "low quality, blurry",
-    "steps": 4,
-    "guidance_scale": 1,
-    "seed": 98552302,
-    "sampler": "dpmpp_2m",
-    "scheduler": "sgm_uniform",
-    "width": 1024,
-    "height": 1024,
-    "aspect_ratio": "custom",
-    "batch_size": 1,
-    "image_format": "jpeg",
-    "image_quality": 95,
-    "base64": False,
-}
 
 
 def unique(body: dict, **changes: object) -> dict:

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from local.fake_segmind import render
+from tests.samples import SEGMIND_SAMPLE
 
 SLUG = "stable-diffusion-3.5-turbo-txt2img"
 UPSTREAM = "https://segmind.test"
@@ -23,22 +24,7 @@ SEGMIND_KEY = "sg_unit_test_key_0123456789"
 SECRET_NAME = "segmind-proxy-test/segmind-api-key"
 BUCKET = "segmind-proxy-test-cache"
 
-SAMPLE = {
-    "prompt": "a cat in a spacesuit, studio photo",
-    "negative_prompt": "low quality, blurry",
-    "steps": 4,
-    "guidance_scale": 1,
-    "seed": 98552302,
-    "sampler": "dpmpp_2m",
-    "scheduler": "sgm_uniform",
-    "width": 1024,
-    "height": 1024,
-    "aspect_ratio": "custom",
-    "batch_size": 1,
-    "image_format": "jpeg",
-    "image_quality": 95,
-    "base64": False,
-}
+SAMPLE = SEGMIND_SAMPLE
 
 
 def _clear_caches() -> None:

@@ -73,7 +73,11 @@ def test_base64_true_answers_segmind_json(invoke, upstream):
 
 def test_base64_batch_answers_every_image(invoke, upstream, aws):
     upstream.succeed()
-    response = invoke(api_event({"prompt": "a fox", "base64": True, "batch_size": 3, "image_format": "png"}))
+    response = invoke(
+        api_event(
+            {"prompt": "a fox", "base64": True, "batch_size": 3, "image_format": "png", "width": 256, "height": 256}
+        )
+    )
     body = body_json(response)
     assert len(body["images"]) == 3
     assert body["image"] == body["images"][0]

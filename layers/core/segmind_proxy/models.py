@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .catalog import sd35_turbo
 from .errors import RequestInvalid
 
 CATALOG = sd35_turbo()
 _D = CATALOG.defaults
+# Enum-like string fields and the values each accepts (all from the catalog data).
+ALLOWED_VALUES: dict[str, frozenset[str]] = {
+    "sampler": CATALOG.samplers,
+    "scheduler": CATALOG.schedulers,
+    "image_format": frozenset(CATALOG.image_formats),
+    "aspect_ratio": frozenset({"custom", *CATALOG.aspect_ratios}),
+}
 
 
 def _range(field: str) -> dict[str, Any]:
@@ -29,8 +36,8 @@ class Txt2ImgRequest(BaseModel):
     steps: int = Field(_D["steps"], **_range("steps"))
     guidance_scale: float = Field(_D["guidance_scale"], **_range("guidance_scale"))
     seed: int = Field(_D["seed"], description="-1 asks for a random seed (never read from cache)", **_range("seed"))
-    sampler: str = Field(_D["sampler"], json_schema_extra={"enum": sorted(CATALOG.samplers)})
-    scheduler: str = Field(_D["scheduler"], json_schema_extra={"enum": sorted(CATALOG.schedulers)})
+    sampler: str = Field(_D["sampler"], json_schema_extra={"enum": sorted(ALLOWED_VALUES["sampler"])})
+    scheduler: str = Field(_D["scheduler"], json_schema_extra={"enum": sorted(ALLOWED_VALUES["scheduler"])})
     width: int = Field(_D["width"], **_range("width"))
     height: int = Field(_D["height"], **_range("height"))
     aspect_ratio: str = Field(
@@ -50,25 +57,13 @@ class Txt2ImgRequest(BaseModel):
             raise ValueError("must not be blank")
         return value
 
-    @field_validator("sampler")
+    @field_validator(*ALLOWED_VALUES)
     @classmethod
-    def _known_sampler(cls, value: str) -> str:
-        return _one_of(value, CATALOG.samplers)
-
-    @field_validator("scheduler")
-    @classmethod
-    def _known_scheduler(cls, value: str) -> str:
-        return _one_of(value, CATALOG.schedulers)
-
-    @field_validator("image_format")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        return _one_of(value, CATALOG.image_formats)
-
-    @field_validator("aspect_ratio")
-    @classmethod
-    def _known_aspect_ratio(cls, value: str) -> str:
-        return _one_of(value, {"custom", *CATALOG.aspect_ratios})
+    def _known_value(cls, value: str, info: ValidationInfo) -> str:
+        allowed = ALLOWED_VALUES[info.field_name]
+        if value not in allowed:
+            raise ValueError(f"must be one of: {', '.join(sorted(allowed))}")
+        return value
 
     @field_validator("seed")
     @classmethod
@@ -94,12 +89,6 @@ class Txt2ImgRequest(BaseModel):
         """The body sent upstream: explicit values for every field, sizes resolved, base64 always on so batches come back whole."""
         width, height = self.size
         return {**self.model_dump(), "width": width, "height": height, "aspect_ratio": "custom", "base64": True}
-
-
-def _one_of(value: str, allowed: Any) -> str:
-    if value not in allowed:
-        raise ValueError(f"must be one of: {', '.join(sorted(allowed))}")
-    return value
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
