@@ -1,14 +1,22 @@
-"""Creates in moto (server mode) every AWS resource the template declares that the functions use, under the template's names."""
+"""Creates in moto (server mode) every AWS resource the template declares that the code uses, under the template's
+names, plus a CloudFormation stack carrying the template's outputs, so tools find the local stack as a deployed one."""
 
 from __future__ import annotations
 
+import json
+import warnings
 from typing import Any
 
 import boto3
 
+from admin.service import StackRefs, TenantAdmin
+from segmind_proxy.metering import Meter
+from segmind_proxy.tenants import TenantRegistry
+
 from .template import Stack
 
 LOCAL_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+DEMO_TENANT = "demo"
 
 
 def local_session(region: str) -> boto3.session.Session:
@@ -16,7 +24,7 @@ def local_session(region: str) -> boto3.session.Session:
 
 
 def bootstrap(stack: Stack, endpoint: str, *, segmind_key: str, dev_api_key: str) -> dict[str, Any]:
-    """Create buckets, secrets, the REST API, usage plans and the demo key; fill `stack.physical` with their ids."""
+    """Create the resources, fill `stack.physical` with their ids, and register the demo tenant."""
     session = local_session(stack.region)
     s3 = session.client("s3", endpoint_url=endpoint)
     for logical_id in stack.resources_of("AWS::S3::Bucket"):
@@ -31,24 +39,50 @@ def bootstrap(stack: Stack, endpoint: str, *, segmind_key: str, dev_api_key: str
         stack.physical[logical_id] = arn  # Ref of a secret is its ARN
         stack.arns[logical_id] = arn
 
-    apigw = session.client("apigateway", endpoint_url=endpoint)
-    api_id = apigw.create_rest_api(name=stack.name)["id"]
-    stack.physical["GatewayApi"] = api_id
-    plans = {}
-    for logical_id, resource in stack.resources_of("AWS::ApiGateway::UsagePlan").items():
-        throttle = stack.resolve(resource["Properties"].get("Throttle", {}))
-        plan = apigw.create_usage_plan(
-            name=logical_id,
-            throttle={
-                "rateLimit": float(throttle.get("RateLimit", 0)),
-                "burstLimit": int(throttle.get("BurstLimit", 0)),
-            }
-            if throttle
-            else {},
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    for logical_id, resource in stack.resources_of("AWS::DynamoDB::Table").items():
+        props = resource["Properties"]
+        name = stack.default_name(logical_id)
+        table = dynamodb.create_table(
+            TableName=name,
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
         )
-        plans[logical_id] = plan["id"]
+        stack.physical[logical_id] = name
+        stack.arns[logical_id] = table["TableDescription"]["TableArn"]
+
+    apigw = session.client("apigateway", endpoint_url=endpoint)
+    stack.physical["GatewayApi"] = apigw.create_rest_api(name=stack.name)["id"]
+    for logical_id, resource in stack.resources_of("AWS::ApiGateway::UsagePlan").items():
+        props = stack.resolve(resource["Properties"])
+        throttle, quota = props.get("Throttle", {}), props.get("Quota")
+        plan = apigw.create_usage_plan(
+            name=props.get("UsagePlanName", logical_id),
+            description=props.get("Description", ""),
+            throttle={"rateLimit": float(throttle["RateLimit"]), "burstLimit": int(throttle["BurstLimit"])},
+            **({"quota": {"limit": int(quota["Limit"]), "period": quota["Period"]}} if quota else {}),
+        )
         stack.physical[logical_id] = plan["id"]
-    demo = apigw.create_api_key(name="demo", value=dev_api_key, enabled=True, description="Local demo tenant")
-    if plans:
-        apigw.create_usage_plan_key(usagePlanId=next(iter(plans.values())), keyId=demo["id"], keyType="API_KEY")
-    return {"demo_api_key_id": demo["id"], "rest_api_id": api_id, "usage_plans": plans}
+
+    outputs = create_outputs_stack(stack, session.client("cloudformation", endpoint_url=endpoint))
+    refs = StackRefs.from_outputs(stack.name, outputs)
+    ddb = session.resource("dynamodb", endpoint_url=endpoint)
+    admin = TenantAdmin(
+        refs, apigw, TenantRegistry(refs.tenants_table, lambda: ddb), Meter(refs.tenants_table, lambda: ddb)
+    )
+    demo = admin.create(DEMO_TENANT, "enterprise", key_value=dev_api_key)
+    return {"demo_tenant": demo.tenant, "outputs": outputs}
+
+
+def create_outputs_stack(stack: Stack, cloudformation: Any) -> dict[str, str]:
+    """A CloudFormation stack in moto holding the template's outputs, resolved to the local resources."""
+    outputs = {name: str(stack.resolve(output["Value"])) for name, output in stack.template.get("Outputs", {}).items()}
+    template = {
+        "Resources": {"Placeholder": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {name: {"Value": value} for name, value in outputs.items()},
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # moto does not model the placeholder; only the outputs matter
+        cloudformation.create_stack(StackName=stack.name, TemplateBody=json.dumps(template))
+    return outputs

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
+import threading
 import time
 import uuid
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -38,6 +39,49 @@ class ApiKeys:
                     return key if key.get("enabled") else None
         return None
 
+    def plan(self, key_id: str) -> dict[str, Any] | None:
+        plans = self._apigw.get_usage_plans(keyId=key_id).get("items", [])
+        return plans[0] if plans else None
+
+
+class PlanLimits:
+    """A usage plan's throttle (token bucket: rate per second, burst) and quota per key, as API Gateway applies them."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, last refill)
+        self._counts: dict[tuple[str, str], int] = {}  # (key id, period) -> requests
+
+    def check(self, key_id: str, plan: dict[str, Any]) -> str | None:
+        """None if allowed (and counted), else API Gateway's message for the 429."""
+        throttle, quota = plan.get("throttle") or {}, plan.get("quota")
+        with self._lock:
+            if throttle:
+                rate, burst = float(throttle.get("rateLimit", 0)), float(throttle.get("burstLimit", 0))
+                now = self._clock()
+                tokens, last = self._buckets.get(key_id, (burst, now))
+                tokens = min(burst, tokens + (now - last) * rate)
+                if tokens < 1:
+                    self._buckets[key_id] = (tokens, now)
+                    return "Too Many Requests"
+                self._buckets[key_id] = (tokens - 1, now)
+            if quota:
+                period = (key_id, _period(quota.get("period", "MONTH")))
+                if self._counts.get(period, 0) >= int(quota["limit"]):
+                    return "Limit Exceeded"
+                self._counts[period] = self._counts.get(period, 0) + 1
+        return None
+
+
+def _period(kind: str) -> str:
+    now = datetime.now(UTC)
+    if kind == "DAY":
+        return now.strftime("%Y-%m-%d")
+    if kind == "WEEK":
+        return now.strftime("%G-W%V")
+    return now.strftime("%Y-%m")
+
 
 def _gateway_error(status: int, message: str) -> Response:
     # Mirrors the template's GatewayResponses: Segmind-style body, CORS header so browsers can read it.
@@ -56,6 +100,7 @@ class LocalGateway:
         self.binary_types = stack.binary_media_types()
         self.functions = functions
         self.api_keys = api_keys
+        self.limits = PlanLimits()
         self.stage = stage
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -79,8 +124,12 @@ class LocalGateway:
         key = None
         if route.api_key_required:
             key = self.api_keys.find(request.headers.get("x-api-key"))
-            if key is None:
+            plan = self.api_keys.plan(key["id"]) if key else None
+            if key is None or plan is None:  # API Gateway only accepts keys that are on a usage plan
                 return _gateway_error(403, "Missing or invalid x-api-key")
+            refusal = self.limits.check(key["id"], plan)
+            if refusal:
+                return _gateway_error(429, refusal)
         if (request.content_length or 0) > MAX_REQUEST_BYTES:
             return _gateway_error(413, "Request Too Long")
         event = self.event(request, route, path_params, key)

@@ -16,6 +16,7 @@ from .aws_bootstrap import LOCAL_CREDENTIALS, bootstrap, local_session
 from .fake_segmind import FakeSegmind
 from .gateway import ApiKeys, LocalGateway
 from .lambda_runtime import LocalFunction
+from .moto_server import start_moto
 from .template import Stack
 
 FAKE_SEGMIND_KEY = "sg_local_fake_segmind_key"
@@ -82,13 +83,9 @@ class LocalStack:
         return f"http://{self.config.host}:{self.config.moto_port}"
 
     def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
         config = self.config
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        moto = ThreadedMotoServer(ip_address=config.host, port=config.moto_port, verbose=False)
-        moto.start()
-        self._servers.append(moto)
+        self._servers.append(start_moto(config.host, config.moto_port))
 
         if config.segmind_api_key:
             upstream_url = config.segmind_base_url or "https://api.segmind.com"
@@ -103,6 +100,7 @@ class LocalStack:
 
         self.stack.parameters["SegmindBaseUrl"] = upstream_url
         self.stack.parameters["StageName"] = config.stage
+        self.stack.local_api_url = f"http://{config.host}:{config.port}"
         if config.allowed_origins:
             self.stack.parameters["AllowedOrigins"] = config.allowed_origins
         self.created = bootstrap(
@@ -136,10 +134,7 @@ class LocalStack:
         for function in self.functions.values():
             function.shutdown()
         for server in reversed(self._servers):
-            if hasattr(server, "shutdown"):
-                server.shutdown()
-            else:
-                server.stop()
+            server.shutdown()
 
     def banner(self) -> str:
         config = self.config

@@ -80,6 +80,7 @@ class Stack:
         # Physical names, filled in by the bootstrap as it creates resources.
         self.physical: dict[str, str] = {}
         self.arns: dict[str, str] = {}
+        self.local_api_url: str | None = None  # replaces the execute-api URL in outputs
 
     def resources_of(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.resources.items() if v["Type"] == kind}
@@ -102,6 +103,8 @@ class Stack:
         if name == "Fn::GetAtt":
             logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
             return self._get_att(logical, attribute)
+        if name == "Fn::Sub" and self.local_api_url and ".execute-api." in str(arg):
+            return self.local_api_url
         if name == "Fn::Sub":
             text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
             return re.sub(r"\$\{([^}]+)\}", lambda m: str(extra.get(m[1]) or self._sub_var(m[1])), text)

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 import time
 from typing import Annotated, Any
 
@@ -12,16 +13,27 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy import api_docs
+from segmind_proxy.access import AccessRefused, authorize
 from segmind_proxy.catalog import sd35_turbo
-from segmind_proxy.dependencies import generation_service
+from segmind_proxy.dependencies import generation_service, meter, tenant_registry
 from segmind_proxy.errors import GatewayError
 from segmind_proxy.models import Txt2ImgRequest
 from segmind_proxy.observability import logger, metrics, tracer
-from segmind_proxy.schemas import Health
+from segmind_proxy.schemas import Health, UsageReport
 from segmind_proxy.settings import get_settings
+from segmind_proxy.tenants import Tenant
 from segmind_proxy.txt2img import handle_txt2img
+from segmind_proxy.usage_report import usage_report
 
-EXPOSED_HEADERS = ["x-cache", "x-request-id", "x-seed-value", "x-response-mode", "Retry-After"]
+EXPOSED_HEADERS = [
+    "x-cache",
+    "x-request-id",
+    "x-seed-value",
+    "x-response-mode",
+    "x-budget-remaining-credits",
+    "x-budget-remaining-images",
+    "Retry-After",
+]
 _origins = get_settings().cors_allowed_origins or ["*"]
 cors = CORSConfig(
     allow_origin=_origins[0],
@@ -41,8 +53,15 @@ OPENAPI = {
 app.enable_swagger(path="/docs", **OPENAPI)
 
 
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
 def _request_id() -> str:
     return app.current_event.request_context.request_id or app.lambda_context.aws_request_id
+
+
+def _tenant() -> Tenant | None:
+    return app.context.get("tenant")
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -80,6 +99,8 @@ def txt2img(
         deadline=time.monotonic() + remaining_s - settings.deadline_margin_seconds,
         service=generation_service(),
         settings=settings,
+        tenant=_tenant(),
+        meter=meter(),
     )
     return Response(
         status_code=reply.status,
@@ -87,6 +108,24 @@ def txt2img(
         body=reply.body,
         headers={"x-request-id": _request_id(), **reply.headers},
     )
+
+
+@app.get(
+    "/v1/usage",
+    summary="Your usage this month and what remains of your budget",
+    description="Figures of the calling tenant only (identified by its API key). `?month=YYYY-MM` for another month.",
+    responses={200: {"description": "Usage", "content": {"application/json": {"model": UsageReport}}}},
+    security=api_docs.SECURITY,
+    tags=["Usage"],
+)
+def usage() -> UsageReport:
+    tenant, ledger = _tenant(), meter()
+    if tenant is None or ledger is None:
+        raise GatewayError(404, "Usage metering is not enabled on this gateway", kind="not_found")
+    month = app.current_event.get_query_string_value("month")
+    if month is not None and not _MONTH.match(month):
+        raise GatewayError(400, "'month' must be YYYY-MM", kind="invalid_request")
+    return usage_report(ledger, tenant, month)
 
 
 @app.get("/v1/health", summary="Liveness (no key needed)", tags=["Operations"])
@@ -124,8 +163,45 @@ def unexpected_error(_: Exception) -> Response:
     return _json(500, {"error": "Internal gateway error"})
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+def _refusal(event: dict[str, Any], refused: AccessRefused, origin: str | None) -> dict[str, Any]:
+    """An answer built before routing: a refused origin gets no CORS headers, so browsers cannot read it."""
+    headers = {
+        "Content-Type": "application/json",
+        "x-request-id": event.get("requestContext", {}).get("requestId") or "",
+    }
+    if refused.cors and origin:
+        headers |= cors.to_dict(origin)
+    logger.info("Request refused", extra={"status": refused.status, "reason": refused.message})
+    return {
+        "statusCode": refused.status,
+        "headers": headers,
+        "body": json.dumps(refused.body()),
+        "isBase64Encoded": False,
+    }
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    identity = event.get("requestContext", {}).get("identity") or {}
+    origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), None)
+    try:
+        tenant = authorize(tenant_registry(), identity.get("apiKeyId"), origin)
+    except AccessRefused as refused:
+        return _refusal(event, refused, origin)
+    if tenant is not None:
+        logger.append_keys(tenant_id=tenant.tenant_id)
+    app.append_context(tenant=tenant)
+    response = app.resolve(event, context)
+    if tenant is not None and tenant.allowed_origins and origin:
+        _reflect_origin(response, origin)
+    return response
+
+
+def _reflect_origin(response: dict[str, Any], origin: str) -> None:
+    """A browser key's answers name its (already checked) origin, never `*`."""
+    multi = response.setdefault("multiValueHeaders", {})
+    if any(k.lower() == "access-control-allow-origin" for k in multi):
+        multi["Access-Control-Allow-Origin"] = [origin]
+        multi["Vary"] = ["Origin"]

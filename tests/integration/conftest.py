@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -34,6 +35,7 @@ class RunningStack:
     fake: str | None
     process: subprocess.Popen
     output: list[str]
+    moto_port: int
 
     @property
     def txt2img(self) -> str:
@@ -42,6 +44,22 @@ class RunningStack:
     def post(self, body: object, headers: dict[str, str] | None = None, **kwargs: object) -> requests.Response:
         sent = {"x-api-key": self.api_key, **(headers or {})}
         return requests.post(self.txt2img, json=body, headers=sent, timeout=60, **kwargs)
+
+    def cli(self, *args: str) -> dict | list:
+        """`segmind-proxy --local --json ...` as an operator runs it; fails on a non-zero exit."""
+        env = {**os.environ, "MOTO_PORT": str(self.moto_port)}
+        env.pop("AWS_ENDPOINT_URL", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "admin.cli", "--local", "--json", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
 
     def fake_stats(self) -> dict:
         assert self.fake, "this stack talks to an external upstream"
@@ -59,7 +77,7 @@ def start_stack(extra_env: dict[str, str] | None = None) -> RunningStack:
         "MOTO_PORT": str(moto_port),
         "FAKE_SEGMIND_PORT": str(fake_port),
         "DEV_API_KEY": DEV_KEY,
-        "LOCAL_LAMBDA_CONCURRENCY": "2",
+        "LOCAL_LAMBDA_CONCURRENCY": "3",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
@@ -89,7 +107,7 @@ def start_stack(extra_env: dict[str, str] | None = None) -> RunningStack:
         stop_stack(process)
         raise RuntimeError("local stack did not start:\n" + "".join(output[-50:]))
     fake = None if "SEGMIND_API_KEY" in (extra_env or {}) else f"http://127.0.0.1:{fake_port}"
-    return RunningStack(base, DEV_KEY, fake, process, output)
+    return RunningStack(base, DEV_KEY, fake, process, output, moto_port)
 
 
 def stop_stack(process: subprocess.Popen) -> None:

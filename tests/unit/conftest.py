@@ -28,13 +28,13 @@ SAMPLE = SEGMIND_SAMPLE
 
 
 def _clear_caches() -> None:
-    from segmind_proxy.aws_clients import s3
-    from segmind_proxy.dependencies import generation_service
+    from segmind_proxy.aws_clients import dynamodb, s3
+    from segmind_proxy.dependencies import generation_service, meter, tenant_registry
+    from segmind_proxy.pricing import price_table
     from segmind_proxy.settings import get_settings
 
-    get_settings.cache_clear()
-    generation_service.cache_clear()
-    s3.cache_clear()
+    for cached in (get_settings, generation_service, s3, dynamodb, tenant_registry, meter, price_table):
+        cached.cache_clear()
     parameters.clear_caches()
 
 
@@ -173,3 +173,56 @@ def body_bytes(response: dict[str, Any]) -> bytes:
 
 def body_json(response: dict[str, Any]) -> Any:
     return json.loads(body_bytes(response))
+
+
+TENANTS_TABLE = "segmind-proxy-test-tenants"
+
+
+def create_tenants_table(resource: Any, name: str = TENANTS_TABLE) -> None:
+    """The table exactly as template.yaml declares it."""
+    from local.template import load_template
+
+    props = load_template()["Resources"]["TenantsTable"]["Properties"]
+    resource.create_table(
+        TableName=name,
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+        BillingMode=props["BillingMode"],
+    )
+
+
+@pytest.fixture
+def ddb(aws: dict[str, Any]) -> Any:
+    resource = boto3.resource("dynamodb")
+    create_tenants_table(resource)
+    return resource
+
+
+@pytest.fixture
+def registry(ddb: Any) -> Any:
+    from segmind_proxy.tenants import TenantRegistry
+
+    return TenantRegistry(TENANTS_TABLE, lambda: ddb)
+
+
+@pytest.fixture
+def tenancy(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The handler with tenancy on (TENANTS_TABLE set), as deployed; returns the handler's own registry."""
+    from segmind_proxy.dependencies import tenant_registry
+
+    monkeypatch.setenv("TENANTS_TABLE", TENANTS_TABLE)
+    _clear_caches()
+    return tenant_registry()
+
+
+@pytest.fixture
+def meter(ddb: Any) -> Any:
+    from segmind_proxy.metering import Meter
+
+    return Meter(TENANTS_TABLE, lambda: ddb)
+
+
+def make_tenant(registry: Any, name: str = "acme", key_id: str = "key-acme", **fields: Any) -> Any:
+    from segmind_proxy.tenants import Tenant, new_tenant_id
+
+    return registry.create(Tenant(tenant_id=new_tenant_id(), name=name, plan="pro", api_key_id=key_id, **fields))

@@ -19,3 +19,8 @@ _CONFIG = Config(
 @cache
 def s3() -> Any:
     return boto3.session.Session().client("s3", config=_CONFIG)
+
+
+@cache
+def dynamodb() -> Any:
+    return boto3.session.Session().resource("dynamodb", config=Config(retries={"max_attempts": 3, "mode": "standard"}))

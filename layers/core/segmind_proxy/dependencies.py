@@ -6,8 +6,10 @@ from functools import cache
 
 from .generation import GenerationService
 from .image_store import ImageStore
+from .metering import Meter
 from .observability import record_upstream_error
 from .settings import get_settings
+from .tenants import TenantRegistry
 from .upstream import SegmindClient
 from .upstream_key import get_segmind_key
 
@@ -23,3 +25,16 @@ def generation_service() -> GenerationService:
         on_attempt_error=record_upstream_error,
     )
     return GenerationService(ImageStore(settings.cache_bucket), upstream)
+
+
+@cache
+def tenant_registry() -> TenantRegistry | None:
+    """None when TENANTS_TABLE is unset: tenancy off, the cache namespaced by API key id alone."""
+    table = get_settings().tenants_table
+    return TenantRegistry(table) if table else None
+
+
+@cache
+def meter() -> Meter | None:
+    table = get_settings().tenants_table
+    return Meter(table) if table else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from .cache_key import cache_key
 from .cache_policy import CachePolicy, CacheStatus
@@ -10,6 +11,29 @@ from .image_store import ImageStore, StorageErrors, StoredSet
 from .models import CATALOG, Txt2ImgRequest
 from .observability import MetricUnit, logger, metrics, tracer
 from .upstream import SegmindClient
+
+
+class Billing(Protocol):
+    """How a request is charged: nothing for hits, a reservation before the upstream call, settled or released."""
+
+    def on_hit(self) -> None: ...
+    def reserve(self) -> None: ...
+    def settle(self, images: int, reported_balance: float | None) -> None: ...
+    def release(self) -> None: ...
+
+
+class NoBilling:
+    def on_hit(self) -> None:
+        pass
+
+    def reserve(self) -> None:
+        pass
+
+    def settle(self, images: int, reported_balance: float | None) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
 
 
 @dataclass
@@ -37,16 +61,25 @@ class GenerationService:
         policy: CachePolicy,
         by_url: bool,
         deadline: float,
+        billing: Billing | None = None,
     ) -> ImageResult:
+        billing = billing or NoBilling()
         look_up = policy.read and not request.random_seed
         if look_up:
             hit = self._lookup(request, namespace, by_url)
             if hit is not None:
                 metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
+                billing.on_hit()
                 return hit
             metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
 
-        generation = self.upstream.txt2img(CATALOG.slug, request.upstream_payload(), deadline=deadline)
+        billing.reserve()
+        try:
+            generation = self.upstream.txt2img(CATALOG.slug, request.upstream_payload(), deadline=deadline)
+        except BaseException:
+            billing.release()
+            raise
+        billing.settle(len(generation.images), generation.remaining_credits)
         metrics.add_metric(name="ImagesGenerated", unit=MetricUnit.Count, value=len(generation.images))
         metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
         if generation.remaining_credits is not None:

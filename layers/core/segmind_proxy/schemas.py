@@ -42,3 +42,21 @@ class ImageUrls(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class UsageReport(BaseModel):
+    """A tenant's figures for one calendar month (UTC). Cache hits are free; credits are estimates (see README)."""
+
+    tenant_id: str
+    name: str
+    plan: str
+    month: str = Field(description="YYYY-MM, UTC")
+    requests: int
+    cache_hits: int
+    images_generated: int
+    credits_spent: float
+    credits_reserved: float = Field(description="Held by generations in flight")
+    failed_generations: int
+    rejected_requests: int
+    budget: dict[str, float | int | None] = Field(description="Monthly budget in credits and images (null: none)")
+    remaining: dict[str, float | int | None] = Field(description="What remains of each budget (null: no budget)")

@@ -21,6 +21,9 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(65536, ge=1024, alias="MAX_BODY_BYTES")
     # Lambda's response limit is 6 MB for the whole serialised answer; leave room for headers.
     inline_response_max_bytes: int = Field(6_000_000, ge=1, alias="INLINE_RESPONSE_MAX_BYTES")
+    tenants_table: str = Field("", alias="TENANTS_TABLE")
+    price_table: str = Field("", alias="PRICE_TABLE")
+    log_prompts: bool = Field(True, alias="LOG_PROMPTS")
     cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], alias="CORS_ALLOWED_ORIGINS")
 
     @field_validator("cors_allowed_origins", mode="before")

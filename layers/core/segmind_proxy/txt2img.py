@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
-from .cache_policy import CachePolicy
+from .cache_policy import CachePolicy, CacheStatus
 from .delivery import Reply, ResponseMode, deliver
 from .errors import RequestInvalid
-from .generation import GenerationService
+from .generation import Billing, GenerationService, ImageResult, NoBilling
 from .image_store import namespace_for
-from .models import parse_request
+from .metering import Meter, TenantBilling
+from .models import Txt2ImgRequest, parse_request
+from .observability import logger, metrics
+from .pricing import price_table
 from .settings import Settings
+from .tenants import Tenant
 
 RESPONSE_MODE_HEADER = "x-response-mode"
 
@@ -31,17 +36,8 @@ def check_content_type(content_type: str | None) -> None:
         raise RequestInvalid(f"Content-Type must be application/json (got {shown})", status=415)
 
 
-def handle_txt2img(
-    *,
-    body: bytes | None,
-    headers: Mapping[str, str],
-    api_key_id: str | None,
-    request_id: str,
-    deadline: float,
-    service: GenerationService,
-    settings: Settings,
-) -> Reply:
-    """`headers` must be case-insensitive (lower-cased keys)."""
+def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> tuple[Txt2ImgRequest, ResponseMode]:
+    """Every check that needs no I/O, so a bad request costs nothing."""
     if body is not None and len(body) > settings.max_body_bytes:
         raise RequestInvalid(f"Request body is larger than {settings.max_body_bytes} bytes", status=413)
     check_content_type(headers.get("content-type"))
@@ -51,15 +47,43 @@ def handle_txt2img(
         raise RequestInvalid(
             "'batch_size' > 1 needs 'base64': true or the 'x-response-mode: url' header: a raw answer carries one image"
         )
-    namespace = namespace_for(api_key_id)
+    return request, mode
+
+
+def handle_txt2img(
+    *,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    api_key_id: str | None,
+    request_id: str,
+    deadline: float,
+    service: GenerationService,
+    settings: Settings,
+    tenant: Tenant | None = None,
+    meter: Meter | None = None,
+) -> Reply:
+    """`headers` must be case-insensitive (lower-cased keys). With a tenant and a meter, the request is billed."""
+    try:
+        request, mode = validate(body, headers, settings)
+    except RequestInvalid:
+        if tenant and meter:
+            TenantBilling.best_effort(lambda: meter.record_rejected(tenant))
+        raise
+    estimate = price_table().estimate(request)
+    billing: Billing = NoBilling()
+    if tenant and meter:
+        billing = TenantBilling(meter, tenant, estimate, request.batch_size)
+    namespace = tenant.tenant_id if tenant else namespace_for(api_key_id)
     result = service.generate(
         request,
         namespace=namespace,
         policy=CachePolicy.from_header(headers.get("cache-control")),
         by_url=mode is ResponseMode.URL,
         deadline=deadline,
+        billing=billing,
     )
-    return deliver(
+    _report(request, result, tenant, estimate, settings)
+    reply = deliver(
         result,
         as_base64=request.base64,
         mode=mode,
@@ -69,3 +93,32 @@ def handle_txt2img(
         url_ttl=settings.presigned_url_ttl_seconds,
         inline_limit=settings.inline_response_max_bytes,
     )
+    if isinstance(billing, TenantBilling):
+        reply.headers.update(budget_headers(billing.remaining()))
+    return reply
+
+
+def budget_headers(remaining: Mapping[str, float | int | None]) -> dict[str, str]:
+    return {f"x-budget-remaining-{unit}": str(value) for unit, value in remaining.items() if value is not None}
+
+
+def _report(
+    request: Txt2ImgRequest, result: ImageResult, tenant: Tenant | None, estimate: float, settings: Settings
+) -> None:
+    """Per-request figures as EMF metadata (searchable in Logs Insights, free of metric-dimension cost)."""
+    hit = result.cache is CacheStatus.HIT
+    fields: dict[str, object] = {
+        "cache": result.cache.value,
+        "cache_hit": int(hit),
+        "images_generated": 0 if hit else result.count,
+        "credits_charged": 0.0 if hit else estimate,
+        "credits_saved": estimate if hit else 0.0,
+        "prompt_sha256": hashlib.sha256(request.prompt.encode()).hexdigest(),
+    }
+    if settings.log_prompts:
+        fields["prompt"] = request.prompt[:200]
+    if tenant:
+        fields |= {"tenant_id": tenant.tenant_id, "tenant": tenant.name, "plan": tenant.plan}
+    for key, value in fields.items():
+        metrics.add_metadata(key=key, value=value)
+    logger.info("Generation answered", extra={k: v for k, v in fields.items() if k != "prompt"})

@@ -1,0 +1,1 @@
+"""Operator tooling: the `segmind-proxy` command (tenants, keys, plans, budgets, usage)."""

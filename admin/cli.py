@@ -1,0 +1,209 @@
+"""`segmind-proxy`: manage tenants (keys, plans, budgets, origins) and read usage, on a deployed or the local stack.
+
+segmind-proxy --stack-name my-gateway tenants create acme --plan pro --budget-credits 50
+segmind-proxy --local tenants list
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from segmind_proxy.metering import Meter
+from segmind_proxy.tenants import Tenant, TenantRegistry
+
+from .service import AdminError, CreatedTenant, StackRefs, TenantAdmin
+
+LOCAL_STACK = "segmind-proxy-local"
+
+
+def _budget(value: str) -> float | None:
+    return None if value.lower() == "none" else float(value)
+
+
+def _image_budget(value: str) -> int | None:
+    return None if value.lower() == "none" else int(value)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="segmind-proxy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    root.add_argument("--stack-name", default=os.environ.get("STACK_NAME"), help="the deployed stack (or STACK_NAME)")
+    root.add_argument("--region", default=None, help="AWS region (default: your AWS configuration)")
+    root.add_argument("--profile", default=None, help="AWS profile")
+    root.add_argument("--local", action="store_true", help="the local stack of `make dev` (moto on MOTO_PORT)")
+    root.add_argument("--json", action="store_true", help="machine-readable output")
+    groups = root.add_subparsers(dest="group", required=True)
+
+    tenants = groups.add_parser("tenants", help="create, list and change tenants").add_subparsers(
+        dest="command", required=True
+    )
+    create = tenants.add_parser("create", help="create a tenant and print its new key (shown once)")
+    create.add_argument("name")
+    create.add_argument("--plan", required=True)
+    create.add_argument("--budget-credits", type=float, default=None, help="monthly credit budget")
+    create.add_argument("--budget-images", type=int, default=None, help="monthly image budget")
+    create.add_argument("--allowed-origin", action="append", default=[], dest="origins", help="browser origin (repeat)")
+    create.add_argument("--key-value", default=None, help=argparse.SUPPRESS)  # the local stack's fixed demo key
+    tenants.add_parser("list", help="every tenant")
+    for command, text in [
+        ("show", "a tenant and its usage this month"),
+        ("rotate-key", "issue a new key; the old one stops working at once"),
+        ("suspend", "refuse the tenant's requests at once"),
+        ("resume", "accept them again"),
+    ]:
+        tenants.add_parser(command, help=text).add_argument("tenant", help="name or id")
+    delete = tenants.add_parser("delete", help="delete the tenant and its key (usage stays for billing)")
+    delete.add_argument("tenant")
+    delete.add_argument("--yes", action="store_true", help="do not ask")
+    set_plan = tenants.add_parser("set-plan", help="move the tenant's key to another plan")
+    set_plan.add_argument("tenant")
+    set_plan.add_argument("plan")
+    set_budget = tenants.add_parser("set-budget", help="monthly budgets ('none' removes one)")
+    set_budget.add_argument("tenant")
+    set_budget.add_argument("--credits", type=_budget, default=argparse.SUPPRESS)
+    set_budget.add_argument("--images", type=_image_budget, default=argparse.SUPPRESS)
+    set_origins = tenants.add_parser("set-origins", help="browser origins allowed for the key (none: any)")
+    set_origins.add_argument("tenant")
+    set_origins.add_argument("origins", nargs="*")
+
+    usage = groups.add_parser("usage", help="every tenant's usage for a month, for billing")
+    usage.add_argument("--month", default=None, help="YYYY-MM (default: this month, UTC)")
+    return root
+
+
+def build_admin(args: argparse.Namespace) -> TenantAdmin:
+    stack_name = args.stack_name
+    options: dict[str, Any] = {}
+    session_args: dict[str, Any] = {"region_name": args.region, "profile_name": args.profile}
+    if args.local:
+        stack_name = stack_name or LOCAL_STACK
+        options["endpoint_url"] = f"http://127.0.0.1:{os.environ.get('MOTO_PORT', '5510')}"
+        session_args = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    if not stack_name:
+        raise AdminError("Name the stack: --stack-name NAME (or STACK_NAME), or --local for the local stack")
+    session = boto3.session.Session(**{k: v for k, v in session_args.items() if v})
+    refs = StackRefs.find(session.client("cloudformation", **options), stack_name)
+    dynamodb = session.resource("dynamodb", **options)
+    return TenantAdmin(
+        refs,
+        session.client("apigateway", **options),
+        TenantRegistry(refs.tenants_table, resource=lambda: dynamodb),
+        Meter(refs.tenants_table, resource=lambda: dynamodb),
+    )
+
+
+def _tenant_dict(tenant: Tenant) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant.tenant_id,
+        "name": tenant.name,
+        "plan": tenant.plan,
+        "status": tenant.status.value,
+        "api_key_id": tenant.api_key_id,
+        "budget_credits": tenant.budget_credits,
+        "budget_images": tenant.budget_images,
+        "allowed_origins": tenant.allowed_origins,
+        "created_at": tenant.created_at,
+    }
+
+
+def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    cells = [[str("-" if row.get(c) is None else row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def run(args: argparse.Namespace, admin: TenantAdmin) -> Any:
+    """Carry out the command; returns what to print (JSON-able)."""
+    if args.group == "usage":
+        return admin.billing_report(args.month)
+    command = args.command
+    if command == "create":
+        return admin.create(
+            args.name,
+            args.plan,
+            budget_credits=args.budget_credits,
+            budget_images=args.budget_images,
+            allowed_origins=args.origins,
+            key_value=args.key_value,
+        )
+    if command == "list":
+        return [_tenant_dict(t) for t in admin.tenants()]
+    if command == "show":
+        tenant = admin.tenant(args.tenant)
+        usage = admin.usage(tenant)
+        return {**_tenant_dict(tenant), "usage": {**vars(usage), "remaining": usage.remaining(tenant)}}
+    if command == "rotate-key":
+        return admin.rotate_key(args.tenant)
+    if command == "suspend":
+        return _tenant_dict(admin.suspend(args.tenant))
+    if command == "resume":
+        return _tenant_dict(admin.resume(args.tenant))
+    if command == "delete":
+        if not args.yes and (
+            not sys.stdin.isatty() or input(f"Delete tenant '{args.tenant}' and its key? [y/N] ") != "y"
+        ):
+            raise AdminError("Not deleted (pass --yes to skip the question)")
+        return _tenant_dict(admin.delete(args.tenant))
+    if command == "set-plan":
+        return _tenant_dict(admin.set_plan(args.tenant, args.plan))
+    if command == "set-budget":
+        tenant = admin.tenant(args.tenant)
+        credits = getattr(args, "credits", tenant.budget_credits)
+        images = getattr(args, "images", tenant.budget_images)
+        return _tenant_dict(admin.set_budget(args.tenant, credits=credits, images=images))
+    if command == "set-origins":
+        return _tenant_dict(admin.set_origins(args.tenant, args.origins))
+    raise AdminError(f"Unknown command {command}")
+
+
+def show(result: Any, as_json: bool) -> None:
+    if isinstance(result, CreatedTenant):
+        data = {**_tenant_dict(result.tenant), "api_key": result.api_key}
+        if as_json:
+            print(json.dumps(data, indent=2))
+        else:
+            print(f"Tenant '{result.tenant.name}' ({result.tenant.tenant_id}) on plan {result.tenant.plan}.")
+            print(f"API key (shown once, store it now): {result.api_key}")
+        return
+    if as_json or not isinstance(result, list | dict):
+        print(json.dumps(result, indent=2, default=str))
+    elif isinstance(result, list):
+        _print_table(result, ["name", "tenant_id", "plan", "status", "budget_credits", "budget_images"])
+    elif "tenants" in result:
+        _print_table(
+            result["tenants"], ["name", "plan", "requests", "cache_hits", "images_generated", "credits_estimated"]
+        )
+        print(f"\nEstimated credits, all tenants: {result['credits_estimated_total']}  (month {result['month']})")
+        if result["actual_over_estimated"] is not None:
+            print(f"Segmind balance drop / estimate: {result['actual_over_estimated']}")
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        show(run(args, build_admin(args)), args.json)
+    except AdminError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError) as exc:
+        print(f"error: AWS call failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Tenant administration: API Gateway keys and usage-plan keys plus the registry, kept in step.
+
+The same code drives a deployed stack (found by its name and CloudFormation outputs) and the local stack
+(moto plays CloudFormation, API Gateway and DynamoDB there)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import ClientError
+
+from segmind_proxy.metering import Meter, Usage, current_month
+from segmind_proxy.tenants import RegistryError, Tenant, TenantRegistry, TenantStatus, new_tenant_id
+
+PLAN_OUTPUT_SUFFIX = "UsagePlanId"
+
+
+class AdminError(Exception):
+    """Shown to the operator as is."""
+
+
+@dataclass(frozen=True)
+class StackRefs:
+    stack_name: str
+    rest_api_id: str
+    tenants_table: str
+    plans: dict[str, str]  # plan name (free, pro, enterprise) -> usage plan id
+    api_base_url: str
+
+    @classmethod
+    def from_outputs(cls, stack_name: str, outputs: dict[str, str]) -> StackRefs:
+        plans = {
+            k.removesuffix(PLAN_OUTPUT_SUFFIX).lower(): v for k, v in outputs.items() if k.endswith(PLAN_OUTPUT_SUFFIX)
+        }
+        missing = [k for k in ("RestApiId", "TenantsTableName") if k not in outputs]
+        if missing or not plans:
+            raise AdminError(f"Stack '{stack_name}' lacks outputs {missing or ['*UsagePlanId']}: is it this gateway?")
+        return cls(stack_name, outputs["RestApiId"], outputs["TenantsTableName"], plans, outputs.get("ApiBaseUrl", ""))
+
+    @classmethod
+    def find(cls, cloudformation: Any, stack_name: str) -> StackRefs:
+        try:
+            stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+        except ClientError as exc:
+            if "does not exist" in str(exc):
+                raise AdminError(f"No stack named '{stack_name}' in this account and region") from None
+            raise
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        return cls.from_outputs(stack_name, outputs)
+
+
+@dataclass
+class CreatedTenant:
+    tenant: Tenant
+    api_key: str  # shown once
+
+
+class TenantAdmin:
+    def __init__(self, refs: StackRefs, apigw: Any, registry: TenantRegistry, meter: Meter) -> None:
+        self.refs = refs
+        self.apigw = apigw
+        self.registry = registry
+        self.meter = meter
+
+    # -- lookups ---------------------------------------------------------------
+    def tenant(self, name_or_id: str) -> Tenant:
+        try:
+            return self.registry.resolve(name_or_id)
+        except RegistryError as exc:
+            raise AdminError(str(exc)) from None
+
+    def tenants(self) -> list[Tenant]:
+        return sorted(self.registry.all(), key=lambda t: t.name)
+
+    def usage(self, tenant: Tenant, month: str | None = None) -> Usage:
+        return self.meter.usage(tenant.tenant_id, month)
+
+    def _plan_id(self, plan: str) -> str:
+        if plan not in self.refs.plans:
+            raise AdminError(f"Unknown plan '{plan}': choose one of {', '.join(sorted(self.refs.plans))}")
+        return self.refs.plans[plan]
+
+    # -- changes ---------------------------------------------------------------
+    def create(
+        self,
+        name: str,
+        plan: str,
+        *,
+        budget_credits: float | None = None,
+        budget_images: int | None = None,
+        allowed_origins: list[str] | None = None,
+        key_value: str | None = None,
+    ) -> CreatedTenant:
+        plan_id = self._plan_id(plan)
+        _check_budgets(budget_credits, budget_images)
+        _check_origins(allowed_origins or [])
+        if self.registry.by_name(name):
+            raise AdminError(f"A tenant named '{name}' already exists")
+        tenant_id = new_tenant_id()
+        key = self._new_key(name, tenant_id, plan_id, key_value)
+        tenant = Tenant(
+            tenant_id=tenant_id,
+            name=name,
+            plan=plan,
+            api_key_id=key["id"],
+            budget_credits=budget_credits,
+            budget_images=budget_images,
+            allowed_origins=list(allowed_origins or []),
+        )
+        try:
+            self.registry.create(tenant)
+        except RegistryError as exc:
+            self.apigw.delete_api_key(apiKey=key["id"])  # no orphan key left behind
+            raise AdminError(str(exc)) from None
+        return CreatedTenant(tenant, key["value"])
+
+    def rotate_key(self, name_or_id: str) -> CreatedTenant:
+        """A new key on the same plan; the old key stops working at once."""
+        tenant = self.tenant(name_or_id)
+        old_key_id = tenant.api_key_id
+        key = self._new_key(tenant.name, tenant.tenant_id, self._plan_id(tenant.plan), None)
+        if not tenant.active:
+            self._set_key_enabled(key["id"], enabled=False)
+        self.registry.replace_key(tenant, key["id"])
+        self.apigw.delete_api_key(apiKey=old_key_id)
+        return CreatedTenant(tenant, key["value"])
+
+    def suspend(self, name_or_id: str) -> Tenant:
+        return self._set_status(name_or_id, TenantStatus.SUSPENDED)
+
+    def resume(self, name_or_id: str) -> Tenant:
+        return self._set_status(name_or_id, TenantStatus.ACTIVE)
+
+    def delete(self, name_or_id: str) -> Tenant:
+        """Removes the key and the tenant; its usage stays in the ledger for billing."""
+        tenant = self.tenant(name_or_id)
+        self.registry.delete(tenant)
+        try:
+            self.apigw.delete_api_key(apiKey=tenant.api_key_id)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NotFoundException":
+                raise
+        return tenant
+
+    def set_plan(self, name_or_id: str, plan: str) -> Tenant:
+        tenant = self.tenant(name_or_id)
+        new_plan_id = self._plan_id(plan)
+        if plan == tenant.plan:
+            return tenant
+        self.apigw.create_usage_plan_key(usagePlanId=new_plan_id, keyId=tenant.api_key_id, keyType="API_KEY")
+        try:
+            self.apigw.delete_usage_plan_key(usagePlanId=self._plan_id(tenant.plan), keyId=tenant.api_key_id)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NotFoundException":
+                raise
+        tenant.plan = plan
+        return self.registry.update(tenant)
+
+    def set_budget(self, name_or_id: str, *, credits: float | None, images: int | None) -> Tenant:
+        _check_budgets(credits, images)
+        tenant = self.tenant(name_or_id)
+        tenant.budget_credits, tenant.budget_images = credits, images
+        return self.registry.update(tenant)
+
+    def set_origins(self, name_or_id: str, origins: list[str]) -> Tenant:
+        _check_origins(origins)
+        tenant = self.tenant(name_or_id)
+        tenant.allowed_origins = origins
+        return self.registry.update(tenant)
+
+    def billing_report(self, month: str | None = None) -> dict[str, Any]:
+        """Every tenant's usage for a month, and the account's real balance drop to reconcile estimates against."""
+        month = month or current_month()
+        rows = [(t, self.meter.usage(t.tenant_id, month)) for t in self.tenants()]
+        estimated = sum(u.credits_spent for _, u in rows)
+        balance = self.meter.balance(month)
+        actual = balance["first_balance"] - balance["last_balance"] if balance else None
+        return {
+            "month": month,
+            "tenants": [
+                {
+                    "tenant_id": t.tenant_id,
+                    "name": t.name,
+                    "plan": t.plan,
+                    "requests": u.requests,
+                    "cache_hits": u.cache_hits,
+                    "images_generated": u.images_generated,
+                    "credits_estimated": round(u.credits_spent, 6),
+                    "remaining": u.remaining(t),
+                }
+                for t, u in rows
+            ],
+            "credits_estimated_total": round(estimated, 6),
+            "segmind_balance": balance,
+            # Balance drop seen by the gateway (from its first call this month; includes the first call's cost
+            # only approximately) over what the price table estimated: tune pricing.json when this drifts from 1.
+            "actual_over_estimated": round(actual / estimated, 4) if actual is not None and estimated else None,
+        }
+
+    # -- helpers ---------------------------------------------------------------
+    def _new_key(self, name: str, tenant_id: str, plan_id: str, value: str | None) -> dict[str, Any]:
+        args: dict[str, Any] = {"name": f"{name}-{tenant_id}", "enabled": True, "description": f"tenant {name}"}
+        if value:
+            args["value"] = value
+        key = self.apigw.create_api_key(**args)
+        try:
+            self.apigw.create_usage_plan_key(usagePlanId=plan_id, keyId=key["id"], keyType="API_KEY")
+        except ClientError:
+            self.apigw.delete_api_key(apiKey=key["id"])
+            raise
+        return key
+
+    def _set_key_enabled(self, key_id: str, *, enabled: bool) -> None:
+        self.apigw.update_api_key(
+            apiKey=key_id, patchOperations=[{"op": "replace", "path": "/enabled", "value": str(enabled).lower()}]
+        )
+
+    def _set_status(self, name_or_id: str, status: TenantStatus) -> Tenant:
+        tenant = self.tenant(name_or_id)
+        tenant.status = status
+        # The registry first: the function reads it on every request, so this takes effect at once.
+        self.registry.update(tenant)
+        self._set_key_enabled(tenant.api_key_id, enabled=status is TenantStatus.ACTIVE)
+        return tenant
+
+
+def _check_budgets(credits: float | None, images: int | None) -> None:
+    if credits is not None and credits < 0:
+        raise AdminError("A credit budget cannot be negative")
+    if images is not None and images < 0:
+        raise AdminError("An image budget cannot be negative")
+
+
+def _check_origins(origins: list[str]) -> None:
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.path or parts.query or parts.fragment:
+            raise AdminError(f"'{origin}' is not an origin: use scheme://host[:port] with no path")

@@ -1,0 +1,29 @@
+"""Who is calling: the tenant behind API Gateway's `apiKeyId` (never anything the client sends), and whether it may."""
+
+from __future__ import annotations
+
+from .errors import GatewayError
+from .tenants import Tenant, TenantRegistry
+
+
+class AccessRefused(GatewayError):
+    """Refused before any work. `cors` is False when the answer must not carry CORS headers (a foreign origin)."""
+
+    def __init__(self, status: int, message: str, *, cors: bool = True) -> None:
+        super().__init__(status, message, kind="access")
+        self.cors = cors
+
+
+def authorize(registry: TenantRegistry | None, api_key_id: str | None, origin: str | None) -> Tenant | None:
+    """The calling tenant, or None where tenancy is off (no registry) or the route needs no key."""
+    if registry is None or not api_key_id:
+        return None
+    tenant = registry.by_api_key(api_key_id)
+    if tenant is None:
+        raise AccessRefused(403, "This API key is not registered with any tenant")
+    if not tenant.active:
+        raise AccessRefused(403, f"Tenant '{tenant.name}' is suspended; contact the operator")
+    if not tenant.origin_allowed(origin):
+        shown = origin or "no Origin header"
+        raise AccessRefused(403, f"This key may only be used from its allowed origins (got {shown})", cors=False)
+    return tenant

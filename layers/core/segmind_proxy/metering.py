@@ -1,0 +1,262 @@
+"""Per-tenant monthly usage and budgets, enforced atomically in DynamoDB.
+
+A generation first *reserves* its estimated cost with one conditional update, so concurrent requests can never
+take a tenant past its budget; after the upstream call it *settles* (estimate replaced by the charge), or
+*releases* on failure. Condition expressions cannot add, so each budget is enforced on a running
+`*_committed` total (spent + reserved) compared with `budget - this request's cost`, computed before the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .aws_clients import dynamodb
+from .errors import GatewayError
+from .observability import MetricUnit, logger, metrics
+from .tenants import Tenant
+
+COUNTERS = (
+    "requests",
+    "cache_hits",
+    "images_generated",
+    "upstream_calls",
+    "failed_generations",
+    "rejected_requests",
+    "credits_spent",
+    "credits_committed",
+    "images_committed",
+)
+
+
+def current_month(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y-%m")
+
+
+def _dec(value: float) -> Decimal:
+    return Decimal(str(round(value, 6)))
+
+
+class BudgetExceeded(GatewayError):
+    def __init__(self, message: str) -> None:
+        super().__init__(402, message, kind="budget")
+
+
+@dataclass
+class Usage:
+    tenant_id: str
+    month: str
+    requests: int = 0
+    cache_hits: int = 0
+    images_generated: int = 0
+    upstream_calls: int = 0
+    failed_generations: int = 0
+    rejected_requests: int = 0
+    credits_spent: float = 0.0
+    credits_committed: float = 0.0  # spent + reserved by requests in flight
+    images_committed: int = 0
+
+    @classmethod
+    def from_item(cls, tenant_id: str, month: str, item: dict[str, Any] | None) -> Usage:
+        item = item or {}
+        usage = cls(tenant_id, month)
+        for name in COUNTERS:
+            if name in item:
+                kind = type(getattr(usage, name))
+                setattr(usage, name, kind(item[name]))
+        return usage
+
+    def remaining(self, tenant: Tenant) -> dict[str, float | int | None]:
+        return {
+            "credits": None
+            if tenant.budget_credits is None
+            else round(max(0.0, tenant.budget_credits - self.credits_committed), 6),
+            "images": None if tenant.budget_images is None else max(0, tenant.budget_images - self.images_committed),
+        }
+
+
+@dataclass(frozen=True)
+class Reservation:
+    tenant_id: str
+    month: str
+    credits: float
+    images: int
+
+
+class Meter:
+    def __init__(self, table_name: str, resource: Callable[[], Any] = dynamodb) -> None:
+        self.table_name = table_name
+        self._resource = resource
+
+    @property
+    def table(self) -> Any:
+        return self._resource().Table(self.table_name)
+
+    def _key(self, tenant_id: str, month: str) -> dict[str, str]:
+        return {"pk": f"TENANT#{tenant_id}", "sk": f"USAGE#{month}"}
+
+    def _add(self, tenant_id: str, month: str, deltas: dict[str, Any], **extra: Any) -> Usage:
+        names = {f"#{k}": k for k in deltas}
+        values = {f":{k}": v for k, v in deltas.items()}
+        result = self.table.update_item(
+            Key=self._key(tenant_id, month),
+            UpdateExpression="ADD " + ", ".join(f"#{k} :{k}" for k in deltas),
+            ExpressionAttributeNames={**names, **extra.pop("names", {})},
+            ExpressionAttributeValues={**values, **extra.pop("values", {})},
+            ReturnValues="ALL_NEW",
+            **extra,
+        )
+        return Usage.from_item(tenant_id, month, result.get("Attributes"))
+
+    def usage(self, tenant_id: str, month: str | None = None) -> Usage:
+        month = month or current_month()
+        item = self.table.get_item(Key=self._key(tenant_id, month), ConsistentRead=True).get("Item")
+        return Usage.from_item(tenant_id, month, item)
+
+    def record_hit(self, tenant: Tenant) -> Usage:
+        """A cache hit: counted, never charged."""
+        return self._add(tenant.tenant_id, current_month(), {"requests": 1, "cache_hits": 1})
+
+    def record_rejected(self, tenant: Tenant) -> None:
+        self._add(tenant.tenant_id, current_month(), {"requests": 1, "rejected_requests": 1})
+
+    def reserve(self, tenant: Tenant, credits: float, images: int) -> tuple[Reservation, Usage]:
+        """Reserve the estimated cost, or raise BudgetExceeded without touching anything."""
+        month = current_month()
+        conditions, values, names = [], {}, {}
+        if tenant.budget_credits is not None:
+            headroom = tenant.budget_credits - credits
+            if headroom < 0:
+                raise self._refusal(tenant, "credits", credits)
+            conditions.append("(attribute_not_exists(#cc) OR #cc <= :credit_headroom)")
+            values[":credit_headroom"] = _dec(headroom)
+            names["#cc"] = "credits_committed"
+        if tenant.budget_images is not None:
+            headroom_images = tenant.budget_images - images
+            if headroom_images < 0:
+                raise self._refusal(tenant, "images", images)
+            conditions.append("(attribute_not_exists(#ic) OR #ic <= :image_headroom)")
+            values[":image_headroom"] = headroom_images
+            names["#ic"] = "images_committed"
+        deltas = {"requests": 1, "credits_committed": _dec(credits), "images_committed": images}
+        extra: dict[str, Any] = {"names": names, "values": values}
+        if conditions:
+            extra["ConditionExpression"] = " AND ".join(conditions)
+        try:
+            usage = self._add(tenant.tenant_id, month, deltas, **extra)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                usage = self.usage(tenant.tenant_id, month)
+                images_short = (
+                    tenant.budget_images is not None and usage.images_committed + images > tenant.budget_images
+                )
+                over = "images" if images_short or tenant.budget_credits is None else "credits"
+                raise self._refusal(tenant, over, images if over == "images" else credits) from None
+            raise
+        return Reservation(tenant.tenant_id, month, credits, images), usage
+
+    def settle(self, reservation: Reservation, credits: float, images: int) -> Usage:
+        """Replace the estimate by the charge for what was generated."""
+        return self._add(
+            reservation.tenant_id,
+            reservation.month,
+            {
+                "credits_committed": _dec(credits - reservation.credits),
+                "credits_spent": _dec(credits),
+                "images_committed": images - reservation.images,
+                "images_generated": images,
+                "upstream_calls": 1,
+            },
+        )
+
+    def release(self, reservation: Reservation) -> Usage:
+        """The generation failed: nothing is charged."""
+        return self._add(
+            reservation.tenant_id,
+            reservation.month,
+            {
+                "credits_committed": _dec(-reservation.credits),
+                "images_committed": -reservation.images,
+                "failed_generations": 1,
+            },
+        )
+
+    def record_balance(self, balance: float) -> None:
+        """Segmind's reported balance: the month's first and latest, to reconcile estimates with real spend."""
+        month = current_month()
+        self.table.update_item(
+            Key={"pk": "ACCOUNT", "sk": f"BALANCE#{month}"},
+            UpdateExpression="SET first_balance = if_not_exists(first_balance, :b), last_balance = :b, last_at = :t",
+            ExpressionAttributeValues={":b": _dec(balance), ":t": datetime.now(UTC).isoformat(timespec="seconds")},
+        )
+
+    def balance(self, month: str | None = None) -> dict[str, Any] | None:
+        key = {"pk": "ACCOUNT", "sk": f"BALANCE#{month or current_month()}"}
+        item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        return {k: float(v) if isinstance(v, Decimal) else v for k, v in item.items() if k not in ("pk", "sk")}
+
+    @staticmethod
+    def _refusal(tenant: Tenant, over: str, cost: float) -> BudgetExceeded:
+        budget = tenant.budget_credits if over == "credits" else tenant.budget_images
+        return BudgetExceeded(
+            f"Monthly budget of {budget} {over} for tenant '{tenant.name}' does not cover this request "
+            f"({cost} {over}); it renews on the 1st (UTC) or the operator can raise it"
+        )
+
+
+class TenantBilling:
+    """Billing of one request for one tenant: hits are free, generations reserve then settle or release."""
+
+    def __init__(self, meter: Meter, tenant: Tenant, estimate: float, images: int) -> None:
+        self.meter = meter
+        self.tenant = tenant
+        self.estimate = estimate
+        self.images = images
+        self.reservation: Reservation | None = None
+        self.usage: Usage | None = None
+
+    def on_hit(self) -> None:
+        self.usage = self.best_effort(lambda: self.meter.record_hit(self.tenant))
+
+    def reserve(self) -> None:
+        try:
+            self.reservation, self.usage = self.meter.reserve(self.tenant, self.estimate, self.images)
+        except ClientError:
+            logger.exception("Usage ledger unavailable; refusing before any credit is spent")
+            raise GatewayError(
+                503, "The usage ledger is unavailable; nothing was charged, retry shortly", kind="ledger"
+            ) from None
+
+    def settle(self, images: int, reported_balance: float | None) -> None:
+        if self.reservation is None:
+            return
+        charge = self.estimate * images / self.images if self.images else 0.0
+        reservation = self.reservation
+        self.usage = self.best_effort(lambda: self.meter.settle(reservation, charge, images)) or self.usage
+        if reported_balance is not None:
+            self.best_effort(lambda: self.meter.record_balance(reported_balance))
+
+    def release(self) -> None:
+        if self.reservation is not None:
+            reservation = self.reservation
+            self.usage = self.best_effort(lambda: self.meter.release(reservation)) or self.usage
+
+    def remaining(self) -> dict[str, float | int | None]:
+        return self.usage.remaining(self.tenant) if self.usage else {"credits": None, "images": None}
+
+    @staticmethod
+    def best_effort(call: Callable[[], Any]) -> Any:
+        """After the upstream call, ledger errors must not lose the image: log, count, carry on."""
+        try:
+            return call()
+        except ClientError:
+            logger.exception("Usage ledger write failed after generation")
+            metrics.add_metric(name="LedgerErrors", unit=MetricUnit.Count, value=1)
+            return None

@@ -1,0 +1,201 @@
+"""The tenant registry in DynamoDB: profiles, API key ids and names, in one table keyed by `pk`/`sk`.
+
+Items:
+  TENANT#{id} / PROFILE       the tenant (name, plan, status, budgets, allowed origins, current key id)
+  APIKEY#{api_key_id} / TENANT which tenant an API Gateway key belongs to (never changes for a key id)
+  NAME#{name} / TENANT        reserves a name, so names are unique
+  TENANT#{id} / USAGE#{yyyy-mm}  that month's usage (see metering.py)
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .aws_clients import dynamodb
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
+
+
+class TenantStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class RegistryError(Exception):
+    """A registry operation that cannot be done as asked (unknown tenant, duplicate name, ...)."""
+
+
+@dataclass
+class Tenant:
+    tenant_id: str
+    name: str
+    plan: str
+    api_key_id: str
+    status: TenantStatus = TenantStatus.ACTIVE
+    budget_credits: float | None = None  # per calendar month (UTC); None: no credit budget
+    budget_images: int | None = None  # per calendar month (UTC); None: no image budget
+    allowed_origins: list[str] = field(default_factory=list)  # empty: any origin (server-side key)
+    created_at: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.status is TenantStatus.ACTIVE
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        return not self.allowed_origins or (origin is not None and origin in self.allowed_origins)
+
+    def to_item(self) -> dict[str, Any]:
+        item = {k: v for k, v in asdict(self).items() if v is not None and v != []}
+        item["status"] = self.status.value
+        if self.budget_credits is not None:
+            item["budget_credits"] = Decimal(str(self.budget_credits))
+        return {"pk": f"TENANT#{self.tenant_id}", "sk": "PROFILE", **item}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Tenant:
+        return cls(
+            tenant_id=item["tenant_id"],
+            name=item["name"],
+            plan=item["plan"],
+            api_key_id=item["api_key_id"],
+            status=TenantStatus(item.get("status", "active")),
+            budget_credits=float(item["budget_credits"]) if "budget_credits" in item else None,
+            budget_images=int(item["budget_images"]) if "budget_images" in item else None,
+            allowed_origins=list(item.get("allowed_origins", [])),
+            created_at=item.get("created_at", ""),
+        )
+
+
+def new_tenant_id() -> str:
+    return f"t_{secrets.token_hex(6)}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class TenantRegistry:
+    def __init__(self, table_name: str, resource: Callable[[], Any] = dynamodb) -> None:
+        self.table_name = table_name
+        self._resource = resource
+        # A key id belongs to one tenant for ever, so this mapping is safe to keep per container.
+        self._key_owner: dict[str, str] = {}
+
+    @property
+    def table(self) -> Any:
+        return self._resource().Table(self.table_name)
+
+    # -- reads ---------------------------------------------------------------
+    def get(self, tenant_id: str) -> Tenant | None:
+        item = self.table.get_item(Key={"pk": f"TENANT#{tenant_id}", "sk": "PROFILE"}, ConsistentRead=True).get("Item")
+        return Tenant.from_item(item) if item else None
+
+    def by_api_key(self, api_key_id: str) -> Tenant | None:
+        """The tenant owning an API key id. The profile is read consistently, so a suspension applies at once."""
+        tenant_id = self._key_owner.get(api_key_id)
+        if tenant_id is None:
+            item = self.table.get_item(Key={"pk": f"APIKEY#{api_key_id}", "sk": "TENANT"}, ConsistentRead=True).get(
+                "Item"
+            )
+            if not item:
+                return None
+            tenant_id = self._key_owner[api_key_id] = item["tenant_id"]
+        tenant = self.get(tenant_id)
+        # A rotated-away key id still maps to its tenant, but is no longer the tenant's key.
+        return tenant if tenant and tenant.api_key_id == api_key_id else None
+
+    def by_name(self, name: str) -> Tenant | None:
+        item = self.table.get_item(Key={"pk": f"NAME#{name}", "sk": "TENANT"}, ConsistentRead=True).get("Item")
+        return self.get(item["tenant_id"]) if item else None
+
+    def resolve(self, name_or_id: str) -> Tenant:
+        tenant = self.get(name_or_id) if name_or_id.startswith("t_") else self.by_name(name_or_id)
+        if tenant is None:
+            raise RegistryError(f"No tenant named or with id '{name_or_id}'")
+        return tenant
+
+    def all(self) -> Iterator[Tenant]:
+        kwargs: dict[str, Any] = {
+            "FilterExpression": "sk = :profile",
+            "ExpressionAttributeValues": {":profile": "PROFILE"},
+        }
+        while True:
+            page = self.table.scan(**kwargs)
+            yield from (Tenant.from_item(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- writes --------------------------------------------------------------
+    def create(self, tenant: Tenant) -> Tenant:
+        if not NAME_PATTERN.match(tenant.name):
+            raise RegistryError(
+                f"Invalid tenant name '{tenant.name}': use 2-63 lower-case letters, digits, '.', '_' or '-'"
+            )
+        tenant.created_at = tenant.created_at or _now()
+        self._transact(
+            [
+                self._put({"pk": f"NAME#{tenant.name}", "sk": "TENANT", "tenant_id": tenant.tenant_id}, new=True),
+                self._put(tenant.to_item(), new=True),
+                self._put({"pk": f"APIKEY#{tenant.api_key_id}", "sk": "TENANT", "tenant_id": tenant.tenant_id}),
+            ],
+            conflict=f"A tenant named '{tenant.name}' already exists",
+        )
+        return tenant
+
+    def update(self, tenant: Tenant) -> Tenant:
+        try:
+            self.table.put_item(Item=tenant.to_item(), ConditionExpression="attribute_exists(pk)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise RegistryError(f"No tenant with id '{tenant.tenant_id}'") from None
+            raise
+        return tenant
+
+    def replace_key(self, tenant: Tenant, new_key_id: str) -> Tenant:
+        tenant.api_key_id = new_key_id
+        self._transact(
+            [
+                self._put({"pk": f"APIKEY#{new_key_id}", "sk": "TENANT", "tenant_id": tenant.tenant_id}),
+                self._put(tenant.to_item(), exists=True),
+            ],
+            conflict=f"Tenant '{tenant.name}' changed meanwhile; try again",
+        )
+        return tenant
+
+    def delete(self, tenant: Tenant) -> None:
+        """Removes the profile and the name; usage items stay for billing."""
+        table = self.table_name
+        self._transact(
+            [
+                {"Delete": {"TableName": table, "Key": {"pk": f"TENANT#{tenant.tenant_id}", "sk": "PROFILE"}}},
+                {"Delete": {"TableName": table, "Key": {"pk": f"NAME#{tenant.name}", "sk": "TENANT"}}},
+                {"Delete": {"TableName": table, "Key": {"pk": f"APIKEY#{tenant.api_key_id}", "sk": "TENANT"}}},
+            ],
+            conflict="The tenant changed meanwhile; try again",
+        )
+
+    def _put(self, item: dict[str, Any], *, new: bool = False, exists: bool = False) -> dict[str, Any]:
+        put: dict[str, Any] = {"TableName": self.table_name, "Item": item}
+        if new:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        if exists:
+            put["ConditionExpression"] = "attribute_exists(pk)"
+        return {"Put": put}
+
+    def _transact(self, items: list[dict[str, Any]], *, conflict: str) -> None:
+        try:
+            self._resource().meta.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise RegistryError(conflict) from None
+            raise

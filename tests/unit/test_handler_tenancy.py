@@ -1,0 +1,140 @@
+"""The handler with tenants: identification from apiKeyId only, budgets, free hits, usage, isolation, origins."""
+
+import json
+
+import pytest
+
+from segmind_proxy.metering import Meter
+from segmind_proxy.tenants import TenantStatus
+from tests.unit.conftest import SAMPLE, TENANTS_TABLE, api_event, body_json, make_tenant
+from tests.unit.test_handler import header
+
+SMALL = SAMPLE | {"width": 512, "height": 512}  # 0.26 MP: the 0.004-credit tier of pricing.json
+
+
+def usage_of(invoke, key_id):
+    return body_json(invoke(api_event(method="GET", path="/v1/usage", api_key_id=key_id)))
+
+
+def test_generation_is_metered_and_hits_are_free(invoke, upstream, tenancy):
+    make_tenant(tenancy, budget_credits=1.0, budget_images=5)
+    upstream.succeed()
+    miss = invoke(api_event(SMALL, api_key_id="key-acme"))
+    assert header(miss, "x-budget-remaining-credits") == "0.996"
+    assert header(miss, "x-budget-remaining-images") == "4"
+    hit = invoke(api_event(SMALL, api_key_id="key-acme"))
+    assert header(hit, "x-cache") == "HIT"
+    assert header(hit, "x-budget-remaining-credits") == "0.996"
+    usage = usage_of(invoke, "key-acme")
+    assert (usage["requests"], usage["cache_hits"], usage["images_generated"]) == (2, 1, 1)
+    assert usage["credits_spent"] == pytest.approx(0.004)
+    assert usage["remaining"] == {"credits": pytest.approx(0.996), "images": 4}
+    assert usage["budget"] == {"credits": 1.0, "images": 5}
+
+
+def test_over_budget_is_402_with_no_upstream_call(invoke, upstream, tenancy):
+    make_tenant(tenancy, budget_images=1)
+    upstream.succeed()
+    invoke(api_event(SMALL, api_key_id="key-acme"))
+    refused = invoke(api_event(SMALL | {"seed": 2}, api_key_id="key-acme"))
+    assert refused["statusCode"] == 402
+    assert "budget" in body_json(refused)["error"]
+    assert len(upstream.calls()) == 1
+    # a cache hit is still served: it costs nothing
+    assert invoke(api_event(SMALL, api_key_id="key-acme"))["statusCode"] == 200
+
+
+def test_failed_generation_is_not_charged(invoke, upstream, tenancy):
+    make_tenant(tenancy, budget_credits=1.0)
+    for _ in range(3):
+        upstream.fail(500)
+    assert invoke(api_event(SMALL, api_key_id="key-acme"))["statusCode"] == 502
+    usage = usage_of(invoke, "key-acme")
+    assert usage["credits_spent"] == 0 and usage["credits_reserved"] == 0
+    assert usage["failed_generations"] == 1
+
+
+def test_invalid_requests_are_counted_not_charged(invoke, upstream, tenancy):
+    make_tenant(tenancy, budget_credits=1.0)
+    invoke(api_event({"prompt": "x", "steps": 99}, api_key_id="key-acme"))
+    usage = usage_of(invoke, "key-acme")
+    assert (usage["requests"], usage["rejected_requests"], usage["credits_spent"]) == (1, 1, 0)
+
+
+def test_tenant_is_identified_only_by_api_gateway_key_id(invoke, upstream, tenancy):
+    make_tenant(tenancy, name="acme", key_id="key-acme")
+    make_tenant(tenancy, name="globex", key_id="key-globex")
+    event = api_event(method="GET", path="/v1/usage", api_key_id="key-acme", headers={"x-tenant-id": "globex"})
+    event["queryStringParameters"] = {"tenant": "globex"}
+    assert body_json(invoke(event))["name"] == "acme"
+
+
+def test_tenants_never_see_each_others_images_or_usage(invoke, upstream, tenancy, aws):
+    make_tenant(tenancy, name="acme", key_id="key-acme")
+    make_tenant(tenancy, name="globex", key_id="key-globex")
+    upstream.succeed(times=2)
+    url_mode = {"x-response-mode": "url"}
+    acme = body_json(invoke(api_event(SMALL, api_key_id="key-acme", headers=url_mode)))
+    globex = body_json(invoke(api_event(SMALL, api_key_id="key-globex", headers=url_mode)))
+    assert (acme["cache"], globex["cache"]) == ("MISS", "MISS")  # same request, separate caches
+    acme_tenant, globex_tenant = tenancy.by_name("acme"), tenancy.by_name("globex")
+    assert f"/cache/{acme_tenant.tenant_id}/" in acme["images"][0]["url"]
+    assert f"/cache/{globex_tenant.tenant_id}/" in globex["images"][0]["url"]
+    assert usage_of(invoke, "key-acme")["images_generated"] == 1
+    assert usage_of(invoke, "key-globex")["name"] == "globex"
+
+
+def test_unregistered_suspended_and_deleted_keys_are_refused_before_any_work(invoke, upstream, tenancy):
+    tenant = make_tenant(tenancy)
+    unknown = invoke(api_event(SAMPLE, api_key_id="key-unknown"))
+    assert unknown["statusCode"] == 403 and "not registered" in body_json(unknown)["error"]
+    tenant.status = TenantStatus.SUSPENDED
+    tenancy.update(tenant)
+    suspended = invoke(api_event(SAMPLE, api_key_id="key-acme"))
+    assert suspended["statusCode"] == 403 and "suspended" in body_json(suspended)["error"]
+    tenancy.delete(tenant)
+    assert invoke(api_event(SAMPLE, api_key_id="key-acme"))["statusCode"] == 403
+    assert upstream.calls() == []
+
+
+def test_browser_key_refuses_foreign_origins_without_cors(invoke, upstream, tenancy):
+    make_tenant(tenancy, allowed_origins=["https://app.example"])
+    upstream.succeed()
+    foreign = invoke(api_event(SMALL, api_key_id="key-acme", headers={"Origin": "https://evil.example"}))
+    assert foreign["statusCode"] == 403
+    assert "Access-Control-Allow-Origin" not in foreign["headers"]
+    assert upstream.calls() == []
+    allowed = invoke(api_event(SMALL, api_key_id="key-acme", headers={"Origin": "https://app.example"}))
+    assert allowed["statusCode"] == 200
+    assert header(allowed, "Access-Control-Allow-Origin") == "https://app.example"
+
+
+def test_usage_for_another_month_and_bad_month(invoke, tenancy):
+    make_tenant(tenancy)
+    event = api_event(method="GET", path="/v1/usage", api_key_id="key-acme")
+    event["queryStringParameters"] = {"month": "2020-01"}
+    report = body_json(invoke(event))
+    assert report["month"] == "2020-01" and report["requests"] == 0
+    event["queryStringParameters"] = {"month": "2020-13"}
+    assert invoke(event)["statusCode"] == 400
+
+
+def test_reported_balance_is_kept_for_reconciliation(invoke, upstream, tenancy, ddb):
+    make_tenant(tenancy)
+    upstream.succeed(times=2)
+    invoke(api_event(SMALL, api_key_id="key-acme"))
+    invoke(api_event(SMALL | {"seed": 9}, api_key_id="key-acme"))
+    balance = Meter(TENANTS_TABLE, lambda: ddb).balance()
+    assert balance["first_balance"] == pytest.approx(99.99) and balance["last_balance"] == pytest.approx(99.98)
+
+
+def test_per_tenant_figures_are_emf_metadata_not_dimensions(invoke, upstream, tenancy, capsys):
+    tenant = make_tenant(tenancy)
+    upstream.succeed()
+    invoke(api_event(SMALL, api_key_id="key-acme"))
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    blob = next(b for b in blobs if "CacheMisses" in b)
+    assert blob["tenant_id"] == tenant.tenant_id and blob["credits_charged"] == pytest.approx(0.004)
+    assert blob["cache_hit"] == 0 and blob["images_generated"] == 1 and blob["prompt"].startswith("a majestic")
+    dimensions = {d for spec in blob["_aws"]["CloudWatchMetrics"] for group in spec["Dimensions"] for d in group}
+    assert dimensions == {"service"}

@@ -1,0 +1,68 @@
+import pytest
+
+from segmind_proxy.access import AccessRefused, authorize
+from segmind_proxy.tenants import RegistryError, TenantStatus
+from tests.unit.conftest import make_tenant
+
+
+def test_created_tenant_is_found_by_key_name_and_id(registry):
+    tenant = make_tenant(registry, budget_credits=1.5, budget_images=10, allowed_origins=["https://a.example"])
+    for found in (registry.by_api_key("key-acme"), registry.by_name("acme"), registry.get(tenant.tenant_id)):
+        assert found == tenant
+    assert tenant.created_at
+
+
+def test_unknown_key_or_name_is_none(registry):
+    assert registry.by_api_key("nope") is None
+    assert registry.by_name("nope") is None
+    with pytest.raises(RegistryError, match="No tenant"):
+        registry.resolve("nope")
+
+
+def test_names_are_unique_and_well_formed(registry):
+    make_tenant(registry)
+    with pytest.raises(RegistryError, match="already exists"):
+        make_tenant(registry, key_id="key-2")
+    with pytest.raises(RegistryError, match="Invalid tenant name"):
+        make_tenant(registry, name="Bad Name!", key_id="key-3")
+
+
+def test_rotated_away_key_no_longer_identifies_the_tenant(registry):
+    tenant = make_tenant(registry)
+    assert registry.by_api_key("key-acme") == tenant  # cached in this container
+    registry.replace_key(tenant, "key-new")
+    assert registry.by_api_key("key-acme") is None
+    assert registry.by_api_key("key-new").tenant_id == tenant.tenant_id
+
+
+def test_suspension_applies_on_the_next_request_despite_caching(registry):
+    tenant = make_tenant(registry)
+    assert authorize(registry, "key-acme", None) == tenant
+    tenant.status = TenantStatus.SUSPENDED
+    registry.update(tenant)
+    with pytest.raises(AccessRefused) as refused:
+        authorize(registry, "key-acme", None)
+    assert refused.value.status == 403 and "suspended" in refused.value.message
+
+
+def test_deleted_tenant_is_refused(registry):
+    tenant = make_tenant(registry)
+    authorize(registry, "key-acme", None)
+    registry.delete(tenant)
+    with pytest.raises(AccessRefused, match="not registered"):
+        authorize(registry, "key-acme", None)
+    assert registry.by_name("acme") is None
+
+
+def test_allowed_origins_restrict_browser_keys(registry):
+    make_tenant(registry, allowed_origins=["https://app.example"])
+    assert authorize(registry, "key-acme", "https://app.example")
+    for origin in ("https://evil.example", None):
+        with pytest.raises(AccessRefused) as refused:
+            authorize(registry, "key-acme", origin)
+        assert refused.value.cors is False
+
+
+def test_tenancy_off_or_keyless_routes_need_no_tenant(registry):
+    assert authorize(None, "key-acme", None) is None
+    assert authorize(registry, None, None) is None
