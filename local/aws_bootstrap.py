@@ -52,6 +52,20 @@ def bootstrap(stack: Stack, endpoint: str, *, segmind_key: str, dev_api_key: str
         stack.physical[logical_id] = name
         stack.arns[logical_id] = table["TableDescription"]["TableArn"]
 
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    queues = stack.resources_of("AWS::SQS::Queue")
+    # Dead-letter queues first: the others' redrive policies name them.
+    for logical_id, resource in sorted(queues.items(), key=lambda item: "RedrivePolicy" in item[1]["Properties"]):
+        props = stack.resolve(resource["Properties"])
+        attributes = {k: str(props[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod") if k in props}
+        if "RedrivePolicy" in props:
+            attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+        url = sqs.create_queue(QueueName=stack.default_name(logical_id), Attributes=attributes)["QueueUrl"]
+        stack.physical[logical_id] = url  # Ref of a queue is its URL
+        stack.arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+
     apigw = session.client("apigateway", endpoint_url=endpoint)
     stack.physical["GatewayApi"] = apigw.create_rest_api(name=stack.name)["id"]
     for logical_id, resource in stack.resources_of("AWS::ApiGateway::UsagePlan").items():

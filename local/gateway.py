@@ -140,7 +140,9 @@ class LocalGateway:
             return Response(
                 json.dumps({"message": "Endpoint request timed out"}), status=504, content_type="application/json"
             )
-        except Exception:  # an unhandled error in the function: API Gateway answers 502
+        except Exception as exc:  # an unhandled error in the function: API Gateway answers 502
+            cause = getattr(exc, "__cause__", None)  # the container's traceback, as Lambda would log it
+            print(f"[{route.function}] unhandled {type(exc).__name__}: {exc}\n{cause or ''}", flush=True)
             return Response(
                 json.dumps({"message": "Internal server error"}), status=502, content_type="application/json"
             )
@@ -166,6 +168,7 @@ class LocalGateway:
         headers: dict[str, list[str]] = {}
         for name, value in request.headers.items():
             headers.setdefault(name, []).append(value)
+        headers.setdefault("X-Forwarded-Proto", [request.scheme])
         query: dict[str, list[str]] = {k: request.args.getlist(k) for k in request.args}
         now = datetime.now(UTC)
         request_id = str(uuid.uuid4())
@@ -188,7 +191,7 @@ class LocalGateway:
                 "extendedRequestId": request_id,
                 "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
                 "requestTimeEpoch": int(time.time() * 1000),
-                "path": f"/{self.stage}{request.path}",
+                "path": request.path,  # served at the root, like a custom domain without a base path
                 "accountId": self.stack.account,
                 "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
                 "stage": self.stage,

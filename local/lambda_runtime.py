@@ -7,9 +7,11 @@ import importlib
 import multiprocessing
 import os
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .template import FunctionSpec
@@ -53,13 +55,18 @@ def _warm() -> int:
 class LocalFunction:
     def __init__(self, spec: FunctionSpec, environment: dict[str, str], concurrency: int) -> None:
         self.spec = spec
-        self._pool = ProcessPoolExecutor(
-            max_workers=concurrency,
+        self._environment = environment
+        self._concurrency = concurrency
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._concurrency,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_container,
-            initargs=(str(spec.code_dir), spec.handler, environment),
+            initargs=(str(self.spec.code_dir), self.spec.handler, self._environment),
         )
-        self._concurrency = concurrency
 
     def warm_up(self) -> None:
         """Start every container now, so the first requests do not pay the imports."""
@@ -68,7 +75,15 @@ class LocalFunction:
             future.result(timeout=120)
 
     def invoke(self, event: dict[str, Any]) -> Future[Any]:
-        return self._pool.submit(_invoke, event, self.spec.logical_id, self.spec.memory, self.spec.timeout)
+        """Run on a free container. A killed container (as Lambda may lose one) is replaced by fresh ones."""
+        args = (_invoke, event, self.spec.logical_id, self.spec.memory, self.spec.timeout)
+        with self._lock:
+            try:
+                return self._pool.submit(*args)
+            except BrokenProcessPool:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+                return self._pool.submit(*args)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .aws_bootstrap import LOCAL_CREDENTIALS, bootstrap, local_session
+from .event_sources import SqsPoller
 from .fake_segmind import FakeSegmind
 from .gateway import ApiKeys, LocalGateway
 from .lambda_runtime import LocalFunction
@@ -38,6 +38,7 @@ class LocalConfig:
     fake_latency_ms: float = 0.0
     concurrency: int = 4
     allowed_origins: str = ""
+    parameter_overrides: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LocalConfig:
@@ -54,6 +55,7 @@ class LocalConfig:
             fake_latency_ms=float(env.get("FAKE_SEGMIND_LATENCY_MS", 0)),
             concurrency=int(env.get("LOCAL_LAMBDA_CONCURRENCY", cls.concurrency)),
             allowed_origins=env.get("ALLOWED_ORIGINS", ""),
+            parameter_overrides=env.get("PARAMETER_OVERRIDES", ""),
         )
 
 
@@ -76,6 +78,7 @@ class LocalStack:
         self.stack = Stack(config.stack_name)
         self._servers: list[Any] = []
         self.functions: dict[str, LocalFunction] = {}
+        self.pollers: list[SqsPoller] = []
         self.fake: FakeSegmind | None = None
 
     @property
@@ -83,6 +86,10 @@ class LocalStack:
         return f"http://{self.config.host}:{self.config.moto_port}"
 
     def start(self) -> None:
+        # Imported here, not at the top: spawned containers re-import this module first, and the domain package
+        # (which bootstrap uses) must first be imported in a container after the function's environment is set.
+        from .aws_bootstrap import LOCAL_CREDENTIALS, bootstrap, local_session
+
         config = self.config
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._servers.append(start_moto(config.host, config.moto_port))
@@ -103,9 +110,15 @@ class LocalStack:
         self.stack.local_api_url = f"http://{config.host}:{config.port}"
         if config.allowed_origins:
             self.stack.parameters["AllowedOrigins"] = config.allowed_origins
+        for override in config.parameter_overrides.split():  # as sam deploy --parameter-overrides Key=Value ...
+            name, _, value = override.partition("=")
+            if name not in self.stack.parameters:
+                raise SystemExit(f"PARAMETER_OVERRIDES: template has no parameter '{name}'")
+            self.stack.parameters[name] = value
         self.created = bootstrap(
             self.stack, self.moto_endpoint, segmind_key=upstream_key, dev_api_key=config.dev_api_key
         )
+        session = local_session(self.stack.region)
 
         aws_env = {
             "AWS_ENDPOINT_URL": self.moto_endpoint,
@@ -114,23 +127,40 @@ class LocalStack:
             "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
             "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
             "POWERTOOLS_TRACE_DISABLED": "true",
+            "ALLOW_PRIVATE_WEBHOOKS": "true",  # the local stack's webhook receivers live on loopback
             "POWERTOOLS_DEV": os.environ.get("POWERTOOLS_DEV", "false"),
         }
-        for logical_id in {route.function for route in self.stack.routes()}:
+        sources = self.stack.sqs_sources()
+        for logical_id in {route.function for route in self.stack.routes()} | {f for f, _, _ in sources}:
             spec = self.stack.function(logical_id)
             environment = {**spec.environment, **aws_env, "AWS_LAMBDA_FUNCTION_NAME": logical_id}
             function = LocalFunction(spec, environment, config.concurrency)
             self.functions[logical_id] = function
         for function in self.functions.values():
             function.warm_up()
+        sqs = session.client("sqs", endpoint_url=self.moto_endpoint)
+        for function_id, queue_id, batch_size in sources:
+            for _ in range(config.concurrency):  # as Lambda scales pollers with the queue
+                poller = SqsPoller(
+                    sqs,
+                    self.stack.physical[queue_id],
+                    self.stack.arns[queue_id],
+                    self.functions[function_id],
+                    batch_size,
+                    self.stack.region,
+                )
+                poller.start()
+                self.pollers.append(poller)
 
-        apigw = local_session(self.stack.region).client("apigateway", endpoint_url=self.moto_endpoint)
+        apigw = session.client("apigateway", endpoint_url=self.moto_endpoint)
         gateway = LocalGateway(self.stack, self.functions, ApiKeys(apigw), config.stage)
         server = make_server(config.host, config.port, gateway, threaded=True, request_handler=GatewayAccessLog)
         _serve(server)
         self._servers.append(server)
 
     def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stopped.set()
         for function in self.functions.values():
             function.shutdown()
         for server in reversed(self._servers):

@@ -182,5 +182,15 @@ class Stack:
         # Literal paths before greedy ones, as API Gateway prefers the most specific resource.
         return sorted(routes, key=lambda r: ("{" in r.path, -len(r.path)))
 
+    def sqs_sources(self) -> list[tuple[str, str, int]]:
+        """(function, queue logical id, batch size) for every SQS event source in the template."""
+        sources = []
+        for logical_id, resource in self.resources_of("AWS::Serverless::Function").items():
+            for event in resource["Properties"].get("Events", {}).values():
+                if event["Type"] == "SQS":
+                    queue = event["Properties"]["Queue"]["Fn::GetAtt"][0]
+                    sources.append((logical_id, queue, int(event["Properties"].get("BatchSize", 10))))
+        return sources
+
     def binary_media_types(self, api_id: str = "GatewayApi") -> list[str]:
         return [t.replace("~1", "/") for t in self.api(api_id).get("BinaryMediaTypes", [])]

@@ -15,15 +15,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segmind_proxy import api_docs
 from segmind_proxy.access import AccessRefused, authorize
 from segmind_proxy.catalog import sd35_turbo
-from segmind_proxy.dependencies import generation_service, meter, tenant_registry
+from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
 from segmind_proxy.errors import GatewayError
+from segmind_proxy.image_store import namespace_for
 from segmind_proxy.models import Txt2ImgRequest
 from segmind_proxy.observability import logger, metrics, tracer
-from segmind_proxy.schemas import Health, UsageReport
+from segmind_proxy.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
 from segmind_proxy.settings import get_settings
 from segmind_proxy.tenants import Tenant
 from segmind_proxy.txt2img import handle_txt2img
 from segmind_proxy.usage_report import usage_report
+from segmind_proxy.v2 import handle_result, handle_status, handle_submit
 
 EXPOSED_HEADERS = [
     "x-cache",
@@ -32,13 +34,14 @@ EXPOSED_HEADERS = [
     "x-response-mode",
     "x-budget-remaining-credits",
     "x-budget-remaining-images",
+    "x-idempotent-replay",
     "Retry-After",
 ]
 _origins = get_settings().cors_allowed_origins or ["*"]
 cors = CORSConfig(
     allow_origin=_origins[0],
     extra_origins=_origins[1:],
-    allow_headers=["Cache-Control", "x-response-mode"],
+    allow_headers=["Cache-Control", "x-response-mode", "Idempotency-Key", "x-webhook-url"],
     expose_headers=EXPOSED_HEADERS,
     max_age=600,
 )
@@ -64,6 +67,35 @@ def _tenant() -> Tenant | None:
     return app.context.get("tenant")
 
 
+def _namespace() -> str:
+    tenant = _tenant()
+    return tenant.tenant_id if tenant else namespace_for(app.current_event.request_context.identity.api_key_id)
+
+
+def _body() -> bytes | None:
+    event = app.current_event
+    raw = event.body
+    if raw is None:
+        return None
+    return base64.b64decode(raw) if event.is_base64_encoded else raw.encode()
+
+
+def _headers() -> dict[str, str]:
+    return {k.lower(): v for k, v in (app.current_event.headers or {}).items()}
+
+
+def _base_url() -> str:
+    """This API's absolute base URL as the client called it (custom domain or execute-api with stage)."""
+    event = app.current_event
+    context = event.request_context
+    headers = _headers()
+    host = headers.get("host") or context.domain_name
+    proto = headers.get("x-forwarded-proto", "https")
+    full_path = event.raw_event.get("requestContext", {}).get("path") or event.path
+    prefix = full_path[: len(full_path) - len(event.path)] if full_path.endswith(event.path) else ""
+    return f"{proto}://{host}{prefix}"
+
+
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(
         status_code=status,
@@ -86,21 +118,19 @@ def txt2img(
     # Documentation only: the raw body is parsed by `handle_txt2img`, so errors keep Segmind's shape.
     body: Annotated[Txt2ImgRequest, Body(description="Segmind's request fields")] = None,
 ) -> Any:
-    event = app.current_event
     settings = get_settings()
-    raw = event.body
-    data = base64.b64decode(raw) if raw is not None and event.is_base64_encoded else (raw.encode() if raw else None)
     remaining_s = app.lambda_context.get_remaining_time_in_millis() / 1000
     reply = handle_txt2img(
-        body=data,
-        headers={k.lower(): v for k, v in (event.headers or {}).items()},
-        api_key_id=event.request_context.identity.api_key_id,
+        body=_body(),
+        headers=_headers(),
+        api_key_id=app.current_event.request_context.identity.api_key_id,
         request_id=_request_id(),
         deadline=time.monotonic() + remaining_s - settings.deadline_margin_seconds,
         service=generation_service(),
         settings=settings,
         tenant=_tenant(),
         meter=meter(),
+        context=app.lambda_context,
     )
     return Response(
         status_code=reply.status,
@@ -108,6 +138,81 @@ def txt2img(
         body=reply.body,
         headers={"x-request-id": _request_id(), **reply.headers},
     )
+
+
+@app.post(
+    f"/v2/{sd35_turbo().slug}",
+    summary="Submit an async generation (Segmind v2 protocol)",
+    description=(
+        "Validates like v1 and answers at once with `request_id` and absolute `poll_url`, `status_url` and "
+        "`response_url`. A cache hit completes the job at once. Optional `x-webhook-url` (https) is called, "
+        "signed, when the job ends."
+    ),
+    responses={
+        200: {"description": "Job accepted", "content": {"application/json": {"model": JobSubmitted}}},
+        **{code: api_docs.TXT2IMG_RESPONSES[code] for code in (400, 403, 413, 415, 429)},
+        402: api_docs.error("Budget exhausted"),
+        409: api_docs.error("Same Idempotency-Key still in progress"),
+        422: api_docs.error("Idempotency-Key reused with a different body"),
+    },
+    security=api_docs.SECURITY,
+    tags=["Generation"],
+)
+def submit_v2(
+    body: Annotated[Txt2ImgRequest, Body(description="Segmind's request fields")] = None,
+) -> JobSubmitted:
+    return JobSubmitted.model_validate(
+        handle_submit(
+            body=_body(),
+            headers=_headers(),
+            api_key_id=app.current_event.request_context.identity.api_key_id,
+            base_url=_base_url(),
+            service=generation_service(),
+            jobs=job_store(),
+            settings=get_settings(),
+            tenant=_tenant(),
+            meter=meter(),
+            context=app.lambda_context,
+        )
+    )
+
+
+@app.get(
+    "/v2/requests/<request_id>/status",
+    summary="Status of an async generation",
+    responses={
+        200: {
+            "description": "QUEUED, PROCESSING or COMPLETED",
+            "content": {"application/json": {"model": JobStatusBody}},
+        },
+        404: api_docs.error("No such request (or another tenant's)"),
+        422: {"description": "FAILED, with `error`", "content": {"application/json": {"model": JobStatusBody}}},
+    },
+    security=api_docs.SECURITY,
+    tags=["Generation"],
+)
+def job_status(request_id: str) -> Response[JobStatusBody]:
+    status, body = handle_status(request_id, _namespace(), job_store())
+    return _json(status, body)
+
+
+@app.get(
+    "/v2/requests/<request_id>",
+    summary="Result of an async generation: `output` holds presigned image URL(s)",
+    responses={
+        200: {
+            "description": "The job, with output once COMPLETED",
+            "content": {"application/json": {"model": JobResultBody}},
+        },
+        404: api_docs.error("No such request (or another tenant's)"),
+        422: {"description": "FAILED, with `error`", "content": {"application/json": {"model": JobResultBody}}},
+    },
+    security=api_docs.SECURITY,
+    tags=["Generation"],
+)
+def job_result(request_id: str) -> Response[JobResultBody]:
+    status, body = handle_result(request_id, _namespace(), job_store(), generation_service(), get_settings())
+    return _json(status, body)
 
 
 @app.get(

@@ -71,8 +71,10 @@ class RunningStack:
 
 def start_stack(extra_env: dict[str, str] | None = None) -> RunningStack:
     port, moto_port, fake_port = free_port(), free_port(), free_port()
+    # What a developer's shell has: none of the unit tests' AWS or Powertools settings.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
     env = {
-        **os.environ,
+        **inherited,
         "PORT": str(port),
         "MOTO_PORT": str(moto_port),
         "FAKE_SEGMIND_PORT": str(fake_port),

@@ -29,7 +29,7 @@ _HEADERS = {
 }
 
 
-def _error(description: str) -> dict[str, Any]:
+def error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"model": ErrorBody}}}
 
 
@@ -47,12 +47,12 @@ TXT2IMG_RESPONSES: dict[int, dict[str, Any]] = {
             "application/json": {"model": Base64Images | ImageUrls},
         },
     },
-    400: _error("Invalid request: every bad field is named"),
-    403: _error("Missing or invalid x-api-key"),
-    413: _error("Request body too large"),
-    415: _error("Content-Type is not application/json"),
-    429: _error("Rate limited (by your plan or upstream); see Retry-After"),
-    502: _error("Upstream failed or rejected the gateway's credentials"),
-    503: _error("The gateway's Segmind account is out of credits"),
-    504: _error("Upstream timed out"),
+    400: error("Invalid request: every bad field is named"),
+    403: error("Missing or invalid x-api-key"),
+    413: error("Request body too large"),
+    415: error("Content-Type is not application/json"),
+    429: error("Rate limited (by your plan or upstream); see Retry-After"),
+    502: error("Upstream failed or rejected the gateway's credentials"),
+    503: error("The gateway's Segmind account is out of credits"),
+    504: error("Upstream timed out"),
 }

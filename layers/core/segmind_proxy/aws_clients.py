@@ -24,3 +24,8 @@ def s3() -> Any:
 @cache
 def dynamodb() -> Any:
     return boto3.session.Session().resource("dynamodb", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+
+
+@cache
+def sqs() -> Any:
+    return boto3.session.Session().client("sqs", config=Config(retries={"max_attempts": 3, "mode": "standard"}))

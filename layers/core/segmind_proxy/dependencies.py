@@ -6,6 +6,8 @@ from functools import cache
 
 from .generation import GenerationService
 from .image_store import ImageStore
+from .jobs import JobStore
+from .leases import LeaseStore
 from .metering import Meter
 from .observability import record_upstream_error
 from .settings import get_settings
@@ -24,7 +26,8 @@ def generation_service() -> GenerationService:
         connect_timeout=settings.upstream_connect_timeout_seconds,
         on_attempt_error=record_upstream_error,
     )
-    return GenerationService(ImageStore(settings.cache_bucket), upstream)
+    leases = LeaseStore(settings.jobs_table) if settings.jobs_table else None
+    return GenerationService(ImageStore(settings.cache_bucket), upstream, leases)
 
 
 @cache
@@ -38,3 +41,9 @@ def tenant_registry() -> TenantRegistry | None:
 def meter() -> Meter | None:
     table = get_settings().tenants_table
     return Meter(table) if table else None
+
+
+@cache
+def job_store() -> JobStore | None:
+    table = get_settings().jobs_table
+    return JobStore(table) if table else None

@@ -1,16 +1,28 @@
-"""Generate or fetch from cache: the domain flow of one txt2img request, independent of HTTP and of AWS."""
+"""Generate or fetch from cache: the domain flow of one txt2img request, independent of HTTP and of AWS.
+
+On a miss, identical requests (same tenant namespace and cache key) coalesce across invocations: the one holding
+the lease calls the upstream and stores the images; the others wait for them in S3 and are served as hits."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from .cache_key import cache_key
 from .cache_policy import CachePolicy, CacheStatus
+from .errors import GatewayError
 from .image_store import ImageStore, StorageErrors, StoredSet
+from .leases import LeaseStore
 from .models import CATALOG, Txt2ImgRequest
 from .observability import MetricUnit, logger, metrics, tracer
 from .upstream import SegmindClient
+
+WAIT_FIRST_POLL_SECONDS = 0.1
+WAIT_MAX_POLL_SECONDS = 1.0
 
 
 class Billing(Protocol):
@@ -45,12 +57,24 @@ class ImageResult:
     count: int
     images: list[bytes] | None = None  # None for a hit answered by URL, read from storage never
     stored: StoredSet | None = None  # where the images are in S3, if they are
+    coalesced: bool = False  # served from an identical request's generation
 
 
 class GenerationService:
-    def __init__(self, store: ImageStore, upstream: SegmindClient) -> None:
+    def __init__(
+        self,
+        store: ImageStore,
+        upstream: SegmindClient,
+        leases: LeaseStore | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.store = store
         self.upstream = upstream
+        self.leases = leases
+        self._clock = clock
+        self._sleep = sleep
 
     @tracer.capture_method(capture_response=False)
     def generate(
@@ -62,17 +86,48 @@ class GenerationService:
         by_url: bool,
         deadline: float,
         billing: Billing | None = None,
+        owner: str = "",
+        must_store: bool = False,
     ) -> ImageResult:
+        """`deadline` is on the monotonic clock. `must_store`: the images must end up in S3 (URLs, idempotent replays)."""
         billing = billing or NoBilling()
         look_up = policy.read and not request.random_seed
         if look_up:
-            hit = self._lookup(request, namespace, by_url)
+            hit = self.lookup(request, namespace, by_url)
             if hit is not None:
-                metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
                 billing.on_hit()
                 return hit
             metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
+        # Only requests that read and write the shared cache can share a generation.
+        lease_key = f"{namespace}#{cache_key(request)}" if look_up and policy.write and self.leases else None
+        while lease_key is not None and not self._acquire(lease_key, owner, deadline):
+            shared = self._wait_for(request, namespace, by_url, lease_key, deadline)
+            if shared is not None:
+                billing.on_hit()
+                return shared
+        try:
+            return self._generate(request, namespace, policy, deadline, billing, must_store, look_up)
+        finally:
+            if lease_key is not None:
+                self._release(lease_key, owner)
 
+    def lookup(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> ImageResult | None:
+        """A cache hit, counted as one, or None."""
+        hit = self._read_cache(request, namespace, by_url)
+        if hit is not None:
+            metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
+        return hit
+
+    def _generate(
+        self,
+        request: Txt2ImgRequest,
+        namespace: str,
+        policy: CachePolicy,
+        deadline: float,
+        billing: Billing,
+        must_store: bool,
+        looked_up: bool,
+    ) -> ImageResult:
         billing.reserve()
         try:
             generation = self.upstream.txt2img(CATALOG.slug, request.upstream_payload(), deadline=deadline)
@@ -90,7 +145,7 @@ class GenerationService:
             image_format=generation.image_format,
             content_type=CATALOG.image_formats[generation.image_format],
             seed=seed,
-            cache=CacheStatus.MISS if look_up else CacheStatus.BYPASS,
+            cache=CacheStatus.MISS if looked_up else CacheStatus.BYPASS,
             count=len(generation.images),
             images=generation.images,
         )
@@ -100,6 +155,12 @@ class GenerationService:
             )
             if self.keep(stored, result, generation.upstream_request_id):
                 result.stored = stored
+        if must_store and result.stored is None:
+            transient = StoredSet.transient(
+                namespace, generation.upstream_request_id or owner_id(), result.count, request.image_format
+            )
+            if self.keep(transient, result, generation.upstream_request_id):
+                result.stored = transient
         return result
 
     def keep(self, stored: StoredSet, result: ImageResult, upstream_request_id: str | None = None) -> bool:
@@ -115,7 +176,7 @@ class GenerationService:
             return False
         return True
 
-    def _lookup(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> ImageResult | None:
+    def _read_cache(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> ImageResult | None:
         stored = StoredSet.cached(namespace, cache_key(request), request.batch_size, request.image_format)
         try:
             if by_url:
@@ -139,3 +200,49 @@ class GenerationService:
             images=images,
             stored=stored,
         )
+
+    # -- coalescing ------------------------------------------------------------
+    def _acquire(self, key: str, owner: str, deadline: float) -> bool:
+        """True: we generate. Lease trouble never blocks a request: it generates uncoalesced."""
+        assert self.leases is not None
+        try:
+            # The lease lasts as long as this invocation can: a crashed owner frees it by then.
+            return self.leases.acquire(key, owner or owner_id(), max(1.0, deadline - self._clock()) + 5)
+        except (ClientError, BotoCoreError):
+            logger.warning("Lease unavailable; generating without coalescing", exc_info=True)
+            return True
+
+    def _release(self, key: str, owner: str) -> None:
+        assert self.leases is not None
+        try:
+            self.leases.release(key, owner or owner_id())
+        except (ClientError, BotoCoreError):
+            logger.warning("Could not release lease; it expires by itself", exc_info=True)
+
+    def _wait_for(
+        self, request: Txt2ImgRequest, namespace: str, by_url: bool, key: str, deadline: float
+    ) -> ImageResult | None:
+        """Wait for the lease holder's images. None: the holder is gone without them (take over)."""
+        assert self.leases is not None
+        pause = WAIT_FIRST_POLL_SECONDS
+        while self._clock() + pause < deadline:
+            self._sleep(pause)
+            pause = min(WAIT_MAX_POLL_SECONDS, pause * 1.5)
+            shared = self._read_cache(request, namespace, by_url)
+            if shared is not None:
+                metrics.add_metric(name="CoalescedRequests", unit=MetricUnit.Count, value=1)
+                shared.coalesced = True
+                return shared
+            try:
+                if not self.leases.held(key):
+                    return self._read_cache(request, namespace, by_url)  # a last look: it may have just landed
+            except (ClientError, BotoCoreError):
+                return None
+        raise GatewayError(504, "Timed out waiting for an identical request's images; retry", kind="coalesce_timeout")
+
+
+_PROCESS_OWNER = f"owner-{time.time_ns()}"
+
+
+def owner_id() -> str:
+    return _PROCESS_OWNER

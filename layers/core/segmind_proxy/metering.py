@@ -174,15 +174,15 @@ class Meter:
             },
         )
 
-    def release(self, reservation: Reservation) -> Usage:
-        """The generation failed: nothing is charged."""
+    def release(self, reservation: Reservation, *, failed: bool = True) -> Usage:
+        """Nothing is charged: the generation failed (counted), or was not needed (a cache hit after all)."""
         return self._add(
             reservation.tenant_id,
             reservation.month,
             {
                 "credits_committed": _dec(-reservation.credits),
                 "images_committed": -reservation.images,
-                "failed_generations": 1,
+                "failed_generations": int(failed),
             },
         )
 

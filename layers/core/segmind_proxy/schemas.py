@@ -60,3 +60,26 @@ class UsageReport(BaseModel):
     rejected_requests: int
     budget: dict[str, float | int | None] = Field(description="Monthly budget in credits and images (null: none)")
     remaining: dict[str, float | int | None] = Field(description="What remains of each budget (null: no budget)")
+
+
+class JobSubmitted(BaseModel):
+    """Segmind v2 submit answer; the URLs are absolute, on this gateway."""
+
+    request_id: str
+    status: str = Field(description="QUEUED, or COMPLETED at once on a cache hit")
+    poll_url: str
+    status_url: str
+    response_url: str
+
+
+class JobStatusBody(BaseModel):
+    request_id: str
+    status: str = Field(description="QUEUED, PROCESSING, COMPLETED or FAILED")
+    error: str | None = None
+
+
+class JobResultBody(JobStatusBody):
+    output: str | list[str] | None = Field(None, description="Presigned image URL (a list for batch_size > 1)")
+    outputs: list[str] | None = Field(None, description="Every image URL, always a list")
+    expires_in: int | None = Field(None, description="Seconds the URLs stay valid")
+    metrics: dict[str, object] | None = None

@@ -22,6 +22,13 @@ class Settings(BaseModel):
     # Lambda's response limit is 6 MB for the whole serialised answer; leave room for headers.
     inline_response_max_bytes: int = Field(6_000_000, ge=1, alias="INLINE_RESPONSE_MAX_BYTES")
     tenants_table: str = Field("", alias="TENANTS_TABLE")
+    jobs_table: str = Field("", alias="JOBS_TABLE")
+    jobs_queue_url: str = Field("", alias="JOBS_QUEUE_URL")
+    job_retention_hours: int = Field(24, ge=1, le=720, alias="JOB_RETENTION_HOURS")
+    max_job_attempts: int = Field(3, ge=1, le=10, alias="MAX_JOB_ATTEMPTS")
+    jobs_dead_letter_arn: str = Field("", alias="JOBS_DEAD_LETTER_ARN")
+    # Webhooks to private, loopback or link-local addresses: only ever true in the local stack.
+    allow_private_webhooks: bool = Field(False, alias="ALLOW_PRIVATE_WEBHOOKS")
     price_table: str = Field("", alias="PRICE_TABLE")
     log_prompts: bool = Field(True, alias="LOG_PROMPTS")
     cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], alias="CORS_ALLOWED_ORIGINS")

@@ -45,6 +45,7 @@ class Tenant:
     budget_images: int | None = None  # per calendar month (UTC); None: no image budget
     allowed_origins: list[str] = field(default_factory=list)  # empty: any origin (server-side key)
     created_at: str = ""
+    webhook_secret: str = field(default_factory=lambda: new_webhook_secret())  # signs this tenant's job webhooks
 
     @property
     def active(self) -> bool:
@@ -72,7 +73,12 @@ class Tenant:
             budget_images=int(item["budget_images"]) if "budget_images" in item else None,
             allowed_origins=list(item.get("allowed_origins", [])),
             created_at=item.get("created_at", ""),
+            webhook_secret=item.get("webhook_secret", ""),
         )
+
+
+def new_webhook_secret() -> str:
+    return f"whsec_{secrets.token_hex(24)}"
 
 
 def new_tenant_id() -> str:

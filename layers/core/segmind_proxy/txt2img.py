@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from .async_jobs import result_of, stored_set
 from .cache_policy import CachePolicy, CacheStatus
 from .delivery import Reply, ResponseMode, deliver
-from .errors import RequestInvalid
+from .errors import GatewayError, RequestInvalid
 from .generation import Billing, GenerationService, ImageResult, NoBilling
+from .idempotency import idempotency_key, run_once
 from .image_store import namespace_for
 from .metering import Meter, TenantBilling
 from .models import Txt2ImgRequest, parse_request
@@ -61,28 +66,52 @@ def handle_txt2img(
     settings: Settings,
     tenant: Tenant | None = None,
     meter: Meter | None = None,
+    context: LambdaContext | None = None,
 ) -> Reply:
     """`headers` must be case-insensitive (lower-cased keys). With a tenant and a meter, the request is billed."""
     try:
         request, mode = validate(body, headers, settings)
+        key = idempotency_key(dict(headers)) if settings.jobs_table else None
     except RequestInvalid:
         if tenant and meter:
             TenantBilling.best_effort(lambda: meter.record_rejected(tenant))
         raise
     estimate = price_table().estimate(request)
-    billing: Billing = NoBilling()
-    if tenant and meter:
-        billing = TenantBilling(meter, tenant, estimate, request.batch_size)
+    billing: Billing = TenantBilling(meter, tenant, estimate, request.batch_size) if tenant and meter else NoBilling()
     namespace = tenant.tenant_id if tenant else namespace_for(api_key_id)
-    result = service.generate(
-        request,
-        namespace=namespace,
-        policy=CachePolicy.from_header(headers.get("cache-control")),
-        by_url=mode is ResponseMode.URL,
-        deadline=deadline,
-        billing=billing,
-    )
-    _report(request, result, tenant, estimate, settings)
+
+    def generate() -> ImageResult:
+        return service.generate(
+            request,
+            namespace=namespace,
+            policy=CachePolicy.from_header(headers.get("cache-control")),
+            by_url=mode is ResponseMode.URL,
+            deadline=deadline,
+            billing=billing,
+            owner=request_id,
+            must_store=key is not None,  # a replay must find the images
+        )
+
+    replayed = False
+    if key is None:
+        result = generate()
+    else:
+        first: list[ImageResult] = []
+
+        def produce() -> dict[str, Any]:
+            first.append(generate())
+            if first[0].stored is None:
+                raise GatewayError(
+                    503, "The images could not be stored for Idempotency-Key replays; retry", kind="storage"
+                )
+            return result_of(first[0])
+
+        outcome, replayed = run_once(
+            key=key, namespace=namespace, route="v1", body=body, produce=produce, context=context
+        )
+        result = first[0] if first else _replay(outcome, service, by_url=mode is ResponseMode.URL)
+    if not replayed:
+        _report(request, result, tenant, estimate, settings)
     reply = deliver(
         result,
         as_base64=request.base64,
@@ -93,9 +122,31 @@ def handle_txt2img(
         url_ttl=settings.presigned_url_ttl_seconds,
         inline_limit=settings.inline_response_max_bytes,
     )
+    if replayed:
+        reply.headers["x-idempotent-replay"] = "true"
     if isinstance(billing, TenantBilling):
         reply.headers.update(budget_headers(billing.remaining()))
     return reply
+
+
+def _replay(outcome: dict[str, Any], service: GenerationService, *, by_url: bool) -> ImageResult:
+    """The first answer's images, from S3: no upstream call, no charge."""
+    stored = stored_set(outcome)
+    images = None
+    if not by_url:
+        read = service.store.read(stored)
+        if read is None:
+            raise GatewayError(410, "The images of this Idempotency-Key have expired from storage", kind="expired")
+        images = read[0]
+    return ImageResult(
+        image_format=outcome["image_format"],
+        content_type=outcome["content_type"],
+        seed=outcome.get("seed"),
+        cache=CacheStatus(outcome.get("cache", "MISS")),
+        count=int(outcome["count"]),
+        images=images,
+        stored=stored,
+    )
 
 
 def budget_headers(remaining: Mapping[str, float | int | None]) -> dict[str, str]:

@@ -1,0 +1,62 @@
+"""Worker Lambda: runs v2 jobs from the jobs queue, and marks jobs from the dead-letter queue FAILED."""
+
+import json
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from segmind_proxy.aws_clients import sqs
+from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
+from segmind_proxy.job_runner import JobRunner, RetryLater
+from segmind_proxy.observability import logger, metrics, tracer
+from segmind_proxy.settings import get_settings
+
+processor = BatchProcessor(event_type=EventType.SQS)
+_context: dict[str, Any] = {}
+
+
+def runner() -> JobRunner:
+    settings = get_settings()
+    jobs = job_store()
+    assert jobs is not None, "JOBS_TABLE must be set for the worker"
+    return JobRunner(
+        jobs=jobs,
+        service=generation_service(),
+        registry=tenant_registry(),
+        meter=meter(),
+        max_attempts=settings.max_job_attempts,
+        url_ttl=settings.presigned_url_ttl_seconds,
+        allow_private_webhooks=settings.allow_private_webhooks,
+    )
+
+
+@tracer.capture_method(capture_response=False)
+def handle_record(record: SQSRecord) -> None:
+    job_id = json.loads(record.body)["job_id"]
+    logger.append_keys(job_id=job_id)
+    if record.event_source_arn == get_settings().jobs_dead_letter_arn:
+        runner().give_up(job_id)
+        return
+    context: LambdaContext = _context["lambda"]
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - get_settings().deadline_margin_seconds
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    try:
+        runner().run(job_id, receive_count, deadline)
+    except RetryLater as retry:
+        # Back off for `delay` rather than the queue's long visibility timeout, then fail the record.
+        queue_url = get_settings().jobs_queue_url
+        sqs().change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=retry.delay
+        )
+        raise
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    _context["lambda"] = context
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

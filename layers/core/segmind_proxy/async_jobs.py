@@ -1,0 +1,128 @@
+"""Segmind's v2 protocol on the API side: submit answers at once with a job; status and result read it back.
+Jobs belong to their namespace (tenant): another tenant's id is a 404."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .cache_policy import CachePolicy
+from .errors import GatewayError
+from .generation import Billing, GenerationService, ImageResult, NoBilling
+from .image_store import StoredSet
+from .jobs import Job, JobStatus, JobStore
+from .metering import TenantBilling
+from .models import Txt2ImgRequest
+from .observability import MetricUnit, logger, metrics
+
+
+def result_of(result: ImageResult) -> dict[str, Any]:
+    """What a job keeps of its images: where they are, never the bytes."""
+    assert result.stored is not None
+    return {
+        "prefix": result.stored.prefix,
+        "count": result.stored.count,
+        "image_format": result.stored.image_format,
+        "content_type": result.content_type,
+        "seed": result.seed,
+        "cache": result.cache.value,
+    }
+
+
+def stored_set(result: dict[str, Any]) -> StoredSet:
+    return StoredSet(result["prefix"], int(result["count"]), result["image_format"])
+
+
+def urls(base_url: str, job_id: str) -> dict[str, str]:
+    return {
+        "poll_url": f"{base_url}/v2/requests/{job_id}/status",
+        "status_url": f"{base_url}/v2/requests/{job_id}/status",
+        "response_url": f"{base_url}/v2/requests/{job_id}",
+    }
+
+
+def submit(
+    request: Txt2ImgRequest,
+    *,
+    namespace: str,
+    tenant_id: str | None,
+    policy: CachePolicy,
+    billing: Billing,
+    estimate: float,
+    service: GenerationService,
+    jobs: JobStore,
+    queue: Any,
+    queue_url: str,
+    base_url: str,
+    webhook_url: str | None,
+    retention_hours: int,
+) -> dict[str, Any]:
+    job = Job(
+        job_id=Job.new_id(),
+        namespace=namespace,
+        tenant_id=tenant_id,
+        request=request.model_dump(),
+        estimate=estimate,
+        webhook_url=webhook_url,
+        expires_at=int(time.time() + retention_hours * 3600),
+    )
+    hit = service.lookup(request, namespace, by_url=True) if policy.read and not request.random_seed else None
+    if hit is not None:
+        billing.on_hit()  # a hit at submit completes the job at once, with no upstream call
+        job.status, job.result = JobStatus.COMPLETED, result_of(hit)
+    else:
+        billing.reserve()
+        if isinstance(billing, TenantBilling) and billing.reservation is not None:
+            job.reservation = vars(billing.reservation)
+    jobs.create(job)
+    if job.status is JobStatus.QUEUED or webhook_url:
+        try:
+            queue.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"job_id": job.job_id}))
+        except Exception:
+            logger.exception("Could not enqueue job")
+            jobs.fail(job.job_id, "could not be queued")
+            billing.release()
+            raise GatewayError(
+                503, "The job queue is unavailable; nothing was charged, retry shortly", kind="queue"
+            ) from None
+    metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
+    return {"request_id": job.job_id, "status": job.status.value, **urls(base_url, job.job_id)}
+
+
+def find(jobs: JobStore, job_id: str, namespace: str) -> Job:
+    job = jobs.get(job_id) if job_id.isalnum() and len(job_id) <= 64 else None
+    if job is None or job.namespace != namespace or (job.expires_at and job.expires_at < time.time()):
+        raise GatewayError(404, f"No request with id '{job_id}'", kind="not_found")
+    return job
+
+
+def status_body(job: Job) -> tuple[int, dict[str, Any]]:
+    body: dict[str, Any] = {"request_id": job.job_id, "status": job.status.value}
+    if job.status is JobStatus.FAILED:
+        body["error"] = job.error or "failed"
+        return 422, body
+    return 200, body
+
+
+def result_body(job: Job, service: GenerationService, url_ttl: int) -> tuple[int, dict[str, Any]]:
+    status, body = status_body(job)
+    if job.status is not JobStatus.COMPLETED or not job.result:
+        return status, body
+    links = service.store.presign(stored_set(job.result), url_ttl)
+    body |= {
+        "output": links[0] if len(links) == 1 else links,
+        "outputs": links,
+        "expires_in": url_ttl,
+        "metrics": {
+            "cache": job.result.get("cache"),
+            "seed": job.result.get("seed"),
+            "images": len(links),
+            "content_type": job.result.get("content_type"),
+            "queued_seconds": round(job.updated_at - job.created_at, 3),
+        },
+    }
+    return 200, body
+
+
+__all__ = ["NoBilling", "find", "result_body", "status_body", "submit"]

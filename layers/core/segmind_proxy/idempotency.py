@@ -1,0 +1,101 @@
+"""`Idempotency-Key` on the POST routes, with Powertools Idempotency (DynamoDB persistence in JobsTable).
+
+The key is scoped to the tenant and the route; the record holds a small outcome (where the images are, or the job),
+never the images, and the body's SHA-256 so reusing a key with a different body is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from .errors import GatewayError, RequestInvalid
+from .settings import get_settings
+
+HEADER = "idempotency-key"
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def idempotency_key(headers: dict[str, str]) -> str | None:
+    """The client's key, if any: 1 to 255 printable ASCII characters."""
+    value = headers.get(HEADER)
+    if value is None:
+        return None
+    if not _KEY.match(value):
+        raise RequestInvalid("Header 'Idempotency-Key' must be 1 to 255 printable ASCII characters without spaces")
+    return value
+
+
+@cache
+def _persistence() -> DynamoDBPersistenceLayer:
+    return DynamoDBPersistenceLayer(table_name=get_settings().jobs_table, key_attr="pk", expiry_attr="expires_at")
+
+
+@cache
+def _config() -> IdempotencyConfig:
+    return IdempotencyConfig(
+        event_key_jmespath="[namespace, route, key]",
+        payload_validation_jmespath="body_sha256",
+        expires_after_seconds=get_settings().job_retention_hours * 3600,
+    )
+
+
+def run_once(
+    *,
+    key: str,
+    namespace: str,
+    route: str,
+    body: bytes | None,
+    produce: Callable[[], dict[str, Any]],
+    context: LambdaContext | None,
+) -> tuple[dict[str, Any], bool]:
+    """`produce()`'s outcome, computed once per (tenant, route, key) for the retention period. Returns (outcome, replayed)."""
+    ran: list[bool] = []
+
+    def once(identity: dict[str, Any]) -> dict[str, Any]:
+        ran.append(True)
+        return produce()
+
+    config = _config()
+    if context is not None:
+        config.register_lambda_context(context)
+    guarded = idempotent_function(
+        once,
+        data_keyword_argument="identity",
+        persistence_store=_persistence(),
+        config=config,
+        key_prefix="IDEMPOTENCY",
+    )
+    identity = {
+        "namespace": namespace,
+        "route": route,
+        "key": key,
+        "body_sha256": hashlib.sha256(body or b"").hexdigest(),
+    }
+    try:
+        outcome = guarded(identity=identity)
+    except IdempotencyValidationError:
+        raise GatewayError(
+            422, "This Idempotency-Key was used with a different request body", kind="idempotency"
+        ) from None
+    except IdempotencyAlreadyInProgressError:
+        raise GatewayError(
+            409,
+            "A request with this Idempotency-Key is still in progress; retry shortly",
+            kind="idempotency",
+            headers={"Retry-After": "2"},
+        ) from None
+    return outcome, not ran

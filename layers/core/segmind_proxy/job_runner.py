@@ -1,0 +1,162 @@
+"""The worker's side of v2 jobs: run one job (at least once delivery from SQS), or give up on a dead-lettered one.
+
+Never charged twice: the held reservation is settled only by the worker whose PROCESSING -> COMPLETED transition
+succeeds. Never stuck: a crashed worker's job is taken over on redelivery once its lease passes, and a job whose
+deliveries run out lands in the dead-letter queue, where it is marked FAILED and its reservation released."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .async_jobs import result_of, stored_set
+from .cache_policy import CachePolicy
+from .errors import GatewayError
+from .generation import GenerationService
+from .jobs import TERMINAL, Job, JobStore
+from .metering import Meter, Reservation, TenantBilling
+from .models import Txt2ImgRequest
+from .observability import MetricUnit, logger, metrics
+from .tenants import Tenant, TenantRegistry
+from .webhooks import deliver
+
+RETRYABLE_KINDS = frozenset(
+    {"timeout", "connection", "server_error", "rate_limited", "storage", "coalesce_timeout", "secret", "ledger"}
+)
+
+
+class RetryLater(Exception):
+    """Leave the message for SQS to deliver again after `delay` seconds."""
+
+    def __init__(self, delay: int, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class JobBilling(TenantBilling):
+    """TenantBilling whose reservation lives on the job record and is settled only once the job is COMPLETED."""
+
+    def __init__(self, meter: Meter, tenant: Tenant, job: Job, jobs: JobStore) -> None:
+        super().__init__(meter, tenant, job.estimate, int(job.request.get("batch_size", 1)))
+        self.jobs = jobs
+        self.job = job
+        self.reservation = Reservation(**job.reservation) if job.reservation else None
+        self.generated: tuple[int, float | None] | None = None
+
+    def on_hit(self) -> None:
+        self.release(failed=False)  # an earlier attempt's images (or a twin's) are in the cache: free
+        super().on_hit()
+
+    def reserve(self) -> None:
+        if self.reservation is None:  # released by an earlier attempt: hold the budget again
+            super().reserve()
+            if self.reservation is not None:
+                self.jobs.hold(self.job.job_id, vars(self.reservation))
+
+    def settle(self, images: int, reported_balance: float | None) -> None:
+        self.generated = (images, reported_balance)  # charged in finalize(), after the job is COMPLETED
+
+    def finalize(self) -> None:
+        if self.generated is not None:
+            super().settle(*self.generated)
+
+    def release(self, failed: bool = True) -> None:
+        if self.reservation is not None:
+            reservation, self.reservation = self.reservation, None
+            self.best_effort(lambda: self.meter.release(reservation, failed=failed))
+            self.jobs.hold(self.job.job_id, None)
+
+
+@dataclass
+class JobRunner:
+    jobs: JobStore
+    service: GenerationService
+    registry: TenantRegistry | None
+    meter: Meter | None
+    max_attempts: int
+    url_ttl: int
+    allow_private_webhooks: bool
+
+    def run(self, job_id: str, receive_count: int, deadline: float) -> None:
+        """`deadline` on the monotonic clock. Raises RetryLater to have SQS deliver the job again."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            logger.warning("Job not found (expired?)", extra={"job_id": job_id})
+            return
+        if job.status in TERMINAL:
+            self._notify(job)
+            return
+        started = self.jobs.start(job, lease_seconds=max(1.0, deadline - time.monotonic()) + 5)
+        if started is None:
+            return  # finished meanwhile, or another worker holds it
+        tenant = self.registry.get(started.tenant_id) if self.registry and started.tenant_id else None
+        billing = JobBilling(self.meter, tenant, started, self.jobs) if tenant and self.meter else None
+        request = Txt2ImgRequest.model_validate(started.request)
+        try:
+            result = self.service.generate(
+                request,
+                namespace=started.namespace,
+                policy=CachePolicy(),
+                by_url=True,
+                deadline=deadline,
+                billing=billing,
+                owner=f"job-{job_id}",
+                must_store=True,
+            )
+            if result.stored is None:
+                raise GatewayError(503, "the images could not be stored", kind="storage")
+        except GatewayError as error:
+            if billing:
+                billing.release()
+            retry = error.kind in RETRYABLE_KINDS and receive_count < self.max_attempts
+            if retry:
+                self.jobs.requeue(job_id)
+                raise RetryLater(min(900, 10 * 2**receive_count), error.message) from None
+            self._finish_failed(job_id, error.message)
+            return
+        completed = self.jobs.complete(job_id, result_of(result))
+        if completed is not None:
+            if billing:
+                billing.finalize()
+            metrics.add_metric(name="JobsCompleted", unit=MetricUnit.Count, value=1)
+            self._notify(completed)
+
+    def give_up(self, job_id: str) -> None:
+        """The job's deliveries ran out (dead-letter queue): FAILED, reservation released, webhook sent."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return
+        if job.status not in TERMINAL:
+            self._finish_failed(job_id, f"gave up after {self.max_attempts} attempts")
+        else:
+            self._notify(job)
+
+    def _finish_failed(self, job_id: str, error: str) -> None:
+        failed = self.jobs.fail(job_id, error)
+        if failed is None:
+            return
+        if failed.reservation and self.meter:
+            reservation = Reservation(**failed.reservation)
+            TenantBilling.best_effort(lambda: self.meter.release(reservation))
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        self._notify(failed)
+
+    def _notify(self, job: Job) -> None:
+        if not job.webhook_url or job.webhook is not None:
+            return
+        tenant = self.registry.get(job.tenant_id) if self.registry and job.tenant_id else None
+        if tenant is None or not tenant.webhook_secret:
+            self.jobs.record_webhook(job.job_id, {"delivered": False, "error": "no signing secret for this tenant"})
+            return
+        payload: dict[str, Any] = {"request_id": job.job_id, "status": job.status.value}
+        if job.error:
+            payload["error"] = job.error
+        if job.result:
+            links = self.service.store.presign(stored_set(job.result), self.url_ttl)
+            payload |= {"output": links[0] if len(links) == 1 else links, "outputs": links, "expires_in": self.url_ttl}
+        outcome = deliver(job.webhook_url, payload, tenant.webhook_secret, allow_private=self.allow_private_webhooks)
+        metrics.add_metric(
+            name="WebhooksDelivered" if outcome["delivered"] else "WebhooksFailed", unit=MetricUnit.Count, value=1
+        )
+        self.jobs.record_webhook(job.job_id, outcome)

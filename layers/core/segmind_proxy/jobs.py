@@ -1,0 +1,182 @@
+"""v2 job records in DynamoDB (JobsTable, with TTL). Status changes are conditional updates, so concurrent or
+repeated deliveries of one job agree on who does what, and a crashed worker's job can be taken over."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .aws_clients import dynamodb
+
+
+class JobStatus(StrEnum):
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+
+
+@dataclass
+class Job:
+    job_id: str
+    namespace: str  # the tenant (or key) the job belongs to: another namespace's id is a 404
+    request: dict[str, Any]  # the validated request fields
+    status: JobStatus = JobStatus.QUEUED
+    tenant_id: str | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    expires_at: int = 0  # DynamoDB TTL (epoch seconds)
+    attempts: int = 0
+    processing_until: float = 0.0  # a PROCESSING job whose worker passed this time is taken over
+    estimate: float = 0.0
+    reservation: dict[str, Any] | None = None  # held budget (metering.Reservation fields) until settled/released
+    result: dict[str, Any] | None = None  # prefix, count, image_format, content_type, seed, cache
+    error: str | None = None
+    webhook_url: str | None = None
+    webhook: dict[str, Any] | None = None  # delivery outcome
+
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    def to_item(self) -> dict[str, Any]:
+        item = {k: v for k, v in asdict(self).items() if v is not None}
+        item["status"] = self.status.value
+        return {"pk": f"JOB#{self.job_id}", **_to_dynamo(item)}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Job:
+        data = _from_dynamo({k: v for k, v in item.items() if k != "pk"})
+        data["status"] = JobStatus(data["status"])
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _to_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+class JobStore:
+    def __init__(
+        self, table_name: str, resource: Callable[[], Any] = dynamodb, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.table_name = table_name
+        self._resource = resource
+        self._clock = clock
+
+    @property
+    def table(self) -> Any:
+        return self._resource().Table(self.table_name)
+
+    def create(self, job: Job) -> Job:
+        self.table.put_item(Item=job.to_item(), ConditionExpression="attribute_not_exists(pk)")
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        item = self.table.get_item(Key={"pk": f"JOB#{job_id}"}, ConsistentRead=True).get("Item")
+        return Job.from_item(item) if item else None
+
+    def _update(
+        self, job_id: str, sets: dict[str, Any], condition: str, values: dict[str, Any] | None = None
+    ) -> Job | None:
+        sets = {**sets, "updated_at": self._clock()}
+        try:
+            result = self.table.update_item(
+                Key={"pk": f"JOB#{job_id}"},
+                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in sets),
+                ConditionExpression=condition,
+                ExpressionAttributeNames={**{f"#{k}": k for k in sets}, "#status": "status"},
+                ExpressionAttributeValues={
+                    **{f":{k}": _to_dynamo(v) for k, v in sets.items()},
+                    **_to_dynamo(values or {}),
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return Job.from_item(result["Attributes"])
+
+    def start(self, job: Job, lease_seconds: float) -> Job | None:
+        """Claim a queued job, or take over one whose worker's time ran out. None: finished, or someone has it."""
+        now = self._clock()
+        return self._update(
+            job.job_id,
+            {
+                "status": JobStatus.PROCESSING.value,
+                "processing_until": now + lease_seconds,
+                "attempts": job.attempts + 1,
+            },
+            "#status = :queued OR (#status = :processing AND processing_until < :now)",
+            {":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value, ":now": now},
+        )
+
+    def requeue(self, job_id: str) -> Job | None:
+        return self._update(
+            job_id,
+            {"status": JobStatus.QUEUED.value, "processing_until": 0.0},
+            "#status = :processing",
+            {":processing": JobStatus.PROCESSING.value},
+        )
+
+    def hold(self, job_id: str, reservation: dict[str, Any] | None) -> None:
+        """Record the budget reservation the job holds (None: none held)."""
+        if reservation is None:
+            self.table.update_item(Key={"pk": f"JOB#{job_id}"}, UpdateExpression="REMOVE reservation")
+        else:
+            self.table.update_item(
+                Key={"pk": f"JOB#{job_id}"},
+                UpdateExpression="SET reservation = :r",
+                ExpressionAttributeValues={":r": _to_dynamo(reservation)},
+            )
+
+    def complete(self, job_id: str, result: dict[str, Any]) -> Job | None:
+        """PROCESSING -> COMPLETED exactly once (the caller that gets the Job settles the bill)."""
+        return self._update(
+            job_id,
+            {"status": JobStatus.COMPLETED.value, "result": result},
+            "#status = :processing",
+            {":processing": JobStatus.PROCESSING.value},
+        )
+
+    def fail(self, job_id: str, error: str) -> Job | None:
+        """Any unfinished job -> FAILED exactly once."""
+        return self._update(
+            job_id,
+            {"status": JobStatus.FAILED.value, "error": error},
+            "#status IN (:queued, :processing)",
+            {":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value},
+        )
+
+    def record_webhook(self, job_id: str, outcome: dict[str, Any]) -> None:
+        self.table.update_item(
+            Key={"pk": f"JOB#{job_id}"},
+            UpdateExpression="SET webhook = :w",
+            ExpressionAttributeValues={":w": _to_dynamo(outcome)},
+        )

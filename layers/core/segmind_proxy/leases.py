@@ -1,0 +1,62 @@
+"""Leases for coalescing: one owner per (tenant namespace, cache key) across Lambda invocations, with an expiry so a
+crashed owner never blocks the others. A conditional put in DynamoDB (JobsTable)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .aws_clients import dynamodb
+
+
+class LeaseStore:
+    def __init__(
+        self, table_name: str, resource: Callable[[], Any] = dynamodb, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.table_name = table_name
+        self._resource = resource
+        self._clock = clock
+
+    @property
+    def table(self) -> Any:
+        return self._resource().Table(self.table_name)
+
+    def acquire(self, key: str, owner: str, seconds: float) -> bool:
+        now = self._clock()
+        try:
+            self.table.put_item(
+                Item={
+                    "pk": f"LEASE#{key}",
+                    "owner": owner,
+                    "lease_until": Decimal(str(round(now + seconds, 3))),
+                    "expires_at": int(now + seconds + 3600),  # TTL tidies up what nobody released
+                },
+                ConditionExpression="attribute_not_exists(pk) OR lease_until < :now",
+                ExpressionAttributeValues={":now": Decimal(str(round(now, 3)))},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def held(self, key: str) -> bool:
+        """Whether someone holds an unexpired lease on the key."""
+        item = self.table.get_item(Key={"pk": f"LEASE#{key}"}, ConsistentRead=True).get("Item")
+        return bool(item) and float(item["lease_until"]) >= self._clock()
+
+    def release(self, key: str, owner: str) -> None:
+        try:
+            self.table.delete_item(
+                Key={"pk": f"LEASE#{key}"},
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": owner},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise

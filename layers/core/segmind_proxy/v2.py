@@ -1,0 +1,93 @@
+"""Segmind's v2 routes, HTTP-shaped but framework-free: submit (validated like v1), status and result."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from .async_jobs import find, result_body, status_body, submit
+from .aws_clients import sqs
+from .cache_policy import CachePolicy
+from .errors import GatewayError, RequestInvalid
+from .generation import Billing, GenerationService, NoBilling
+from .idempotency import idempotency_key, run_once
+from .image_store import namespace_for
+from .jobs import JobStore
+from .metering import Meter, TenantBilling
+from .pricing import price_table
+from .settings import Settings
+from .tenants import Tenant
+from .txt2img import validate
+from .webhooks import HEADER as WEBHOOK_HEADER
+from .webhooks import check_url
+
+
+def _jobs(jobs: JobStore | None) -> JobStore:
+    if jobs is None:
+        raise GatewayError(404, "Async (v2) generation is not enabled on this gateway", kind="not_found")
+    return jobs
+
+
+def handle_submit(
+    *,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    api_key_id: str | None,
+    base_url: str,
+    service: GenerationService,
+    jobs: JobStore | None,
+    settings: Settings,
+    tenant: Tenant | None = None,
+    meter: Meter | None = None,
+    context: LambdaContext | None = None,
+) -> dict[str, Any]:
+    store = _jobs(jobs)
+    try:
+        request, _ = validate(body, headers, settings)
+        key = idempotency_key(dict(headers))
+        webhook = headers.get(WEBHOOK_HEADER)
+        if webhook is not None:
+            check_url(webhook, allow_private=settings.allow_private_webhooks)
+            if tenant is None:
+                raise RequestInvalid("Webhooks need a tenant key (they are signed with the tenant's secret)")
+    except RequestInvalid:
+        if tenant and meter:
+            TenantBilling.best_effort(lambda: meter.record_rejected(tenant))
+        raise
+    estimate = price_table().estimate(request)
+    billing: Billing = TenantBilling(meter, tenant, estimate, request.batch_size) if tenant and meter else NoBilling()
+    namespace = tenant.tenant_id if tenant else namespace_for(api_key_id)
+
+    def produce() -> dict[str, Any]:
+        return submit(
+            request,
+            namespace=namespace,
+            tenant_id=tenant.tenant_id if tenant else None,
+            policy=CachePolicy.from_header(headers.get("cache-control")),
+            billing=billing,
+            estimate=estimate,
+            service=service,
+            jobs=store,
+            queue=sqs(),
+            queue_url=settings.jobs_queue_url,
+            base_url=base_url,
+            webhook_url=webhook,
+            retention_hours=settings.job_retention_hours,
+        )
+
+    if key is None:
+        return produce()
+    answer, _ = run_once(key=key, namespace=namespace, route="v2", body=body, produce=produce, context=context)
+    return answer
+
+
+def handle_status(job_id: str, namespace: str, jobs: JobStore | None) -> tuple[int, dict[str, Any]]:
+    return status_body(find(_jobs(jobs), job_id, namespace))
+
+
+def handle_result(
+    job_id: str, namespace: str, jobs: JobStore | None, service: GenerationService, settings: Settings
+) -> tuple[int, dict[str, Any]]:
+    return result_body(find(_jobs(jobs), job_id, namespace), service, settings.presigned_url_ttl_seconds)
