@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
         ("resume", "accept them again"),
     ]:
         tenants.add_parser(command, help=text).add_argument("tenant", help="name or id")
+    webhook = tenants.add_parser("webhook-secret", help="show the secret that signs the tenant's job webhooks")
+    webhook.add_argument("tenant")
+    webhook.add_argument("--rotate", action="store_true", help="replace it (receivers must switch)")
     delete = tenants.add_parser("delete", help="delete the tenant and its key (usage stays for billing)")
     delete.add_argument("tenant")
     delete.add_argument("--yes", action="store_true", help="do not ask")
@@ -162,6 +165,9 @@ def run(args: argparse.Namespace, admin: TenantAdmin) -> Any:
         credits = getattr(args, "credits", tenant.budget_credits)
         images = getattr(args, "images", tenant.budget_images)
         return _tenant_dict(admin.set_budget(args.tenant, credits=credits, images=images))
+    if command == "webhook-secret":
+        tenant = admin.rotate_webhook_secret(args.tenant) if args.rotate else admin.tenant(args.tenant)
+        return {"tenant_id": tenant.tenant_id, "name": tenant.name, "webhook_secret": tenant.webhook_secret}
     if command == "set-origins":
         return _tenant_dict(admin.set_origins(args.tenant, args.origins))
     raise AdminError(f"Unknown command {command}")

@@ -12,7 +12,14 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 
 from segmind_proxy.metering import Meter, Usage, current_month
-from segmind_proxy.tenants import RegistryError, Tenant, TenantRegistry, TenantStatus, new_tenant_id
+from segmind_proxy.tenants import (
+    RegistryError,
+    Tenant,
+    TenantRegistry,
+    TenantStatus,
+    new_tenant_id,
+    new_webhook_secret,
+)
 
 PLAN_OUTPUT_SUFFIX = "UsagePlanId"
 
@@ -162,6 +169,11 @@ class TenantAdmin:
         _check_budgets(credits, images)
         tenant = self.tenant(name_or_id)
         tenant.budget_credits, tenant.budget_images = credits, images
+        return self.registry.update(tenant)
+
+    def rotate_webhook_secret(self, name_or_id: str) -> Tenant:
+        tenant = self.tenant(name_or_id)
+        tenant.webhook_secret = new_webhook_secret()
         return self.registry.update(tenant)
 
     def set_origins(self, name_or_id: str, origins: list[str]) -> Tenant:

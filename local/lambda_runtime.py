@@ -12,6 +12,7 @@ import time
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 from .template import FunctionSpec
@@ -39,6 +40,9 @@ class LocalContext:
 def _init_container(code_dir: str, handler: str, environment: dict[str, str]) -> None:
     global _handler
     os.environ.update(environment)
+    run_dir = environment.get("LOCAL_STACK_RUN_DIR")
+    if run_dir:  # lets tests find (and kill) a function's containers, as Lambda may lose one
+        Path(run_dir, f"{environment.get('AWS_LAMBDA_FUNCTION_NAME', 'function')}.{os.getpid()}.pid").touch()
     sys.path.insert(0, code_dir)
     module_name, function_name = handler.rsplit(".", 1)
     _handler = getattr(importlib.import_module(module_name), function_name)

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,7 @@ class LocalStack:
         self._servers: list[Any] = []
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: list[SqsPoller] = []
+        self.run_dir = os.environ.get("LOCAL_STACK_RUN_DIR") or tempfile.mkdtemp(prefix="segmind-proxy-local-")
         self.fake: FakeSegmind | None = None
 
     @property
@@ -128,6 +130,7 @@ class LocalStack:
             "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
             "POWERTOOLS_TRACE_DISABLED": "true",
             "ALLOW_PRIVATE_WEBHOOKS": "true",  # the local stack's webhook receivers live on loopback
+            "LOCAL_STACK_RUN_DIR": self.run_dir,
             "POWERTOOLS_DEV": os.environ.get("POWERTOOLS_DEV", "false"),
         }
         sources = self.stack.sqs_sources()

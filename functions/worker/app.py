@@ -14,7 +14,8 @@ from segmind_proxy.job_runner import JobRunner, RetryLater
 from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.settings import get_settings
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# Report failed records (retried by SQS) rather than fail the invocation when all of a batch fails.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _context: dict[str, Any] = {}
 
 

@@ -79,7 +79,7 @@ def start_stack(extra_env: dict[str, str] | None = None) -> RunningStack:
         "MOTO_PORT": str(moto_port),
         "FAKE_SEGMIND_PORT": str(fake_port),
         "DEV_API_KEY": DEV_KEY,
-        "LOCAL_LAMBDA_CONCURRENCY": "3",
+        "LOCAL_LAMBDA_CONCURRENCY": "6",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }

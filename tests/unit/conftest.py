@@ -28,12 +28,25 @@ SAMPLE = SEGMIND_SAMPLE
 
 
 def _clear_caches() -> None:
-    from segmind_proxy.aws_clients import dynamodb, s3
-    from segmind_proxy.dependencies import generation_service, meter, tenant_registry
+    from segmind_proxy import idempotency
+    from segmind_proxy.aws_clients import dynamodb, s3, sqs
+    from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
     from segmind_proxy.pricing import price_table
     from segmind_proxy.settings import get_settings
 
-    for cached in (get_settings, generation_service, s3, dynamodb, tenant_registry, meter, price_table):
+    for cached in (
+        get_settings,
+        generation_service,
+        s3,
+        dynamodb,
+        sqs,
+        tenant_registry,
+        meter,
+        price_table,
+        job_store,
+        idempotency._persistence,
+        idempotency._config,
+    ):
         cached.cache_clear()
     parameters.clear_caches()
 
@@ -178,17 +191,21 @@ def body_json(response: dict[str, Any]) -> Any:
 TENANTS_TABLE = "segmind-proxy-test-tenants"
 
 
-def create_tenants_table(resource: Any, name: str = TENANTS_TABLE) -> None:
-    """The table exactly as template.yaml declares it."""
+def create_table(resource: Any, logical_id: str, name: str) -> None:
+    """A DynamoDB table exactly as template.yaml declares it."""
     from local.template import load_template
 
-    props = load_template()["Resources"]["TenantsTable"]["Properties"]
+    props = load_template()["Resources"][logical_id]["Properties"]
     resource.create_table(
         TableName=name,
         AttributeDefinitions=props["AttributeDefinitions"],
         KeySchema=props["KeySchema"],
         BillingMode=props["BillingMode"],
     )
+
+
+def create_tenants_table(resource: Any, name: str = TENANTS_TABLE) -> None:
+    create_table(resource, "TenantsTable", name)
 
 
 @pytest.fixture
@@ -226,3 +243,38 @@ def make_tenant(registry: Any, name: str = "acme", key_id: str = "key-acme", **f
     from segmind_proxy.tenants import Tenant, new_tenant_id
 
     return registry.create(Tenant(tenant_id=new_tenant_id(), name=name, plan="pro", api_key_id=key_id, **fields))
+
+
+JOBS_TABLE = "segmind-proxy-test-jobs"
+
+
+@pytest.fixture
+def jobs_env(tenancy: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Tenancy plus the async pieces (jobs table, queue, dead-letter queue), as the template wires them."""
+    resource = boto3.resource("dynamodb")
+    create_table(resource, "JobsTable", JOBS_TABLE)
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName="jobs-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(
+        QueueName="jobs",
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})},
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for name, value in {
+        "JOBS_TABLE": JOBS_TABLE,
+        "JOBS_QUEUE_URL": queue,
+        "JOBS_DEAD_LETTER_ARN": dlq_arn,
+        "MAX_JOB_ATTEMPTS": "3",
+    }.items():
+        monkeypatch.setenv(name, value)
+    _clear_caches()
+    return {"sqs": sqs, "queue": queue, "queue_arn": queue_arn, "dlq": dlq, "dlq_arn": dlq_arn, "registry": tenancy}
+
+
+def sqs_event(sqs: Any, queue: str, queue_arn: str) -> dict[str, Any] | None:
+    """What Lambda's event source mapping would deliver next from the queue (None if empty)."""
+    from local.event_sources import sqs_record
+
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1, AttributeNames=["All"]).get("Messages", [])
+    return {"Records": [sqs_record(m, queue_arn, "us-east-1") for m in messages]} if messages else None

@@ -53,3 +53,9 @@ def test_layer_requirements_match_pyproject():
     for line in (ROOT / "layers/core/requirements.txt").read_text().splitlines():
         if line and not line.startswith("#"):
             assert f'"{line}"' in pyproject, f"{line} differs between the layer and pyproject.toml"
+
+
+def test_queue_visibility_covers_six_worker_timeouts():
+    parameters = load_template()["Parameters"]
+    assert parameters["QueueVisibilityTimeoutSeconds"]["Default"] >= 6 * parameters["WorkerTimeoutSeconds"]["Default"]
+    assert parameters["QueueVisibilityTimeoutSeconds"]["MinValue"] >= 6 * parameters["WorkerTimeoutSeconds"]["MinValue"]

@@ -6,6 +6,7 @@ deliveries run out lands in the dead-letter queue, where it is marked FAILED and
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -89,7 +90,13 @@ class JobRunner:
             return
         started = self.jobs.start(job, lease_seconds=max(1.0, deadline - time.monotonic()) + 5)
         if started is None:
-            return  # finished meanwhile, or another worker holds it
+            current = self.jobs.get(job_id)
+            if current is None or current.status in TERMINAL:
+                return
+            # Another worker holds it, or held it and died: look again once its lease has passed.
+            raise RetryLater(
+                max(1, math.ceil(current.processing_until - time.time()) + 1), "job held by another worker"
+            )
         tenant = self.registry.get(started.tenant_id) if self.registry and started.tenant_id else None
         billing = JobBilling(self.meter, tenant, started, self.jobs) if tenant and self.meter else None
         request = Txt2ImgRequest.model_validate(started.request)

@@ -1,0 +1,137 @@
+"""Identical concurrent requests make one upstream call; a crashed owner's lease expires."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+
+from local.fake_segmind import render
+from local.moto_server import start_moto
+from segmind_proxy.cache_policy import CachePolicy, CacheStatus
+from segmind_proxy.generation import GenerationService
+from segmind_proxy.image_store import ImageStore
+from segmind_proxy.leases import LeaseStore
+from segmind_proxy.models import Txt2ImgRequest
+from segmind_proxy.upstream import Generation
+from tests.unit.conftest import create_table
+
+REQUEST = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128})
+
+
+class SlowUpstream:
+    """Counts calls; each takes `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def txt2img(self, slug, payload, *, deadline):
+        with self.lock:
+            self.calls += 1
+        time.sleep(self.seconds)
+        image = render(payload["prompt"], payload["seed"], payload["width"], payload["height"], "jpeg", 80)
+        return Generation([image], "jpeg", payload["seed"], 42.0, "up-1", self.seconds * 1000, 1)
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    server = start_moto("127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def service_factory(endpoint, request):
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    s3 = session.client("s3", endpoint_url=endpoint)
+    bucket, table = f"b-{request.node.name[:40].lower().replace('_', '-')}", f"jobs-{request.node.name[:40]}"
+    s3.create_bucket(Bucket=bucket)
+    create_table(session.resource("dynamodb", endpoint_url=endpoint), "JobsTable", table)
+    local = threading.local()
+
+    def ddb():
+        if not hasattr(local, "ddb"):
+            local.ddb = session.resource("dynamodb", endpoint_url=endpoint)
+        return local.ddb
+
+    def make(upstream):
+        return GenerationService(ImageStore(bucket, lambda: s3), upstream, LeaseStore(table, ddb))
+
+    make.leases = LeaseStore(table, ddb)
+    return make
+
+
+def test_twenty_identical_concurrent_requests_make_one_upstream_call(service_factory):
+    upstream = SlowUpstream(1.0)
+    service = service_factory(upstream)
+
+    def one(i):
+        return service.generate(
+            REQUEST,
+            namespace="tenant-a",
+            policy=CachePolicy(),
+            by_url=False,
+            deadline=time.monotonic() + 20,
+            owner=f"r{i}",
+        )
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(one, range(20)))
+    assert upstream.calls == 1
+    assert len({r.images[0] for r in results}) == 1
+    assert sorted(r.cache.value for r in results).count("MISS") == 1
+    assert sum(r.coalesced for r in results) >= 15  # the rest arrived while the first was generating
+
+
+def test_other_tenants_and_other_requests_do_not_coalesce(service_factory):
+    upstream = SlowUpstream(0.3)
+    service = service_factory(upstream)
+    other = Txt2ImgRequest.model_validate({"prompt": "something else", "width": 128, "height": 128})
+    jobs = [("tenant-a", REQUEST), ("tenant-b", REQUEST), ("tenant-a", other)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(
+            pool.map(
+                lambda job: service.generate(
+                    job[1],
+                    namespace=job[0],
+                    policy=CachePolicy(),
+                    by_url=True,
+                    deadline=time.monotonic() + 20,
+                    owner=job[0],
+                ),
+                jobs,
+            )
+        )
+    assert upstream.calls == 3
+
+
+def test_a_crashed_owners_lease_expires_and_the_request_takes_over(service_factory):
+    from segmind_proxy.cache_key import cache_key
+
+    upstream = SlowUpstream(0.0)
+    service = service_factory(upstream)
+    assert service_factory.leases.acquire(f"tenant-a#{cache_key(REQUEST)}", "dead-owner", 1.5)  # never released
+    started = time.monotonic()
+    result = service.generate(
+        REQUEST, namespace="tenant-a", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20, owner="me"
+    )
+    assert result.cache is CacheStatus.MISS and upstream.calls == 1
+    assert 1.0 <= time.monotonic() - started < 5
+
+
+def test_random_seeds_and_no_store_never_wait(service_factory):
+    upstream = SlowUpstream(0.0)
+    service = service_factory(upstream)
+    from segmind_proxy.cache_key import cache_key
+
+    service_factory.leases.acquire(f"tenant-a#{cache_key(REQUEST)}", "someone", 30)
+    started = time.monotonic()
+    service.generate(
+        REQUEST, namespace="tenant-a", policy=CachePolicy(write=False), by_url=False, deadline=started + 20
+    )
+    random = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128, "seed": -1})
+    service.generate(random, namespace="tenant-a", policy=CachePolicy(), by_url=False, deadline=started + 20)
+    assert upstream.calls == 2 and time.monotonic() - started < 2

@@ -1,0 +1,229 @@
+"""v2 jobs through the real handlers: the API submits, the worker (fed SQS events) runs, the API reads back."""
+
+import json
+import time
+
+import pytest
+
+from segmind_proxy.jobs import JobStatus, JobStore
+from segmind_proxy.webhooks import verify
+from tests.unit.conftest import JOBS_TABLE, SAMPLE, Context, api_event, body_json, make_tenant, sqs_event
+
+SLUG = "stable-diffusion-3.5-turbo-txt2img"
+SMALL = SAMPLE | {"width": 256, "height": 256}
+
+
+@pytest.fixture
+def worker(jobs_env):
+    import functions.worker.app as worker_app
+
+    def run(queue="queue"):
+        event = sqs_event(jobs_env["sqs"], jobs_env[queue], jobs_env[f"{queue}_arn"])
+        assert event is not None, f"nothing on the {queue}"
+        jobs_env["last_receipt"] = event["Records"][0]["receiptHandle"]
+        response = worker_app.lambda_handler(event, Context(60000))
+        failures = response.get("batchItemFailures", [])
+        if not failures:  # what the event source mapping does with a success
+            jobs_env["sqs"].delete_message(QueueUrl=jobs_env[queue], ReceiptHandle=event["Records"][0]["receiptHandle"])
+        return failures
+
+    return run
+
+
+def submit(invoke, body=SMALL, key_id="key-acme", headers=None):
+    event = api_event(body, path=f"/v2/{SLUG}", api_key_id=key_id, headers={"Host": "gw.example", **(headers or {})})
+    return invoke(event)
+
+
+def get(invoke, path, key_id="key-acme"):
+    return invoke(api_event(method="GET", path=path, api_key_id=key_id))
+
+
+def test_submit_then_worker_then_result(invoke, upstream, jobs_env, worker):
+    make_tenant(jobs_env["registry"], budget_credits=1.0)
+    upstream.succeed()
+    answer = submit(invoke)
+    assert answer["statusCode"] == 200
+    job = body_json(answer)
+    job_id = job["request_id"]
+    assert job["status"] == "QUEUED"
+    assert job["status_url"] == f"https://gw.example/prod/v2/requests/{job_id}/status"
+    assert (
+        job["poll_url"] == job["status_url"] and job["response_url"] == f"https://gw.example/prod/v2/requests/{job_id}"
+    )
+    assert body_json(get(invoke, f"/v2/requests/{job_id}/status"))["status"] == "QUEUED"
+    assert worker() == []
+    assert body_json(get(invoke, f"/v2/requests/{job_id}/status")) == {"request_id": job_id, "status": "COMPLETED"}
+    result = body_json(get(invoke, f"/v2/requests/{job_id}"))
+    assert result["status"] == "COMPLETED" and "X-Amz-Signature" in result["output"]
+    assert result["outputs"] == [result["output"]] and result["metrics"]["images"] == 1
+    usage = body_json(get(invoke, "/v1/usage"))
+    assert (usage["images_generated"], usage["credits_spent"], usage["credits_reserved"]) == (1, 0.004, 0)
+    assert len(upstream.calls()) == 1
+
+
+def test_budget_is_reserved_at_submit(invoke, upstream, jobs_env):
+    make_tenant(jobs_env["registry"], budget_images=1)
+    assert submit(invoke)["statusCode"] == 200
+    refused = submit(invoke, SMALL | {"seed": 5})
+    assert refused["statusCode"] == 402
+    assert body_json(get(invoke, "/v1/usage"))["remaining"]["images"] == 0
+
+
+def test_a_cache_hit_at_submit_completes_at_once_without_upstream(invoke, upstream, jobs_env):
+    make_tenant(jobs_env["registry"])
+    upstream.succeed()
+    invoke(api_event(SMALL, api_key_id="key-acme"))  # v1 fills the cache
+    job = body_json(submit(invoke))
+    assert job["status"] == "COMPLETED"
+    assert "X-Amz-Signature" in body_json(get(invoke, f"/v2/requests/{job['request_id']}"))["output"]
+    assert len(upstream.calls()) == 1
+    assert jobs_env["sqs"].receive_message(QueueUrl=jobs_env["queue"]).get("Messages") is None
+
+
+def test_jobs_belong_to_their_tenant(invoke, upstream, jobs_env):
+    make_tenant(jobs_env["registry"], name="acme", key_id="key-acme")
+    make_tenant(jobs_env["registry"], name="globex", key_id="key-globex")
+    job_id = body_json(submit(invoke))["request_id"]
+    for path in (f"/v2/requests/{job_id}", f"/v2/requests/{job_id}/status"):
+        other = get(invoke, path, key_id="key-globex")
+        assert other["statusCode"] == 404 and job_id in body_json(other)["error"]
+    assert get(invoke, "/v2/requests/doesnotexist")["statusCode"] == 404
+
+
+def test_validation_is_v1s(invoke, upstream, jobs_env):
+    make_tenant(jobs_env["registry"])
+    bad = submit(invoke, {"prompt": "x", "steps": 0, "colour": 1})
+    assert bad["statusCode"] == 400
+    assert "'steps'" in body_json(bad)["error"] and "colour" in body_json(bad)["error"]
+
+
+def test_non_retryable_upstream_error_fails_the_job_and_releases_budget(invoke, upstream, jobs_env, worker):
+    make_tenant(jobs_env["registry"], budget_credits=1.0)
+    upstream.fail(400, {"error": "nsfw prompt"})
+    job_id = body_json(submit(invoke))["request_id"]
+    assert worker() == []
+    status = get(invoke, f"/v2/requests/{job_id}/status")
+    assert status["statusCode"] == 422
+    assert body_json(status)["status"] == "FAILED" and "nsfw" in body_json(status)["error"]
+    usage = body_json(get(invoke, "/v1/usage"))
+    assert usage["credits_reserved"] == 0 and usage["credits_spent"] == 0
+
+
+def test_retryable_errors_retry_then_succeed_charging_once(invoke, upstream, jobs_env, worker, monkeypatch):
+    make_tenant(jobs_env["registry"], budget_credits=1.0)
+    for _ in range(3):
+        upstream.fail(503)
+    upstream.succeed()
+    job_id = body_json(submit(invoke))["request_id"]
+    failures = worker()
+    assert len(failures) == 1  # left for SQS to deliver again, after the backoff
+    assert body_json(get(invoke, f"/v2/requests/{job_id}/status"))["status"] == "QUEUED"
+    _make_visible(jobs_env)
+    assert worker() == []
+    assert body_json(get(invoke, f"/v2/requests/{job_id}/status"))["status"] == "COMPLETED"
+    usage = body_json(get(invoke, "/v1/usage"))
+    assert (usage["images_generated"], usage["credits_reserved"], usage["failed_generations"]) == (1, 0, 1)
+
+
+def _make_visible(jobs_env):
+    """Skip the wait: the message the worker left (backoff or crash) becomes visible now."""
+    jobs_env["sqs"].change_message_visibility(
+        QueueUrl=jobs_env["queue"], ReceiptHandle=jobs_env["last_receipt"], VisibilityTimeout=0
+    )
+
+
+def test_dead_lettered_job_is_failed_and_its_budget_released(invoke, upstream, jobs_env, worker):
+    make_tenant(jobs_env["registry"], budget_credits=1.0)
+    job_id = body_json(submit(invoke))["request_id"]
+    body = json.dumps({"job_id": job_id})
+    jobs_env["sqs"].send_message(QueueUrl=jobs_env["dlq"], MessageBody=body)
+    assert worker("dlq") == []
+    status = body_json(get(invoke, f"/v2/requests/{job_id}/status"))
+    assert status["status"] == "FAILED" and "gave up" in status["error"]
+    assert body_json(get(invoke, "/v1/usage"))["credits_reserved"] == 0
+
+
+def test_a_crashed_worker_leaves_the_job_retryable_and_it_is_charged_once(
+    invoke, upstream, jobs_env, worker, monkeypatch
+):
+    import boto3
+
+    make_tenant(jobs_env["registry"], budget_credits=1.0)
+    upstream.succeed(times=2)
+    job_id = body_json(submit(invoke))["request_id"]
+
+    def crash(*args, **kwargs):
+        raise SystemExit("worker killed")  # dies after generating and storing, before recording the result
+
+    monkeypatch.setattr(JobStore, "complete", crash)
+    with pytest.raises(SystemExit):
+        worker()
+    monkeypatch.undo()
+    jobs = JobStore(JOBS_TABLE, lambda: boto3.resource("dynamodb"))
+    assert jobs.get(job_id).status is JobStatus.PROCESSING
+    # The message comes back after the visibility timeout; meanwhile the dead worker's lease runs out.
+    boto3.resource("dynamodb").Table(JOBS_TABLE).update_item(
+        Key={"pk": f"JOB#{job_id}"}, UpdateExpression="SET processing_until = :t", ExpressionAttributeValues={":t": 1}
+    )
+    _make_visible(jobs_env)
+    assert worker() == []
+    assert jobs.get(job_id).status is JobStatus.COMPLETED
+    assert len(upstream.calls()) == 1  # the stored images were found: no second call
+    usage = body_json(get(invoke, "/v1/usage"))
+    assert usage["credits_reserved"] == 0 and usage["credits_spent"] <= 0.004  # never charged twice
+
+
+def test_a_redelivery_while_another_worker_holds_the_job_comes_back_later(invoke, upstream, jobs_env, worker):
+    import boto3
+
+    make_tenant(jobs_env["registry"])
+    job_id = body_json(submit(invoke))["request_id"]
+    boto3.resource("dynamodb").Table(JOBS_TABLE).update_item(
+        Key={"pk": f"JOB#{job_id}"},
+        UpdateExpression="SET #s = :p, processing_until = :t",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":p": "PROCESSING", ":t": int(time.time() + 30)},
+    )
+    assert len(worker()) == 1  # not deleted: delivered again once the holder's lease has passed
+    assert upstream.calls() == []
+
+
+def test_webhook_is_signed_with_the_tenants_secret(invoke, upstream, jobs_env, worker, monkeypatch):
+    import responses
+
+    tenant = make_tenant(jobs_env["registry"])
+    monkeypatch.setattr(
+        "segmind_proxy.webhooks._addresses", lambda host: [__import__("ipaddress").ip_address("93.184.216.34")]
+    )
+    monkeypatch.setattr("segmind_proxy.webhooks.BACKOFF_SECONDS", (0, 0))
+    upstream.succeed()
+    upstream.mock.add(responses.POST, "https://hooks.example/done", status=500)
+    upstream.mock.add(responses.POST, "https://hooks.example/done", status=204)
+    job_id = body_json(submit(invoke, headers={"x-webhook-url": "https://hooks.example/done"}))["request_id"]
+    worker()
+    calls = [c for c in upstream.mock.calls if c.request.url == "https://hooks.example/done"]
+    assert len(calls) == 2  # retried after the 500
+    delivered = calls[-1].request
+    assert verify(tenant.webhook_secret, delivered.body, delivered.headers["x-webhook-signature"])
+    assert not verify("whsec_wrong", delivered.body, delivered.headers["x-webhook-signature"])
+    payload = json.loads(delivered.body)
+    assert payload["request_id"] == job_id and payload["status"] == "COMPLETED" and payload["output"].startswith("http")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example/x",
+        "https://127.0.0.1/x",
+        "https://10.0.0.8/x",
+        "https://169.254.169.254/x",
+        "https://[::1]/x",
+        "ftp://x",
+    ],
+)
+def test_webhook_urls_must_be_public_https(invoke, upstream, jobs_env, url):
+    make_tenant(jobs_env["registry"])
+    refused = submit(invoke, headers={"x-webhook-url": url})
+    assert refused["statusCode"] == 400
+    assert "x-webhook-url" in body_json(refused)["error"]
