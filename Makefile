@@ -6,11 +6,14 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_VERSION := 1.170.0
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_VERSION)
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
 .PHONY: dev test install lint unit integration validate build deploy clean openapi
 
@@ -24,6 +27,12 @@ $(SAM_STAMP):
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli==$(SAM_VERSION)
+	touch $@
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
 install: $(STAMP)
@@ -50,17 +59,21 @@ integration: $(STAMP)
 openapi: $(STAMP)
 	$(BIN)/python -m local.openapi_export
 
-validate: $(STAMP) $(SAM_STAMP)
+## make validate: cfn-lint, sam validate --lint, checkov (every skip carries its reason in template.yaml)
+validate: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP)
 	$(BIN)/cfn-lint template.yaml
 	$(SAM) validate --lint --region $${AWS_REGION:-us-east-1}
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
 
-## make build: sam build without Docker (the Core layer cross-installs cp313 aarch64 wheels)
+## make build: sam build without Docker (the Core layer cross-installs cp313 aarch64 wheels); prints package sizes
 build: $(SAM_STAMP)
-	$(SAM) build --parallel
+	$(SAM) build
+	@du -sh .aws-sam/build/*/ | sed 's|.aws-sam/build/||'
 
-## make deploy: sam deploy with samconfig.toml (first time: make deploy ARGS=--guided)
+ENV ?= dev
+## make deploy [ENV=dev|prod]: sam deploy with samconfig.toml's environment
 deploy: build
-	$(SAM) deploy $(ARGS)
+	$(SAM) deploy --config-env $(ENV) $(ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .ruff_cache

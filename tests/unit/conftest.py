@@ -278,3 +278,20 @@ def sqs_event(sqs: Any, queue: str, queue_arn: str) -> dict[str, Any] | None:
 
     messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1, AttributeNames=["All"]).get("Messages", [])
     return {"Records": [sqs_record(m, queue_arn, "us-east-1") for m in messages]} if messages else None
+
+
+@pytest.fixture
+def worker(jobs_env):
+    import functions.worker.app as worker_app
+
+    def run(queue="queue"):
+        event = sqs_event(jobs_env["sqs"], jobs_env[queue], jobs_env[f"{queue}_arn"])
+        assert event is not None, f"nothing on the {queue}"
+        jobs_env["last_receipt"] = event["Records"][0]["receiptHandle"]
+        response = worker_app.lambda_handler(event, Context(60000))
+        failures = response.get("batchItemFailures", [])
+        if not failures:  # what the event source mapping does with a success
+            jobs_env["sqs"].delete_message(QueueUrl=jobs_env[queue], ReceiptHandle=event["Records"][0]["receiptHandle"])
+        return failures
+
+    return run

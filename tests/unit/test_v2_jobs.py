@@ -7,27 +7,10 @@ import pytest
 
 from segmind_proxy.jobs import JobStatus, JobStore
 from segmind_proxy.webhooks import verify
-from tests.unit.conftest import JOBS_TABLE, SAMPLE, Context, api_event, body_json, make_tenant, sqs_event
+from tests.unit.conftest import JOBS_TABLE, SAMPLE, api_event, body_json, make_tenant
 
 SLUG = "stable-diffusion-3.5-turbo-txt2img"
 SMALL = SAMPLE | {"width": 256, "height": 256}
-
-
-@pytest.fixture
-def worker(jobs_env):
-    import functions.worker.app as worker_app
-
-    def run(queue="queue"):
-        event = sqs_event(jobs_env["sqs"], jobs_env[queue], jobs_env[f"{queue}_arn"])
-        assert event is not None, f"nothing on the {queue}"
-        jobs_env["last_receipt"] = event["Records"][0]["receiptHandle"]
-        response = worker_app.lambda_handler(event, Context(60000))
-        failures = response.get("batchItemFailures", [])
-        if not failures:  # what the event source mapping does with a success
-            jobs_env["sqs"].delete_message(QueueUrl=jobs_env[queue], ReceiptHandle=event["Records"][0]["receiptHandle"])
-        return failures
-
-    return run
 
 
 def submit(invoke, body=SMALL, key_id="key-acme", headers=None):

@@ -13,6 +13,7 @@ __all__ = ["MetricUnit", "logger", "metrics", "record_upstream_error", "tracer"]
 
 
 def record_upstream_error(kind: str) -> None:
-    """One `UpstreamErrors` data point with the failure kind as a (low-cardinality) dimension."""
+    """One `UpstreamErrors` data point with the failure kind as a (low-cardinality) dimension, plus the total."""
+    metrics.add_metric(name="UpstreamErrorsTotal", unit=MetricUnit.Count, value=1)
     with single_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as metric:
         metric.add_dimension(name="ErrorKind", value=kind)

@@ -73,18 +73,38 @@ class SegmindClient:
 
     def txt2img(self, slug: str, payload: dict[str, Any], *, deadline: float) -> Generation:
         """POST the payload to `/v1/{slug}` and return the decoded images. `deadline` is on the `clock` scale."""
-        url = f"{self.base_url}/v1/{slug}"
+        started = self._clock()
+        response, attempts = self._call("POST", f"/v1/{slug}", payload, deadline)
+        return self._generation(response, payload, attempts, started)
+
+    def credits(self, *, deadline: float) -> dict[str, float]:
+        """`GET /v1/get-user-credits`: the account's balance, `{"credits": ..., "free-credits": ...}`."""
+        response, _ = self._call("GET", "/v1/get-user-credits", None, deadline)
+        try:
+            body = response.json()
+            return {"credits": float(body["credits"]), "free_credits": float(body.get("free-credits", 0.0))}
+        except (ValueError, KeyError, TypeError):
+            self._on_attempt_error("invalid_response")
+            raise _to_error(
+                _Failure("invalid_response", detail="Segmind's credits answer was not understood")
+            ) from None
+
+    def _call(
+        self, method: str, path: str, payload: dict[str, Any] | None, deadline: float
+    ) -> tuple[requests.Response, int]:
+        """One logical call with the key injected: bounded retries, one key refresh on 401, errors mapped."""
+        url = f"{self.base_url}{path}"
         key = self._key_provider()
         key_refreshed = False
         attempt = 0
-        started = self._clock()
         while True:
             attempt += 1
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise _to_error(_Failure("timeout", detail="no time left before the gateway's deadline"))
             try:
-                response = self._session.post(
+                response = self._session.request(
+                    method,
                     url,
                     json=payload,
                     headers={"x-api-key": key, "Accept": "application/json, image/*"},
@@ -100,7 +120,7 @@ class SegmindClient:
                 raise _to_error(_Failure("invalid_response", detail="Segmind's answer was cut off")) from None
             else:
                 if response.status_code == 200:
-                    return self._generation(response, payload, attempt, started)
+                    return response, attempt
                 if response.status_code == 401 and not key_refreshed:
                     # Possibly a rotated key: fetch it afresh once; this retry does not count as an attempt.
                     key_refreshed = True
