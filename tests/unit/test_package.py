@@ -27,3 +27,11 @@ def test_layer_is_lean_and_leaves_boto3_to_the_runtime():
 def test_functions_hold_only_their_handler():
     for function in ("ApiFunction", "WorkerFunction", "CreditsProbeFunction"):
         assert sorted(p.name for p in (BUILD / function).iterdir()) == ["app.py"]
+
+
+def test_layer_is_exactly_the_pinned_packages():
+    constraints = BUILD.parents[1] / "layers" / "core" / "constraints.txt"
+    pinned = {line.strip() for line in constraints.read_text().splitlines() if line and not line.startswith("#")}
+    layer = BUILD / "CoreLayer" / "python"
+    built = {p.name.removesuffix(".dist-info").replace("-", "==", 1) for p in layer.glob("*.dist-info")}
+    assert built == pinned
