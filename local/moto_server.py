@@ -1,13 +1,16 @@
-"""moto in server mode for the local stack, with DynamoDB's per-item write atomicity.
+"""moto in server mode for the local stack, plus two behaviours of the real services that moto lacks:
 
-moto checks a ConditionExpression and then writes, with no lock between the two; DynamoDB does both atomically.
-Budgets rely on that atomicity, so DynamoDB calls are serialised here (they take microseconds in memory)."""
+- DynamoDB's per-item write atomicity: moto checks a ConditionExpression and then writes, with no lock between
+  the two. Budgets rely on that atomicity, so DynamoDB calls are serialised here (microseconds in memory).
+- S3's expiry of presigned URLs: moto serves them for ever; S3 answers 403 once X-Amz-Date + X-Amz-Expires passed."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -30,7 +33,22 @@ class AtomicDynamoDB:
                     result.close()
 
 
+class ExpiringPresignedUrls:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if "X-Amz-Expires" in query and "X-Amz-Date" in query:
+            signed = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            if datetime.now(UTC) > signed + timedelta(seconds=int(query["X-Amz-Expires"][0])):
+                start_response("403 Forbidden", [("Content-Type", "application/xml")])
+                return [b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"]
+        return self.app(environ, start_response)
+
+
 def start_moto(host: str, port: int) -> BaseWSGIServer:
-    server = make_server(host, port, AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)), threaded=True)
+    app = ExpiringPresignedUrls(AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)))
+    server = make_server(host, port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -132,3 +132,25 @@ def stack() -> Iterator[RunningStack]:
 def fake_calls(stack: RunningStack):
     """Number of upstream calls the fake Segmind has seen so far, read afresh on each call."""
     return lambda: stack.fake_stats()["calls"]
+
+
+_SEEN: list[bytes] = []
+
+
+@pytest.fixture(autouse=True)
+def _record_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keeps every HTTP answer the suite receives (headers and body), for the security scan."""
+    original = requests.Session.send
+
+    def send(self: requests.Session, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
+        response = original(self, request, **kwargs)
+        if "/_fake/" not in request.url:  # the fake's own test controls are not the gateway's answers
+            _SEEN.append(str(dict(response.headers)).encode() + response.content)
+        return response
+
+    monkeypatch.setattr(requests.Session, "send", send)
+
+
+@pytest.fixture
+def seen_answers() -> list[bytes]:
+    return _SEEN

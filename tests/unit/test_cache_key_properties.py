@@ -1,0 +1,65 @@
+"""Property tests of the cache key: equal for equivalent requests, different for any pixel-affecting change."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from segmind_proxy.cache_key import cache_key
+from segmind_proxy.models import ALLOWED_VALUES, CATALOG, Txt2ImgRequest
+
+low_high = CATALOG.ranges
+
+FIELDS = {
+    "prompt": st.text(min_size=1, max_size=50).filter(lambda s: s.strip()),
+    "negative_prompt": st.text(max_size=30),
+    "steps": st.integers(*low_high["steps"]),
+    "guidance_scale": st.integers(1, 15) | st.floats(1, 15, allow_nan=False),
+    "seed": st.integers(0, 2**32 - 1),
+    "sampler": st.sampled_from(sorted(ALLOWED_VALUES["sampler"])),
+    "scheduler": st.sampled_from(sorted(ALLOWED_VALUES["scheduler"])),
+    "width": st.integers(64, 2048),
+    "height": st.integers(64, 2048),
+    "batch_size": st.integers(1, 10),
+    "image_format": st.sampled_from(sorted(ALLOWED_VALUES["image_format"])),
+    "image_quality": st.integers(10, 100),
+}
+requests = st.fixed_dictionaries(FIELDS)
+
+
+def key(fields):
+    return cache_key(Txt2ImgRequest.model_validate(fields))
+
+
+@settings(max_examples=200, deadline=None)
+@given(requests, st.booleans())
+def test_equivalent_requests_share_a_key(fields, as_base64):
+    explicit = fields | {"aspect_ratio": "custom", "base64": as_base64}
+    assert key(fields) == key(explicit)  # defaults spelled out or not, delivery mode ignored
+    if isinstance(fields["guidance_scale"], int):
+        assert key(fields) == key(fields | {"guidance_scale": float(fields["guidance_scale"])})
+    reordered = dict(reversed(list(fields.items())))
+    assert key(fields) == key(reordered)
+
+
+def _changed(field, value, data):
+    if isinstance(value, str) and field in ALLOWED_VALUES:
+        return data.draw(st.sampled_from(sorted(ALLOWED_VALUES[field] - {value})))
+    if isinstance(value, str):
+        return value + data.draw(st.text(min_size=1, max_size=5))
+    if field == "guidance_scale":
+        return data.draw(st.floats(1, 15, allow_nan=False).filter(lambda v: v != value))
+    low, high = (0, 2**32 - 1) if field == "seed" else low_high[field]
+    return data.draw(st.integers(low, high).filter(lambda v: v != value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests, st.sampled_from(sorted(FIELDS)), st.data())
+def test_any_pixel_affecting_change_changes_the_key(fields, field, data):
+    changed = fields | {field: _changed(field, fields[field], data)}
+    assert key(changed) != key(fields)
+
+
+@settings(max_examples=100, deadline=None)
+@given(requests, st.sampled_from(sorted(CATALOG.aspect_ratios)))
+def test_named_ratio_and_its_size_share_a_key(fields, ratio):
+    width, height = CATALOG.aspect_ratios[ratio]
+    assert key(fields | {"aspect_ratio": ratio}) == key(fields | {"width": width, "height": height})
