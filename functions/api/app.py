@@ -187,6 +187,7 @@ def submit_v2(
         },
         404: api_docs.error("No such request (or another tenant's)"),
         422: {"description": "FAILED, with `error`", "content": {"application/json": {"model": JobStatusBody}}},
+        **api_docs.GATEWAY_RESPONSES,
     },
     security=api_docs.SECURITY,
     tags=["Generation"],
@@ -206,6 +207,7 @@ def job_status(request_id: str) -> Response[JobStatusBody]:
         },
         404: api_docs.error("No such request (or another tenant's)"),
         422: {"description": "FAILED, with `error`", "content": {"application/json": {"model": JobResultBody}}},
+        **api_docs.GATEWAY_RESPONSES,
     },
     security=api_docs.SECURITY,
     tags=["Generation"],
@@ -219,7 +221,11 @@ def job_result(request_id: str) -> Response[JobResultBody]:
     "/v1/usage",
     summary="Your usage this month and what remains of your budget",
     description="Figures of the calling tenant only (identified by its API key). `?month=YYYY-MM` for another month.",
-    responses={200: {"description": "Usage", "content": {"application/json": {"model": UsageReport}}}},
+    responses={
+        200: {"description": "Usage", "content": {"application/json": {"model": UsageReport}}},
+        400: api_docs.error("'month' is not YYYY-MM"),
+        **api_docs.GATEWAY_RESPONSES,
+    },
     security=api_docs.SECURITY,
     tags=["Usage"],
 )
@@ -244,7 +250,13 @@ def openapi_json() -> Response[str]:
 
 
 def openapi_spec() -> str:
-    return app.get_openapi_json_schema(**OPENAPI)
+    spec = json.loads(app.get_openapi_json_schema(**OPENAPI))
+    # The POST bodies are required; Powertools marks them optional because the handlers' documentation-only
+    # body parameter has a default (they parse the raw body themselves, for Segmind-style errors).
+    for path in spec["paths"].values():
+        if "requestBody" in path.get("post", {}):
+            path["post"]["requestBody"]["required"] = True
+    return json.dumps(spec)
 
 
 @app.exception_handler(GatewayError)

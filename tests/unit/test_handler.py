@@ -86,11 +86,12 @@ def test_base64_batch_answers_every_image(invoke, upstream, aws):
     assert len(cached_keys(aws)) == 3
 
 
-def test_raw_batch_is_refused_before_any_upstream_call(invoke, upstream):
-    response = invoke(api_event({"prompt": "a fox", "base64": False, "batch_size": 2}))
-    assert response["statusCode"] == 400
-    assert "batch_size" in body_json(response)["error"]
-    assert upstream.calls() == []
+def test_raw_batch_comes_back_as_urls_so_no_image_is_lost(invoke, upstream):
+    upstream.succeed()
+    response = invoke(api_event({"prompt": "a fox", "base64": False, "batch_size": 2, "width": 256, "height": 256}))
+    assert response["statusCode"] == 200
+    assert header(response, "x-response-mode") == "url"
+    assert len(body_json(response)["images"]) == 2
 
 
 def test_url_mode_answers_presigned_urls_that_serve_the_images(invoke, upstream, aws):

@@ -151,3 +151,15 @@ def test_catalog_is_data_with_the_documented_lists():
     assert "dpmpp_2m" in CATALOG.samplers and "euler" in CATALOG.samplers
     assert "sgm_uniform" in CATALOG.schedulers and "karras" in CATALOG.schedulers
     assert set(CATALOG.image_formats) == {"jpeg", "png", "webp"}
+
+
+def test_integral_floats_are_integers_as_json_schema_says():
+    request = parse({"prompt": "x", "steps": 12.0, "width": 512.0, "seed": 7.0})
+    assert (request.steps, request.width, request.seed) == (12, 512, 7)
+    assert type(request.steps) is int
+    assert "'steps'" in error_of({"prompt": "x", "steps": 12.5}).message
+
+
+@pytest.mark.parametrize("prompt", ["\u00a0\u2003", "\t\n", "\ufeff "])
+def test_unicode_whitespace_only_prompts_are_blank(prompt):
+    assert "'prompt'" in error_of({"prompt": prompt}).message

@@ -33,11 +33,18 @@ def error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"model": ErrorBody}}}
 
 
+# What API Gateway itself may answer on any route that needs a key.
+GATEWAY_RESPONSES: dict[int, dict[str, Any]] = {
+    403: error("Missing or invalid x-api-key, suspended tenant, or origin not allowed for the key"),
+    429: error("Rate limited by your plan (Too Many Requests / Limit Exceeded)"),
+}
+
 TXT2IMG_RESPONSES: dict[int, dict[str, Any]] = {
     200: {
         "description": (
             "`base64: false`: the image bytes (Content-Type of the image_format). `base64: true`: JSON with the "
-            "base64 image(s). `x-response-mode: url`, or an answer over Lambda's 6 MB limit: JSON with presigned URLs."
+            "base64 image(s). `x-response-mode: url`, a raw batch, or an answer over Lambda's 6 MB limit: JSON "
+            "with presigned URLs."
         ),
         "headers": _HEADERS,
         "content": {

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .catalog import sd35_turbo
 from .errors import RequestInvalid
@@ -21,6 +22,19 @@ ALLOWED_VALUES: dict[str, frozenset[str]] = {
 }
 
 
+# "Not blank" as JSON Schema's (ECMA) \S understands it, so the spec and the validator agree exactly.
+NOT_BLANK = "[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+_NOT_BLANK = re.compile(NOT_BLANK)
+
+
+def _integral_float(value: Any) -> Any:
+    """JSON Schema counts 4.0 as an integer; strict mode still refuses "4", true and 4.5."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral_float)]
+
+
 def _range(field: str) -> dict[str, Any]:
     low, high = CATALOG.bounds(field)
     return {"ge": low, "le": high}
@@ -31,29 +45,29 @@ class Txt2ImgRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    prompt: str = Field(min_length=1, max_length=CATALOG.max_lengths["prompt"])
+    prompt: str = Field(min_length=1, max_length=CATALOG.max_lengths["prompt"], json_schema_extra={"pattern": r"\S"})
     negative_prompt: str = Field(_D["negative_prompt"], max_length=CATALOG.max_lengths["negative_prompt"])
-    steps: int = Field(_D["steps"], **_range("steps"))
+    steps: JsonInt = Field(_D["steps"], **_range("steps"))
     guidance_scale: float = Field(_D["guidance_scale"], **_range("guidance_scale"))
-    seed: int = Field(_D["seed"], description="-1 asks for a random seed (never read from cache)", **_range("seed"))
+    seed: JsonInt = Field(_D["seed"], description="-1 asks for a random seed (never read from cache)", **_range("seed"))
     sampler: str = Field(_D["sampler"], json_schema_extra={"enum": sorted(ALLOWED_VALUES["sampler"])})
     scheduler: str = Field(_D["scheduler"], json_schema_extra={"enum": sorted(ALLOWED_VALUES["scheduler"])})
-    width: int = Field(_D["width"], **_range("width"))
-    height: int = Field(_D["height"], **_range("height"))
+    width: JsonInt = Field(_D["width"], **_range("width"))
+    height: JsonInt = Field(_D["height"], **_range("height"))
     aspect_ratio: str = Field(
         _D["aspect_ratio"],
         description="'custom' uses width and height; a named ratio sets a fixed size",
         json_schema_extra={"enum": ["custom", *CATALOG.aspect_ratios]},
     )
-    batch_size: int = Field(_D["batch_size"], **_range("batch_size"))
+    batch_size: JsonInt = Field(_D["batch_size"], **_range("batch_size"))
     image_format: str = Field(_D["image_format"], json_schema_extra={"enum": list(CATALOG.image_formats)})
-    image_quality: int = Field(_D["image_quality"], **_range("image_quality"))
+    image_quality: JsonInt = Field(_D["image_quality"], **_range("image_quality"))
     base64: bool = Field(_D["base64"], description="true: JSON with base64 image(s); false: the image bytes")
 
     @field_validator("prompt")
     @classmethod
     def _prompt_not_blank(cls, value: str) -> str:
-        if not value.strip():
+        if not _NOT_BLANK.search(value):
             raise ValueError("must not be blank")
         return value
 

@@ -48,10 +48,8 @@ def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings)
     check_content_type(headers.get("content-type"))
     mode = response_mode(headers)
     request = parse_request(body)
-    if mode is ResponseMode.INLINE and not request.base64 and request.batch_size > 1:
-        raise RequestInvalid(
-            "'batch_size' > 1 needs 'base64': true or the 'x-response-mode: url' header: a raw answer carries one image"
-        )
+    if not request.base64 and request.batch_size > 1:
+        mode = ResponseMode.URL  # a raw answer carries one image: a batch comes back as URLs, none lost
     return request, mode
 
 
