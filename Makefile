@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_VERSION)
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: dev test install lint unit integration validate build deploy clean openapi
+.PHONY: dev test install lint unit integration validate build deploy clean openapi bench load
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ dev: $(STAMP)
 ## make test: lint, template checks, sam build, unit and integration tests
 test: $(STAMP) lint validate build
 	$(BIN)/python -m pytest
+
+## make load: 2,000 mixed requests at 50 concurrency against a fresh local stack (loopback only, bounded)
+load: $(STAMP)
+	$(BIN)/python -m bench.load --requests 2000 --concurrency 50
+
+## make bench: latency, AWS calls per path, credits efficiency, cold start, large outputs -> docs/benchmarks.md
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m bench.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

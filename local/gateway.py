@@ -24,14 +24,29 @@ MAX_LAMBDA_RESPONSE_BYTES = 6 * 1024 * 1024
 
 
 class ApiKeys:
-    """Looks keys up in API Gateway (moto) on every request, so a disabled or deleted key stops working at once."""
+    """API Gateway's keys and their usage plans (from moto), cached for a couple of seconds as API Gateway caches
+    them. Suspension, rotation and deletion still apply at once: the function checks its registry every request."""
 
-    def __init__(self, apigw: Any) -> None:
+    TTL_SECONDS = 2.0
+
+    def __init__(self, apigw: Any, clock: Any = time.monotonic) -> None:
         self._apigw = apigw
+        self._clock = clock
+        self._cache: dict[str, tuple[float, dict[str, Any] | None, dict[str, Any] | None]] = {}
 
-    def find(self, value: str | None) -> dict[str, Any] | None:
+    def lookup(self, value: str | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(key, its usage plan), or Nones for an unknown or disabled key."""
         if not value:
-            return None
+            return None, None
+        cached = self._cache.get(value)
+        if cached and self._clock() - cached[0] < self.TTL_SECONDS:
+            return cached[1], cached[2]
+        key = self._find(value)
+        plan = self._plan(key["id"]) if key else None
+        self._cache[value] = (self._clock(), key, plan)
+        return key, plan
+
+    def _find(self, value: str) -> dict[str, Any] | None:
         paginator = self._apigw.get_paginator("get_api_keys")
         for page in paginator.paginate(includeValues=True):
             for key in page.get("items", []):
@@ -39,7 +54,7 @@ class ApiKeys:
                     return key if key.get("enabled") else None
         return None
 
-    def plan(self, key_id: str) -> dict[str, Any] | None:
+    def _plan(self, key_id: str) -> dict[str, Any] | None:
         plans = self._apigw.get_usage_plans(keyId=key_id).get("items", [])
         return plans[0] if plans else None
 
@@ -123,8 +138,7 @@ class LocalGateway:
         route, path_params = found
         key = None
         if route.api_key_required:
-            key = self.api_keys.find(request.headers.get("x-api-key"))
-            plan = self.api_keys.plan(key["id"]) if key else None
+            key, plan = self.api_keys.lookup(request.headers.get("x-api-key"))
             if key is None or plan is None:  # API Gateway only accepts keys that are on a usage plan
                 return _gateway_error(403, "Missing or invalid x-api-key")
             refusal = self.limits.check(key["id"], plan)

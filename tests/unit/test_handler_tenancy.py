@@ -119,7 +119,8 @@ def test_usage_for_another_month_and_bad_month(invoke, tenancy):
     assert invoke(event)["statusCode"] == 400
 
 
-def test_reported_balance_is_kept_for_reconciliation(invoke, upstream, tenancy, ddb):
+def test_reported_balance_is_kept_for_reconciliation(invoke, upstream, tenancy, ddb, monkeypatch):
+    monkeypatch.setattr("segmind_proxy.metering.BALANCE_WRITE_INTERVAL_SECONDS", 0.0)
     make_tenant(tenancy)
     upstream.succeed(times=2)
     invoke(api_event(SMALL, api_key_id="key-acme"))

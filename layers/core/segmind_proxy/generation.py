@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +23,7 @@ from .observability import MetricUnit, logger, metrics, tracer
 from .upstream import SegmindClient
 
 WAIT_FIRST_POLL_SECONDS = 0.1
+_background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger")
 WAIT_MAX_POLL_SECONDS = 1.0
 
 
@@ -134,7 +136,8 @@ class GenerationService:
         except BaseException:
             billing.release()
             raise
-        billing.settle(len(generation.images), generation.remaining_credits)
+        # The ledger settles while the images are stored: two round trips at once, not one after the other.
+        settling = _background.submit(billing.settle, len(generation.images), generation.remaining_credits)
         metrics.add_metric(name="ImagesGenerated", unit=MetricUnit.Count, value=len(generation.images))
         metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
         if generation.remaining_credits is not None:
@@ -161,6 +164,7 @@ class GenerationService:
             )
             if self.keep(transient, result, generation.upstream_request_id):
                 result.stored = transient
+        settling.result()
         return result
 
     def keep(self, stored: StoredSet, result: ImageResult, upstream_request_id: str | None = None) -> bool:

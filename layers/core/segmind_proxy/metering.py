@@ -8,6 +8,7 @@ take a tenant past its budget; after the upstream call it *settles* (estimate re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -211,6 +212,19 @@ class Meter:
         )
 
 
+BALANCE_WRITE_INTERVAL_SECONDS = 60.0
+_last_balance_write = [-BALANCE_WRITE_INTERVAL_SECONDS]
+
+
+def _balance_due() -> bool:
+    """Reconciliation needs the month's first and latest balance, not every one: write at most once a minute."""
+    now = time.monotonic()
+    if now - _last_balance_write[0] < BALANCE_WRITE_INTERVAL_SECONDS:
+        return False
+    _last_balance_write[0] = now
+    return True
+
+
 class TenantBilling:
     """Billing of one request for one tenant: hits are free, generations reserve then settle or release."""
 
@@ -240,7 +254,7 @@ class TenantBilling:
         charge = self.estimate * images / self.images if self.images else 0.0
         reservation = self.reservation
         self.usage = self.best_effort(lambda: self.meter.settle(reservation, charge, images)) or self.usage
-        if reported_balance is not None:
+        if reported_balance is not None and _balance_due():
             self.best_effort(lambda: self.meter.record_balance(reported_balance))
 
     def release(self) -> None:
