@@ -57,14 +57,14 @@ def test_bodies_over_the_limit_are_refused_without_reading_them(stack):
 
 
 def test_presigned_urls_expire_when_configured():
-    running = start_stack({"PARAMETER_OVERRIDES": "PresignedUrlTtlSeconds=2"})
+    running = start_stack({"PARAMETER_OVERRIDES": "PresignedUrlTtlSeconds=4"})
     try:
         answer = running.post({"prompt": "expiring", "width": 128, "height": 128}, headers={"x-response-mode": "url"})
         body = answer.json()
-        assert body["expires_in"] == 2 and "X-Amz-Expires=2" in body["images"][0]["url"]
+        assert body["expires_in"] == 4 and "X-Amz-Expires=4" in body["images"][0]["url"]
         url = body["images"][0]["url"]
         assert requests.get(url, timeout=30).status_code == 200
-        time.sleep(3)
+        time.sleep(5.5)
         assert requests.get(url, timeout=30).status_code == 403
     finally:
         stop_stack(running.process)

@@ -175,7 +175,7 @@ def test_429_waits_until_the_reset_time_when_it_fits(clock, errors):
     )
     responses.add(responses.POST, URL, **ok_json([JPEG]))
     client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
-    assert 3 < clock.sleeps[0] <= 4
+    assert 2 < clock.sleeps[0] <= 4  # waited for the reset (less whatever time passed since it was computed)
 
 
 @responses.activate

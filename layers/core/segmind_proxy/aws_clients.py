@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -29,3 +31,18 @@ def dynamodb() -> Any:
 @cache
 def sqs() -> Any:
     return boto3.session.Session().client("sqs", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+
+
+class DynamoTable:
+    """An adapter over one DynamoDB table: the resource is injected (tests, the CLI) or the container's own."""
+
+    def __init__(
+        self, table_name: str, resource: Callable[[], Any] | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.table_name = table_name
+        self._resource = resource or dynamodb
+        self._clock = clock
+
+    @property
+    def table(self) -> Any:
+        return self._resource().Table(self.table_name)

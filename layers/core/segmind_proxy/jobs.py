@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -13,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .aws_clients import dynamodb
+from .aws_clients import DynamoTable
 
 
 class JobStatus(StrEnum):
@@ -81,18 +80,7 @@ def _from_dynamo(value: Any) -> Any:
     return value
 
 
-class JobStore:
-    def __init__(
-        self, table_name: str, resource: Callable[[], Any] = dynamodb, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.table_name = table_name
-        self._resource = resource
-        self._clock = clock
-
-    @property
-    def table(self) -> Any:
-        return self._resource().Table(self.table_name)
-
+class JobStore(DynamoTable):
     def create(self, job: Job) -> Job:
         self.table.put_item(Item=job.to_item(), ConditionExpression="attribute_not_exists(pk)")
         return job

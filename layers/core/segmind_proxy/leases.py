@@ -3,28 +3,14 @@ crashed owner never blocks the others. A conditional put in DynamoDB (JobsTable)
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .aws_clients import dynamodb
+from .aws_clients import DynamoTable
 
 
-class LeaseStore:
-    def __init__(
-        self, table_name: str, resource: Callable[[], Any] = dynamodb, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.table_name = table_name
-        self._resource = resource
-        self._clock = clock
-
-    @property
-    def table(self) -> Any:
-        return self._resource().Table(self.table_name)
-
+class LeaseStore(DynamoTable):
     def acquire(self, key: str, owner: str, seconds: float) -> bool:
         now = self._clock()
         try:

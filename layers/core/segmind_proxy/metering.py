@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .aws_clients import dynamodb
+from .aws_clients import DynamoTable
 from .errors import GatewayError
 from .observability import MetricUnit, logger, metrics
 from .tenants import Tenant
@@ -89,15 +89,7 @@ class Reservation:
     images: int
 
 
-class Meter:
-    def __init__(self, table_name: str, resource: Callable[[], Any] = dynamodb) -> None:
-        self.table_name = table_name
-        self._resource = resource
-
-    @property
-    def table(self) -> Any:
-        return self._resource().Table(self.table_name)
-
+class Meter(DynamoTable):
     def _key(self, tenant_id: str, month: str) -> dict[str, str]:
         return {"pk": f"TENANT#{tenant_id}", "sk": f"USAGE#{month}"}
 

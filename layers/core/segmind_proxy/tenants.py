@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .aws_clients import dynamodb
+from .aws_clients import DynamoTable
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 
@@ -89,16 +89,11 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class TenantRegistry:
-    def __init__(self, table_name: str, resource: Callable[[], Any] = dynamodb) -> None:
-        self.table_name = table_name
-        self._resource = resource
+class TenantRegistry(DynamoTable):
+    def __init__(self, table_name: str, resource: Callable[[], Any] | None = None) -> None:
+        super().__init__(table_name, resource)
         # A key id belongs to one tenant for ever, so this mapping is safe to keep per container.
         self._key_owner: dict[str, str] = {}
-
-    @property
-    def table(self) -> Any:
-        return self._resource().Table(self.table_name)
 
     # -- reads ---------------------------------------------------------------
     def get(self, tenant_id: str) -> Tenant | None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -53,6 +54,26 @@ def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings)
     return request, mode
 
 
+@contextmanager
+def counting_rejections(tenant: Tenant | None, meter: Meter | None) -> Iterator[None]:
+    """A request refused by validation still counts for its tenant (as rejected, never charged)."""
+    try:
+        yield
+    except RequestInvalid:
+        if tenant and meter:
+            TenantBilling.best_effort(lambda: meter.record_rejected(tenant))
+        raise
+
+
+def billing_for(
+    request: Txt2ImgRequest, tenant: Tenant | None, meter: Meter | None, api_key_id: str | None
+) -> tuple[float, Billing, str]:
+    """The request's estimated cost, how it is billed, and the cache/job namespace it belongs to."""
+    estimate = price_table().estimate(request)
+    billing: Billing = TenantBilling(meter, tenant, estimate, request.batch_size) if tenant and meter else NoBilling()
+    return estimate, billing, tenant.tenant_id if tenant else namespace_for(api_key_id)
+
+
 def handle_txt2img(
     *,
     body: bytes | None,
@@ -67,16 +88,10 @@ def handle_txt2img(
     context: LambdaContext | None = None,
 ) -> Reply:
     """`headers` must be case-insensitive (lower-cased keys). With a tenant and a meter, the request is billed."""
-    try:
+    with counting_rejections(tenant, meter):
         request, mode = validate(body, headers, settings)
         key = idempotency_key(dict(headers)) if settings.jobs_table else None
-    except RequestInvalid:
-        if tenant and meter:
-            TenantBilling.best_effort(lambda: meter.record_rejected(tenant))
-        raise
-    estimate = price_table().estimate(request)
-    billing: Billing = TenantBilling(meter, tenant, estimate, request.batch_size) if tenant and meter else NoBilling()
-    namespace = tenant.tenant_id if tenant else namespace_for(api_key_id)
+    estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id)
 
     def generate() -> ImageResult:
         return service.generate(

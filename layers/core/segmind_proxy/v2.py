@@ -11,15 +11,13 @@ from .async_jobs import find, result_body, status_body, submit
 from .aws_clients import sqs
 from .cache_policy import CachePolicy
 from .errors import GatewayError, RequestInvalid
-from .generation import Billing, GenerationService, NoBilling
+from .generation import GenerationService
 from .idempotency import idempotency_key, run_once
-from .image_store import namespace_for
 from .jobs import JobStore
-from .metering import Meter, TenantBilling
-from .pricing import price_table
+from .metering import Meter
 from .settings import Settings
 from .tenants import Tenant
-from .txt2img import validate
+from .txt2img import billing_for, counting_rejections, validate
 from .webhooks import HEADER as WEBHOOK_HEADER
 from .webhooks import check_url
 
@@ -44,7 +42,7 @@ def handle_submit(
     context: LambdaContext | None = None,
 ) -> dict[str, Any]:
     store = _jobs(jobs)
-    try:
+    with counting_rejections(tenant, meter):
         request, _ = validate(body, headers, settings)
         key = idempotency_key(dict(headers))
         webhook = headers.get(WEBHOOK_HEADER)
@@ -52,13 +50,7 @@ def handle_submit(
             check_url(webhook, allow_private=settings.allow_private_webhooks)
             if tenant is None:
                 raise RequestInvalid("Webhooks need a tenant key (they are signed with the tenant's secret)")
-    except RequestInvalid:
-        if tenant and meter:
-            TenantBilling.best_effort(lambda: meter.record_rejected(tenant))
-        raise
-    estimate = price_table().estimate(request)
-    billing: Billing = TenantBilling(meter, tenant, estimate, request.batch_size) if tenant and meter else NoBilling()
-    namespace = tenant.tenant_id if tenant else namespace_for(api_key_id)
+    estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id)
 
     def produce() -> dict[str, Any]:
         return submit(
