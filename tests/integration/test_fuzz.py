@@ -16,7 +16,7 @@ schema = schemathesis.openapi.from_path(SPEC_PATH)
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_spec(case, stack):
     if isinstance(case.body, dict):  # small images keep the fake fast; every other field is fuzzed as generated
         # Only values already valid are shrunk, so invalid (negative) cases stay invalid.
