@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from segmind_proxy import api_docs
 from segmind_proxy.access import AccessRefused, authorize
@@ -307,6 +308,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         tenant = authorize(tenant_registry(), identity.get("apiKeyId"), origin)
     except AccessRefused as refused:
         return _refusal(event, refused, origin)
+    except (ClientError, BotoCoreError):
+        logger.exception("Tenant registry unavailable")
+        unavailable = AccessRefused(503, "The tenant registry is unavailable; nothing was done, retry shortly")
+        return _refusal(event, unavailable, origin)
     if tenant is not None:
         logger.append_keys(tenant_id=tenant.tenant_id)
     app.append_context(tenant=tenant)

@@ -153,3 +153,38 @@ def test_hit_survives_a_ledger_outage(invoke, upstream, tenant, monkeypatch):
     monkeypatch.setattr(Meter, "record_hit", throttled)
     hit = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert hit["statusCode"] == 200 and header(hit, "x-cache") == "HIT"
+
+
+def test_ledger_unreachable_after_the_call_still_delivers(invoke, upstream, tenant, monkeypatch):
+    from segmind_proxy.metering import Meter
+
+    def unreachable(*args, **kwargs):
+        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(Meter, "settle", unreachable)
+    upstream.succeed()
+    response = invoke(api_event(SMALL, api_key_id="key-acme"))
+    assert response["statusCode"] == 200 and sniff_format(body_bytes(response)) == "jpeg"
+
+
+def test_ledger_unreachable_before_the_call_is_503_without_spending(invoke, upstream, tenant, monkeypatch):
+    from segmind_proxy.metering import Meter
+
+    def unreachable(*args, **kwargs):
+        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(Meter, "reserve", unreachable)
+    response = invoke(api_event(SMALL, api_key_id="key-acme"))
+    assert response["statusCode"] == 503 and upstream.calls() == []
+
+
+def test_registry_unreachable_is_a_segmind_style_503(invoke, upstream, tenant, monkeypatch):
+    from segmind_proxy.tenants import TenantRegistry
+
+    def unreachable(*args, **kwargs):
+        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(TenantRegistry, "by_api_key", unreachable)
+    response = invoke(api_event(SMALL, api_key_id="key-acme"))
+    assert response["statusCode"] == 503 and "registry" in json.loads(response["body"])["error"]
+    assert upstream.calls() == []

@@ -164,7 +164,10 @@ class GenerationService:
             )
             if self.keep(transient, result, generation.upstream_request_id):
                 result.stored = transient
-        settling.result()
+        try:
+            settling.result()
+        except Exception:  # the image is paid for and in hand: a billing fault must never lose it
+            logger.exception("Settling the ledger failed after generation")
         return result
 
     def keep(self, stored: StoredSet, result: ImageResult, upstream_request_id: str | None = None) -> bool:

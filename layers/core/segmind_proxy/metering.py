@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws_clients import DynamoTable
 from .errors import GatewayError
@@ -234,7 +234,7 @@ class TenantBilling:
     def reserve(self) -> None:
         try:
             self.reservation, self.usage = self.meter.reserve(self.tenant, self.estimate, self.images)
-        except ClientError:
+        except (ClientError, BotoCoreError):
             logger.exception("Usage ledger unavailable; refusing before any credit is spent")
             raise GatewayError(
                 503, "The usage ledger is unavailable; nothing was charged, retry shortly", kind="ledger"
@@ -262,7 +262,7 @@ class TenantBilling:
         """After the upstream call, ledger errors must not lose the image: log, count, carry on."""
         try:
             return call()
-        except ClientError:
+        except (ClientError, BotoCoreError):
             logger.exception("Usage ledger write failed after generation")
             metrics.add_metric(name="LedgerErrors", unit=MetricUnit.Count, value=1)
             return None
