@@ -11,14 +11,13 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import BotoCoreError, ClientError
 
 from segmind_proxy import api_docs
-from segmind_proxy.access import AccessRefused, authorize
+from segmind_proxy.access import AccessRefused, authorize, namespace_of
+from segmind_proxy.aws_clients import AwsErrors
 from segmind_proxy.catalog import sd35_turbo
 from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
 from segmind_proxy.errors import GatewayError
-from segmind_proxy.image_store import namespace_for
 from segmind_proxy.models import Txt2ImgRequest
 from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
@@ -69,8 +68,7 @@ def _tenant() -> Tenant | None:
 
 
 def _namespace() -> str:
-    tenant = _tenant()
-    return tenant.tenant_id if tenant else namespace_for(app.current_event.request_context.identity.api_key_id)
+    return namespace_of(_tenant(), app.current_event.request_context.identity.api_key_id)
 
 
 def _body() -> bytes | None:
@@ -308,7 +306,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         tenant = authorize(tenant_registry(), identity.get("apiKeyId"), origin)
     except AccessRefused as refused:
         return _refusal(event, refused, origin)
-    except (ClientError, BotoCoreError):
+    except AwsErrors:
         logger.exception("Tenant registry unavailable")
         unavailable = AccessRefused(503, "The tenant registry is unavailable; nothing was done, retry shortly")
         return _refusal(event, unavailable, origin)

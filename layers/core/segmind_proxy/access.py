@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .errors import GatewayError
+from .image_store import namespace_for
 from .tenants import Tenant, TenantRegistry
 
 
@@ -12,6 +13,11 @@ class AccessRefused(GatewayError):
     def __init__(self, status: int, message: str, *, cors: bool = True) -> None:
         super().__init__(status, message, kind="access")
         self.cors = cors
+
+
+def namespace_of(tenant: Tenant | None, api_key_id: str | None) -> str:
+    """Where a caller's images and jobs live: its tenant (stable across key rotation), else its API key."""
+    return tenant.tenant_id if tenant else namespace_for(api_key_id)
 
 
 def authorize(registry: TenantRegistry | None, api_key_id: str | None, origin: str | None) -> Tenant | None:

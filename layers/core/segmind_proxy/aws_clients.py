@@ -9,6 +9,10 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+# Every way an AWS call can fail (service answers and transport faults alike).
+AwsErrors = (BotoCoreError, ClientError)
 
 _CONFIG = Config(
     signature_version="s3v4",

@@ -11,12 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from .aws_clients import AwsErrors
 from .cache_key import cache_key
 from .cache_policy import CachePolicy, CacheStatus
 from .errors import GatewayError
-from .image_store import ImageStore, StorageErrors, StoredSet
+from .image_store import ImageStore, StoredSet
 from .leases import LeaseStore
 from .models import CATALOG, Txt2ImgRequest
 from .observability import MetricUnit, logger, metrics, tracer
@@ -93,6 +92,7 @@ class GenerationService:
     ) -> ImageResult:
         """`deadline` is on the monotonic clock. `must_store`: the images must end up in S3 (URLs, idempotent replays)."""
         billing = billing or NoBilling()
+        owner = owner or owner_id()
         look_up = policy.read and not request.random_seed
         if look_up:
             hit = self.lookup(request, namespace, by_url)
@@ -177,7 +177,7 @@ class GenerationService:
             metadata["upstream-request-id"] = upstream_request_id
         try:
             self.store.write(stored, result.images or [], result.content_type, metadata)
-        except StorageErrors:
+        except AwsErrors:
             logger.warning("Could not store images", extra={"prefix": stored.prefix}, exc_info=True)
             metrics.add_metric(name="StorageErrors", unit=MetricUnit.Count, value=1)
             return False
@@ -192,7 +192,7 @@ class GenerationService:
             else:
                 read = self.store.read(stored)
                 found, images = (read[1], read[0]) if read else (None, None)
-        except StorageErrors:
+        except AwsErrors:
             logger.warning("Cache lookup failed; generating instead", extra={"prefix": stored.prefix}, exc_info=True)
             metrics.add_metric(name="StorageErrors", unit=MetricUnit.Count, value=1)
             return None
@@ -214,16 +214,16 @@ class GenerationService:
         assert self.leases is not None
         try:
             # The lease lasts as long as this invocation can: a crashed owner frees it by then.
-            return self.leases.acquire(key, owner or owner_id(), max(1.0, deadline - self._clock()) + 5)
-        except (ClientError, BotoCoreError):
+            return self.leases.acquire(key, owner, max(1.0, deadline - self._clock()) + 5)
+        except AwsErrors:
             logger.warning("Lease unavailable; generating without coalescing", exc_info=True)
             return True
 
     def _release(self, key: str, owner: str) -> None:
         assert self.leases is not None
         try:
-            self.leases.release(key, owner or owner_id())
-        except (ClientError, BotoCoreError):
+            self.leases.release(key, owner)
+        except AwsErrors:
             logger.warning("Could not release lease; it expires by itself", exc_info=True)
 
     def _wait_for(
@@ -243,7 +243,7 @@ class GenerationService:
             try:
                 if not self.leases.held(key):
                     return self._read_cache(request, namespace, by_url)  # a last look: it may have just landed
-            except (ClientError, BotoCoreError):
+            except AwsErrors:
                 return None
         raise GatewayError(504, "Timed out waiting for an identical request's images; retry", kind="coalesce_timeout")
 

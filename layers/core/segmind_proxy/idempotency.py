@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
@@ -29,7 +29,7 @@ HEADER = "idempotency-key"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def idempotency_key(headers: dict[str, str]) -> str | None:
+def idempotency_key(headers: Mapping[str, str]) -> str | None:
     """The client's key, if any: 1 to 255 printable ASCII characters."""
     value = headers.get(HEADER)
     if value is None:

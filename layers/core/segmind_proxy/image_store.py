@@ -8,12 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from .aws_clients import s3
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-StorageErrors = (BotoCoreError, ClientError)
 
 
 def namespace_for(api_key_id: str | None) -> str:

@@ -64,8 +64,7 @@ class JobBilling(TenantBilling):
 
     def release(self, failed: bool = True) -> None:
         if self.reservation is not None:
-            reservation, self.reservation = self.reservation, None
-            self.best_effort(lambda: self.meter.release(reservation, failed=failed))
+            super().release(failed)
             self.jobs.hold(self.job.job_id, None)
 
 

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from .aws_clients import DynamoTable
+from .aws_clients import AwsErrors, DynamoTable
 from .errors import GatewayError
 from .observability import MetricUnit, logger, metrics
 from .tenants import Tenant
@@ -234,7 +234,7 @@ class TenantBilling:
     def reserve(self) -> None:
         try:
             self.reservation, self.usage = self.meter.reserve(self.tenant, self.estimate, self.images)
-        except (ClientError, BotoCoreError):
+        except AwsErrors:
             logger.exception("Usage ledger unavailable; refusing before any credit is spent")
             raise GatewayError(
                 503, "The usage ledger is unavailable; nothing was charged, retry shortly", kind="ledger"
@@ -249,10 +249,11 @@ class TenantBilling:
         if reported_balance is not None and _balance_due():
             self.best_effort(lambda: self.meter.record_balance(reported_balance))
 
-    def release(self) -> None:
+    def release(self, failed: bool = True) -> None:
+        """Give the reservation back, once (later calls do nothing)."""
         if self.reservation is not None:
-            reservation = self.reservation
-            self.usage = self.best_effort(lambda: self.meter.release(reservation)) or self.usage
+            reservation, self.reservation = self.reservation, None
+            self.usage = self.best_effort(lambda: self.meter.release(reservation, failed=failed)) or self.usage
 
     def remaining(self) -> dict[str, float | int | None]:
         return self.usage.remaining(self.tenant) if self.usage else {"credits": None, "images": None}
@@ -262,7 +263,7 @@ class TenantBilling:
         """After the upstream call, ledger errors must not lose the image: log, count, carry on."""
         try:
             return call()
-        except (ClientError, BotoCoreError):
+        except AwsErrors:
             logger.exception("Usage ledger write failed after generation")
             metrics.add_metric(name="LedgerErrors", unit=MetricUnit.Count, value=1)
             return None

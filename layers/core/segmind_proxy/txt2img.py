@@ -9,13 +9,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from .access import namespace_of
 from .async_jobs import result_of, stored_set
 from .cache_policy import CachePolicy, CacheStatus
 from .delivery import Reply, ResponseMode, deliver
 from .errors import GatewayError, RequestInvalid
 from .generation import Billing, GenerationService, ImageResult, NoBilling
 from .idempotency import idempotency_key, run_once
-from .image_store import namespace_for
 from .metering import Meter, TenantBilling
 from .models import Txt2ImgRequest, parse_request
 from .observability import logger, metrics
@@ -71,7 +71,7 @@ def billing_for(
     """The request's estimated cost, how it is billed, and the cache/job namespace it belongs to."""
     estimate = price_table().estimate(request)
     billing: Billing = TenantBilling(meter, tenant, estimate, request.batch_size) if tenant and meter else NoBilling()
-    return estimate, billing, tenant.tenant_id if tenant else namespace_for(api_key_id)
+    return estimate, billing, namespace_of(tenant, api_key_id)
 
 
 def handle_txt2img(
@@ -90,7 +90,7 @@ def handle_txt2img(
     """`headers` must be case-insensitive (lower-cased keys). With a tenant and a meter, the request is billed."""
     with counting_rejections(tenant, meter):
         request, mode = validate(body, headers, settings)
-        key = idempotency_key(dict(headers)) if settings.jobs_table else None
+        key = idempotency_key(headers) if settings.jobs_table else None
     estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id)
 
     def generate() -> ImageResult:

@@ -44,7 +44,7 @@ def handle_submit(
     store = _jobs(jobs)
     with counting_rejections(tenant, meter):
         request, _ = validate(body, headers, settings)
-        key = idempotency_key(dict(headers))
+        key = idempotency_key(headers)
         webhook = headers.get(WEBHOOK_HEADER)
         if webhook is not None:
             check_url(webhook, allow_private=settings.allow_private_webhooks)
