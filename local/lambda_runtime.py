@@ -72,11 +72,10 @@ class LocalFunction:
             initargs=(str(self.spec.code_dir), self.spec.handler, self._environment),
         )
 
-    def warm_up(self) -> None:
-        """Start every container now, so the first requests do not pay the imports."""
-        futures = [self._pool.submit(_warm) for _ in range(self._concurrency * 2)]
-        for future in futures:
-            future.result(timeout=120)
+    def warm_up(self) -> Future[int]:
+        """Start one container now, so the first request does not pay the imports. Further containers start when
+        concurrent invocations need them (as Lambda's do): starting them all up front took seconds of CPU."""
+        return self._pool.submit(_warm)
 
     def invoke(self, event: dict[str, Any]) -> Future[Any]:
         """Run on a free container. A killed container (as Lambda may lose one) is replaced by fresh ones."""

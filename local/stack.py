@@ -139,8 +139,8 @@ class LocalStack:
             environment = {**spec.environment, **aws_env, "AWS_LAMBDA_FUNCTION_NAME": logical_id}
             function = LocalFunction(spec, environment, config.concurrency)
             self.functions[logical_id] = function
-        for function in self.functions.values():
-            function.warm_up()
+        for warming in [function.warm_up() for function in self.functions.values()]:
+            warming.result(timeout=120)
         sqs = session.client("sqs", endpoint_url=self.moto_endpoint)
         for function_id, queue_id, batch_size in sources:
             for _ in range(config.concurrency):  # as Lambda scales pollers with the queue

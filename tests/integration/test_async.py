@@ -119,9 +119,9 @@ def test_a_worker_killed_mid_job_recovers_and_charges_once(tmp_path: Path):
     running = start_stack(
         {
             # Short timeouts so redelivery comes in seconds (the template's minimums are for AWS).
-            "PARAMETER_OVERRIDES": "WorkerTimeoutSeconds=10 QueueVisibilityTimeoutSeconds=12 MaxJobAttempts=4",
+            "PARAMETER_OVERRIDES": "WorkerTimeoutSeconds=6 QueueVisibilityTimeoutSeconds=7 MaxJobAttempts=4",
             "LOCAL_STACK_RUN_DIR": str(run_dir),
-            "FAKE_SEGMIND_LATENCY_MS": "2000",
+            "FAKE_SEGMIND_LATENCY_MS": "1500",
         }
     )
     try:
