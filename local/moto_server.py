@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 
 class AtomicDynamoDB:
@@ -47,8 +47,18 @@ class ExpiringPresignedUrls:
         return self.app(environ, start_response)
 
 
+class KeepAlive(WSGIRequestHandler):
+    """HTTP/1.1, so botocore's pooled connections are reused as they are with AWS (werkzeug speaks 1.0 and closes
+    each connection), and no request log line per AWS call."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 def start_moto(host: str, port: int) -> BaseWSGIServer:
     app = ExpiringPresignedUrls(AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)))
-    server = make_server(host, port, app, threaded=True)
+    server = make_server(host, port, app, threaded=True, request_handler=KeepAlive)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
