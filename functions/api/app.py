@@ -4,6 +4,7 @@ import base64
 import json
 import re
 import time
+from concurrent.futures import Future
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
@@ -13,7 +14,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy import api_docs
-from segmind_proxy.access import AccessRefused, authorize, namespace_of
+from segmind_proxy.access import AccessRefused, authorize, known_namespace, namespace_of
 from segmind_proxy.aws_clients import AwsErrors
 from segmind_proxy.catalog import sd35_turbo
 from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
@@ -23,7 +24,7 @@ from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
 from segmind_proxy.settings import get_settings
 from segmind_proxy.tenants import Tenant
-from segmind_proxy.txt2img import handle_txt2img
+from segmind_proxy.txt2img import handle_txt2img, prefetch_cache_read
 from segmind_proxy.usage_report import usage_report
 from segmind_proxy.v2 import handle_result, handle_status, handle_submit
 
@@ -57,6 +58,7 @@ app.enable_swagger(path="/docs", **OPENAPI)
 
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+TXT2IMG_PATH = f"/v1/{sd35_turbo().slug}"
 
 
 def _request_id() -> str:
@@ -71,16 +73,17 @@ def _namespace() -> str:
     return namespace_of(_tenant(), app.current_event.request_context.identity.api_key_id)
 
 
-def _body() -> bytes | None:
-    event = app.current_event
-    raw = event.body
+def _body(event: dict[str, Any] | None = None) -> bytes | None:
+    event = event if event is not None else app.current_event.raw_event
+    raw = event.get("body")
     if raw is None:
         return None
-    return base64.b64decode(raw) if event.is_base64_encoded else raw.encode()
+    return base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
 
 
-def _headers() -> dict[str, str]:
-    return {k.lower(): v for k, v in (app.current_event.headers or {}).items()}
+def _headers(event: dict[str, Any] | None = None) -> dict[str, str]:
+    event = event if event is not None else app.current_event.raw_event
+    return {k.lower(): v for k, v in (event.get("headers") or {}).items()}
 
 
 def _base_url() -> str:
@@ -105,7 +108,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 
 @app.post(
-    f"/v1/{sd35_turbo().slug}",
+    TXT2IMG_PATH,
     summary="Generate images (Segmind v1 protocol)",
     description="Validates, answers from the tenant's cache when it can, otherwise calls Segmind with the operator's key.",
     responses=api_docs.TXT2IMG_RESPONSES,
@@ -130,6 +133,7 @@ def txt2img(
         tenant=_tenant(),
         meter=meter(),
         context=app.lambda_context,
+        prefetched=app.context.get("prefetched"),
     )
     return Response(
         status_code=reply.status,
@@ -302,6 +306,7 @@ def _refusal(event: dict[str, Any], refused: AccessRefused, origin: str | None) 
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     identity = event.get("requestContext", {}).get("identity") or {}
     origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), None)
+    prefetched = _prefetch(event, identity.get("apiKeyId"))
     try:
         tenant = authorize(tenant_registry(), identity.get("apiKeyId"), origin)
     except AccessRefused as refused:
@@ -312,11 +317,21 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return _refusal(event, unavailable, origin)
     if tenant is not None:
         logger.append_keys(tenant_id=tenant.tenant_id)
-    app.append_context(tenant=tenant)
+    app.append_context(tenant=tenant, prefetched=prefetched)
     response = app.resolve(event, context)
     if tenant is not None and tenant.allowed_origins and origin:
         _reflect_origin(response, origin)
     return response
+
+
+def _prefetch(event: dict[str, Any], api_key_id: str | None) -> Future | None:
+    """A v1 generation's cache read starts now, alongside the tenant check: one round trip in the time of two."""
+    if event.get("httpMethod") != "POST" or event.get("resource") != TXT2IMG_PATH:
+        return None
+    namespace = known_namespace(tenant_registry(), api_key_id)
+    if namespace is None:
+        return None
+    return prefetch_cache_read(_body(event), _headers(event), namespace, generation_service(), get_settings())
 
 
 def _reflect_origin(response: dict[str, Any], origin: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 from local.fake_segmind import render
 from local.moto_server import start_moto
 from segmind_proxy.cache_policy import CachePolicy, CacheStatus
+from segmind_proxy.errors import GatewayError
 from segmind_proxy.generation import GenerationService
 from segmind_proxy.image_store import ImageStore
 from segmind_proxy.leases import LeaseStore
@@ -135,3 +136,83 @@ def test_random_seeds_and_no_store_never_wait(service_factory):
     random = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128, "seed": -1})
     service.generate(random, namespace="tenant-a", policy=CachePolicy(), by_url=False, deadline=started + 20)
     assert upstream.calls == 2 and time.monotonic() - started < 2
+
+
+class Ledger:
+    """A Billing that records what it was asked; `refuse` makes every reservation a 402."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.events: list[str] = []
+
+    def on_hit(self) -> None:
+        self.events.append("hit")
+
+    def reserve(self) -> None:
+        self.events.append("reserve")
+        if self.refuse:
+            raise GatewayError(402, "budget", kind="budget")
+
+    def settle(self, images: int, reported_balance: float | None) -> None:
+        self.events.append("settle")
+
+    def release(self, failed: bool = True) -> None:
+        self.events.append(f"release failed={failed}")
+
+
+def test_a_waiter_refused_by_its_budget_still_shares_the_images_for_free(service_factory):
+    upstream = SlowUpstream(1.0)
+    service = service_factory(upstream)
+    owner, waiter = Ledger(), Ledger(refuse=True)
+
+    def run(billing, name):
+        return service.generate(
+            REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
+            billing=billing, owner=name,
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(run, owner, "owner")
+        time.sleep(0.3)
+        shared = pool.submit(run, waiter, "waiter").result()
+    assert first.result().cache is CacheStatus.MISS and shared.coalesced and upstream.calls == 1
+    assert owner.events == ["reserve", "settle"]
+    assert waiter.events == ["reserve", "hit"]  # refused, but a shared generation costs nothing
+
+
+def test_refused_with_nobody_generating_is_refused_and_frees_the_lease(service_factory):
+    from segmind_proxy.cache_key import cache_key
+
+    upstream = SlowUpstream(0.0)
+    service = service_factory(upstream)
+    with pytest.raises(GatewayError) as refused:
+        service.generate(
+            REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
+            billing=Ledger(refuse=True),
+        )  # fmt: skip
+    assert refused.value.status == 402 and upstream.calls == 0
+    assert not service_factory.leases.held(f"t#{cache_key(REQUEST)}")
+
+
+def test_a_stored_generation_lets_its_lease_lapse_and_a_failed_one_frees_it_at_once(service_factory):
+    from segmind_proxy.cache_key import cache_key
+
+    class Broken:
+        def txt2img(self, slug, payload, *, deadline):
+            raise GatewayError(502, "upstream down", kind="server_error")
+
+    def run(service, request):
+        return service.generate(
+            request, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20
+        )
+
+    stored = service_factory(SlowUpstream(0.0))
+    run(stored, REQUEST)
+    # No DeleteItem on the miss: the images are in the cache, so an identical request is a hit, never a waiter.
+    assert service_factory.leases.held(f"t#{cache_key(REQUEST)}")
+    started = time.monotonic()
+    assert run(stored, REQUEST).cache is CacheStatus.HIT and time.monotonic() - started < 1
+    other = Txt2ImgRequest.model_validate({"prompt": "fails", "width": 128, "height": 128})
+    with pytest.raises(GatewayError):
+        run(service_factory(Broken()), other)
+    assert not service_factory.leases.held(f"t#{cache_key(other)}")

@@ -1,6 +1,7 @@
 """The handler with tenants: identification from apiKeyId only, budgets, free hits, usage, isolation, origins."""
 
 import json
+import time
 
 import pytest
 
@@ -95,6 +96,31 @@ def test_unregistered_suspended_and_deleted_keys_are_refused_before_any_work(inv
     tenancy.delete(tenant)
     assert invoke(api_event(SAMPLE, api_key_id="key-acme"))["statusCode"] == 403
     assert upstream.calls() == []
+
+
+def test_a_known_key_reads_the_cache_while_its_tenant_is_checked(invoke, upstream, tenancy):
+    from segmind_proxy.aws_clients import dynamodb, s3
+
+    tenant = make_tenant(tenancy)
+    upstream.succeed()
+    assert invoke(api_event(SMALL, api_key_id="key-acme"))["statusCode"] == 200  # the container learns the key
+    seen: list[tuple[str, float]] = []
+
+    def slow_tenant_check(**_):
+        time.sleep(0.3)
+        seen.append(("tenant check done", time.monotonic()))
+
+    dynamodb().meta.client.meta.events.register("before-send.dynamodb.GetItem", slow_tenant_check)
+    s3().meta.events.register("before-send.s3.GetObject", lambda **_: seen.append(("cache read", time.monotonic())))
+    hit = invoke(api_event(SMALL, api_key_id="key-acme"))
+    assert header(hit, "x-cache") == "HIT"
+    assert [name for name, _ in sorted(seen, key=lambda e: e[1])][:2] == ["cache read", "tenant check done"]
+    # ...but the tenant check still decides: a suspended tenant gets nothing of what was read.
+    tenant.status = TenantStatus.SUSPENDED
+    tenancy.update(tenant)
+    refused = invoke(api_event(SMALL, api_key_id="key-acme"))
+    assert refused["statusCode"] == 403 and "suspended" in body_json(refused)["error"]
+    assert "image" not in json.dumps(body_json(refused))
 
 
 def test_browser_key_refuses_foreign_origins_without_cors(invoke, upstream, tenancy):

@@ -34,6 +34,18 @@ def test_hits_are_counted_and_free(registry, meter):
     assert (usage.requests, usage.cache_hits, usage.credits_committed) == (1, 1, 0)
 
 
+def test_a_reservation_given_back_by_a_hit_costs_nothing(registry, meter):
+    """A request reserves while it takes the coalescing lease; when an identical request's images serve it, the
+    reservation goes back and it counts as a free hit."""
+    tenant = make_tenant(registry, budget_credits=1.0)
+    billing = TenantBilling(meter, tenant, 0.25, 1)
+    billing.reserve()
+    billing.on_hit()
+    usage = meter.usage(tenant.tenant_id)
+    assert (usage.cache_hits, usage.credits_committed, usage.images_committed, usage.failed_generations) == (1, 0, 0, 0)
+    assert billing.remaining()["credits"] == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize(
     ("budget", "cost", "field"),
     [({"budget_credits": 0.05}, (0.06, 1), "credits"), ({"budget_images": 3}, (0.01, 4), "images")],

@@ -20,6 +20,15 @@ def namespace_of(tenant: Tenant | None, api_key_id: str | None) -> str:
     return tenant.tenant_id if tenant else namespace_for(api_key_id)
 
 
+def known_namespace(registry: TenantRegistry | None, api_key_id: str | None) -> str | None:
+    """A caller's namespace when it is known without a round trip, before `authorize` decides (None: not yet)."""
+    if not api_key_id:
+        return None
+    if registry is None:
+        return namespace_for(api_key_id)
+    return registry.known_owner(api_key_id)
+
+
 def authorize(registry: TenantRegistry | None, api_key_id: str | None, origin: str | None) -> Tenant | None:
     """The calling tenant, or None where tenancy is off (no registry) or the route needs no key."""
     if registry is None or not api_key_id:

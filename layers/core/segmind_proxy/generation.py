@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,7 +22,9 @@ from .observability import MetricUnit, logger, metrics, tracer
 from .upstream import SegmindClient
 
 WAIT_FIRST_POLL_SECONDS = 0.1
-_background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger")
+# Round trips that overlap others (cache prefetch, budget reservation, ledger settlement); each request uses at most
+# two at once, and the pool is per container as Lambda runs one request at a time.
+_background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overlap")
 WAIT_MAX_POLL_SECONDS = 1.0
 
 
@@ -32,7 +34,7 @@ class Billing(Protocol):
     def on_hit(self) -> None: ...
     def reserve(self) -> None: ...
     def settle(self, images: int, reported_balance: float | None) -> None: ...
-    def release(self) -> None: ...
+    def release(self, failed: bool = True) -> None: ...
 
 
 class NoBilling:
@@ -45,7 +47,7 @@ class NoBilling:
     def settle(self, images: int, reported_balance: float | None) -> None:
         pass
 
-    def release(self) -> None:
+    def release(self, failed: bool = True) -> None:
         pass
 
 
@@ -89,33 +91,63 @@ class GenerationService:
         billing: Billing | None = None,
         owner: str = "",
         must_store: bool = False,
+        prefetched: Future[ImageResult | None] | None = None,
     ) -> ImageResult:
-        """`deadline` is on the monotonic clock. `must_store`: the images must end up in S3 (URLs, idempotent replays)."""
+        """`deadline` is on the monotonic clock. `must_store`: the images must end up in S3 (URLs, idempotent replays).
+        `prefetched`: a cache read started earlier for this request and namespace (see `prefetch`)."""
         billing = billing or NoBilling()
         owner = owner or owner_id()
         look_up = policy.read and not request.random_seed
         if look_up:
-            hit = self.lookup(request, namespace, by_url)
+            hit = self.lookup(request, namespace, by_url, prefetched)
             if hit is not None:
                 billing.on_hit()
                 return hit
             metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
         # Only requests that read and write the shared cache can share a generation.
         lease_key = f"{namespace}#{cache_key(request)}" if look_up and policy.write and self.leases else None
-        while lease_key is not None and not self._acquire(lease_key, owner, deadline):
+        if lease_key is None:
+            billing.reserve()
+            return self._generate(request, namespace, policy, deadline, billing, must_store, look_up)
+        # The budget is reserved while the lease is taken: two round trips in the time of one.
+        reserving = _background.submit(billing.reserve)
+        acquired = self._acquire(lease_key, owner, deadline)
+        refused = reserving.exception()
+        took_over = False
+        while not acquired:
             shared = self._wait_for(request, namespace, by_url, lease_key, deadline)
             if shared is not None:
-                billing.on_hit()
+                billing.on_hit()  # free: gives back the reservation, if any
                 return shared
+            acquired = took_over = self._acquire(lease_key, owner, deadline)
+        result: ImageResult | None = None
         try:
-            return self._generate(request, namespace, policy, deadline, billing, must_store, look_up)
+            if refused is not None:
+                if not took_over:
+                    raise refused
+                billing.reserve()  # the budget may have changed while we waited
+            result = self._generate(request, namespace, policy, deadline, billing, must_store, look_up)
+            return result
         finally:
-            if lease_key is not None:
+            # Once the images are in the cache every identical request finds them there, so the lease can simply
+            # lapse (its TTL tidies it): one round trip fewer on a miss. Without them, others must take over now.
+            if result is None or result.stored is None or not result.stored.prefix.startswith("cache/"):
                 self._release(lease_key, owner)
 
-    def lookup(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> ImageResult | None:
+    def prefetch(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> Future[ImageResult | None]:
+        """Start the cache read now, to overlap it with another round trip (the tenant check); nothing is counted
+        until `generate` uses it, and an unused one costs one S3 read."""
+        return _background.submit(self._read_cache, request, namespace, by_url)
+
+    def lookup(
+        self,
+        request: Txt2ImgRequest,
+        namespace: str,
+        by_url: bool,
+        prefetched: Future[ImageResult | None] | None = None,
+    ) -> ImageResult | None:
         """A cache hit, counted as one, or None."""
-        hit = self._read_cache(request, namespace, by_url)
+        hit = prefetched.result() if prefetched is not None else self._read_cache(request, namespace, by_url)
         if hit is not None:
             metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
         return hit
@@ -130,7 +162,6 @@ class GenerationService:
         must_store: bool,
         looked_up: bool,
     ) -> ImageResult:
-        billing.reserve()
         try:
             generation = self.upstream.txt2img(CATALOG.slug, request.upstream_payload(), deadline=deadline)
         except BaseException:

@@ -45,8 +45,7 @@ class JobBilling(TenantBilling):
         self.reservation = Reservation(**job.reservation) if job.reservation else None
         self.generated: tuple[int, float | None] | None = None
 
-    def on_hit(self) -> None:
-        self.release(failed=False)  # an earlier attempt's images (or a twin's) are in the cache: free
+    def on_hit(self) -> None:  # an earlier attempt's images (or a twin's) are in the cache: free
         super().on_hit()
 
     def reserve(self) -> None:

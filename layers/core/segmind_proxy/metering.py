@@ -229,6 +229,7 @@ class TenantBilling:
         self.usage: Usage | None = None
 
     def on_hit(self) -> None:
+        self.release(failed=False)  # reserved in case it had to generate; an identical request's images came instead
         self.usage = self.best_effort(lambda: self.meter.record_hit(self.tenant))
 
     def reserve(self) -> None:

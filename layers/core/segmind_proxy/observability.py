@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+import os
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+from .settings import get_settings
+
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
+
+
+class Untraced:
+    """The Tracer's decorators, doing nothing: the X-Ray SDK's import (it builds a botocore client for sampling)
+    costs ~200 ms of every cold start, paid only where detailed tracing is asked for."""
+
+    def capture_method(self, method: Callable | None = None, **_: Any) -> Any:
+        return method if method is not None else (lambda decorated: decorated)
+
+    capture_lambda_handler = capture_method
+
+
+def _tracer() -> Any:
+    if not get_settings().detailed_tracing or not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return Untraced()
+    from aws_lambda_powertools import Tracer
+
+    return Tracer()
+
+
+tracer = _tracer()
 
 __all__ = ["MetricUnit", "logger", "metrics", "record_upstream_error", "tracer"]
 

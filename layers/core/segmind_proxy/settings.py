@@ -31,6 +31,9 @@ class Settings(BaseModel):
     allow_private_webhooks: bool = Field(False, alias="ALLOW_PRIVATE_WEBHOOKS")
     price_table: str = Field("", alias="PRICE_TABLE")
     log_prompts: bool = Field(True, alias="LOG_PROMPTS")
+    # X-Ray subsegments per AWS and Segmind call (Powertools Tracer). Off, the X-Ray SDK is never imported:
+    # ~200 ms less cold start, and Lambda's and API Gateway's own traces remain.
+    detailed_tracing: bool = Field(False, alias="DETAILED_TRACING")
     cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], alias="CORS_ALLOWED_ORIGINS")
 
     @field_validator("cors_allowed_origins", mode="before")

@@ -100,6 +100,10 @@ class TenantRegistry(DynamoTable):
         item = self.table.get_item(Key={"pk": f"TENANT#{tenant_id}", "sk": "PROFILE"}, ConsistentRead=True).get("Item")
         return Tenant.from_item(item) if item else None
 
+    def known_owner(self, api_key_id: str) -> str | None:
+        """The tenant id of a key this container has already looked up (a key id never changes owner), else None."""
+        return self._key_owner.get(api_key_id)
+
     def by_api_key(self, api_key_id: str) -> Tenant | None:
         """The tenant owning an API key id. The profile is read consistently, so a suspension applies at once."""
         tenant_id = self._key_owner.get(api_key_id)

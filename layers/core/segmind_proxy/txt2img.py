@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
@@ -74,6 +75,20 @@ def billing_for(
     return estimate, billing, namespace_of(tenant, api_key_id)
 
 
+def prefetch_cache_read(
+    body: bytes | None, headers: Mapping[str, str], namespace: str, service: GenerationService, settings: Settings
+) -> Future[ImageResult | None] | None:
+    """Start the cache read of a request that will make one, so it overlaps the tenant check; None for a request
+    that would not read the cache (invalid, random seed, `no-cache`). Its answer is used only once authorized."""
+    try:
+        request, mode = validate(body, headers, settings)
+    except RequestInvalid:
+        return None
+    if request.random_seed or not CachePolicy.from_header(headers.get("cache-control")).read:
+        return None
+    return service.prefetch(request, namespace, by_url=mode is ResponseMode.URL)
+
+
 def handle_txt2img(
     *,
     body: bytes | None,
@@ -86,8 +101,10 @@ def handle_txt2img(
     tenant: Tenant | None = None,
     meter: Meter | None = None,
     context: LambdaContext | None = None,
+    prefetched: Future[ImageResult | None] | None = None,
 ) -> Reply:
-    """`headers` must be case-insensitive (lower-cased keys). With a tenant and a meter, the request is billed."""
+    """`headers` must be case-insensitive (lower-cased keys). With a tenant and a meter, the request is billed.
+    `prefetched`: this request's cache read, started by `prefetch_cache_read` in the same namespace."""
     with counting_rejections(tenant, meter):
         request, mode = validate(body, headers, settings)
         key = idempotency_key(headers) if settings.jobs_table else None
@@ -103,6 +120,7 @@ def handle_txt2img(
             billing=billing,
             owner=request_id,
             must_store=key is not None,  # a replay must find the images
+            prefetched=prefetched,
         )
 
     replayed = False
