@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -80,6 +82,7 @@ class LocalStack:
         self._servers: list[Any] = []
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: list[SqsPoller] = []
+        self._own_run_dir = not os.environ.get("LOCAL_STACK_RUN_DIR")
         self.run_dir = os.environ.get("LOCAL_STACK_RUN_DIR") or tempfile.mkdtemp(prefix="segmind-proxy-local-")
         self.fake: FakeSegmind | None = None
 
@@ -168,6 +171,8 @@ class LocalStack:
             function.shutdown()
         for server in reversed(self._servers):
             server.shutdown()
+        if self._own_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def banner(self) -> str:
         config = self.config
@@ -203,7 +208,11 @@ def main() -> None:
         signal.signal(signum, lambda *_: stopped.set())
     stopped.wait()
     local.stop()
-    sys.exit(0)
+    # Containers still busy (a worker mid-call) would hold the interpreter's exit on its pool joins: end them.
+    for child in multiprocessing.active_children():
+        child.terminate()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
