@@ -5,11 +5,10 @@ import json
 import re
 import time
 from concurrent.futures import Future
-from typing import Annotated, Any
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -48,17 +47,11 @@ cors = CORSConfig(
 )
 # Validation stays ours (Segmind-style errors naming every field); Powertools generates the OpenAPI spec.
 app = APIGatewayRestResolver(cors=cors, enable_validation=False)
-OPENAPI = {
-    "title": api_docs.TITLE,
-    "version": api_docs.VERSION,
-    "description": api_docs.DESCRIPTION,
-    "security_schemes": api_docs.SECURITY_SCHEMES,
-}
-app.enable_swagger(path="/docs", **OPENAPI)
 
 
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 TXT2IMG_PATH = f"/v1/{sd35_turbo().slug}"
+V2_PATH = f"/v2/{sd35_turbo().slug}"
 
 
 def _request_id() -> str:
@@ -116,10 +109,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     tags=["Generation"],
 )
 @tracer.capture_method(capture_response=False)
-def txt2img(
-    # Documentation only: the raw body is parsed by `handle_txt2img`, so errors keep Segmind's shape.
-    body: Annotated[Txt2ImgRequest, Body(description="Segmind's request fields")] = None,
-) -> Any:
+def txt2img() -> Any:  # the raw body is parsed by `handle_txt2img`, so errors keep Segmind's shape
     settings = get_settings()
     remaining_s = app.lambda_context.get_remaining_time_in_millis() / 1000
     reply = handle_txt2img(
@@ -144,7 +134,7 @@ def txt2img(
 
 
 @app.post(
-    f"/v2/{sd35_turbo().slug}",
+    V2_PATH,
     summary="Submit an async generation (Segmind v2 protocol)",
     description=(
         "Validates like v1 and answers at once with `request_id` and absolute `poll_url`, `status_url` and "
@@ -161,9 +151,7 @@ def txt2img(
     security=api_docs.SECURITY,
     tags=["Generation"],
 )
-def submit_v2(
-    body: Annotated[Txt2ImgRequest, Body(description="Segmind's request fields")] = None,
-) -> JobSubmitted:
+def submit_v2() -> JobSubmitted:
     return JobSubmitted.model_validate(
         handle_submit(
             body=_body(),
@@ -252,14 +240,16 @@ def openapi_json() -> Response[str]:
     return Response(200, "application/json", openapi_spec())
 
 
-def openapi_spec() -> str:
-    spec = json.loads(app.get_openapi_json_schema(**OPENAPI))
-    # The POST bodies are required; Powertools marks them optional because the handlers' documentation-only
-    # body parameter has a default (they parse the raw body themselves, for Segmind-style errors).
-    for path in spec["paths"].values():
-        if "requestBody" in path.get("post", {}):
-            path["post"]["requestBody"]["required"] = True
-    return json.dumps(spec)
+@app.get("/docs", summary="Swagger UI", tags=["Operations"], include_in_schema=False)
+def swagger_ui() -> Response[str]:
+    return Response(200, "text/html", api_docs.swagger_html(openapi_spec(server=_base_url())))
+
+
+def openapi_spec(server: str = "/") -> str:
+    """The spec Powertools generates from these routes, plus what it cannot see: the POST bodies, which the
+    handlers parse themselves (for Segmind-style errors naming every bad field)."""
+    spec = json.loads(app.get_openapi_json_schema(servers=[], **api_docs.openapi_settings()))
+    return json.dumps(api_docs.with_request_bodies(spec, (TXT2IMG_PATH, V2_PATH), Txt2ImgRequest, server))
 
 
 @app.exception_handler(GatewayError)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+from pydantic import BaseModel
 
 from .schemas import Base64Images, ErrorBody, ImageUrls
 
@@ -15,8 +15,49 @@ DESCRIPTION = (
     "your gateway key as `x-api-key`. Images are cached per tenant; answers carry `x-cache`, `x-request-id` and "
     "`x-seed-value` headers."
 )
-SECURITY_SCHEMES = {"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header, description="Your gateway (tenant) key")}
 SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
+REQUEST_BODY_DESCRIPTION = "Segmind's request fields"
+
+# Powertools' OpenAPI models and Swagger UI are imported only when the spec is asked for: they take ~0.5 s to
+# import, which no generation request should pay in its cold start.
+
+
+def openapi_settings() -> dict[str, Any]:
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+
+    key = APIKey(name="x-api-key", in_=APIKeyIn.header, description="Your gateway (tenant) key")
+    return {"title": TITLE, "version": VERSION, "description": DESCRIPTION, "security_schemes": {"apiKey": key}}
+
+
+def with_request_bodies(
+    spec: dict[str, Any], paths: tuple[str, ...], model: type[BaseModel], server: str = "/"
+) -> dict[str, Any]:
+    """Adds the JSON body of each POST path (the handlers read raw bodies, so Powertools cannot see them)."""
+    name = model.__name__
+    spec["components"]["schemas"][name] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for path in paths:
+        spec["paths"][path]["post"]["requestBody"] = {
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+            "description": REQUEST_BODY_DESCRIPTION,
+            "required": True,
+        }
+    spec["servers"] = [{"url": server}]
+    return spec
+
+
+def swagger_html(spec: str) -> str:
+    """Swagger UI for a spec, with Powertools' bundled assets (no CDN needed)."""
+    from pathlib import Path
+
+    from aws_lambda_powertools.event_handler.openapi import swagger_ui
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
+    assets = Path(swagger_ui.__file__).parent
+    js = (assets / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
+    css = (assets / "swagger-ui.min.css").read_text(encoding="utf-8")
+    # `</` inside the inlined JSON must not close the page's script tag.
+    return generate_swagger_html(spec.replace("</", "<\\/"), js, css, "", None)
+
 
 _HEADERS = {
     "x-cache": {"description": "HIT, MISS or BYPASS", "schema": {"type": "string"}},
