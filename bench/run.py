@@ -286,8 +286,10 @@ def markdown(lat: dict, calls: dict[str, Counter], credits: dict, cold: dict, la
         "",
         f"Made by `make bench` on the local stack (moto for AWS, the fake Segmind at a fixed {UPSTREAM_MS} ms), "
         f"{SAMPLES} samples per path, on this project's 2-core machine. moto answers each AWS call in roughly "
-        "8-12 ms, several times slower than DynamoDB or S3 in-region, so the proxy's added latency here is an "
-        "upper bound dominated by those round trips; the call counts below are what carries over to AWS.",
+        "10-12 ms, and 20-40 ms when two overlap (moto, the gateway emulator and the fake share one Python "
+        "process on 2 cores): several times slower than DynamoDB or S3 in-region, so the proxy's added latency "
+        "here is an upper bound dominated by those round trips. The call counts and the three sequential rounds "
+        "of a miss (README, Architecture) are what carries over to AWS.",
         "",
         "![latency and AWS calls](benchmarks.png)",
         "",
