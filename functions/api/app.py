@@ -295,7 +295,7 @@ def _refusal(event: dict[str, Any], refused: AccessRefused, origin: str | None) 
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     identity = event.get("requestContext", {}).get("identity") or {}
-    origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), None)
+    origin = _headers(event).get("origin")
     prefetched = _prefetch(event, identity.get("apiKeyId"))
     try:
         tenant = authorize(tenant_registry(), identity.get("apiKeyId"), origin)

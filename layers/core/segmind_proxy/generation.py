@@ -131,7 +131,7 @@ class GenerationService:
         finally:
             # Once the images are in the cache every identical request finds them there, so the lease can simply
             # lapse (its TTL tidies it): one round trip fewer on a miss. Without them, others must take over now.
-            if result is None or result.stored is None or not result.stored.prefix.startswith("cache/"):
+            if result is None or result.stored is None or not result.stored.in_cache:
                 self._release(lease_key, owner)
 
     def prefetch(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> Future[ImageResult | None]:

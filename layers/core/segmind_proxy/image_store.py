@@ -20,6 +20,9 @@ def namespace_for(api_key_id: str | None) -> str:
     return _UNSAFE.sub("_", api_key_id) if api_key_id else "anonymous"
 
 
+_CACHE_ROOT = "cache/"
+
+
 @dataclass(frozen=True)
 class StoredSet:
     """Where a generation's images live: `{prefix}/{index}.{ext}` for index 0..count-1."""
@@ -30,7 +33,12 @@ class StoredSet:
 
     @classmethod
     def cached(cls, namespace: str, key: str, count: int, image_format: str) -> StoredSet:
-        return cls(f"cache/{namespace}/{key}", count, image_format)
+        return cls(f"{_CACHE_ROOT}{namespace}/{key}", count, image_format)
+
+    @property
+    def in_cache(self) -> bool:
+        """Under a cache key, where identical requests look (not a transient set behind presigned URLs)."""
+        return self.prefix.startswith(_CACHE_ROOT)
 
     @classmethod
     def transient(cls, namespace: str, request_id: str, count: int, image_format: str) -> StoredSet:

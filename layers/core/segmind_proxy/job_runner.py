@@ -45,9 +45,6 @@ class JobBilling(TenantBilling):
         self.reservation = Reservation(**job.reservation) if job.reservation else None
         self.generated: tuple[int, float | None] | None = None
 
-    def on_hit(self) -> None:  # an earlier attempt's images (or a twin's) are in the cache: free
-        super().on_hit()
-
     def reserve(self) -> None:
         if self.reservation is None:  # released by an earlier attempt: hold the budget again
             super().reserve()
