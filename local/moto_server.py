@@ -47,11 +47,9 @@ class ExpiringPresignedUrls:
         return self.app(environ, start_response)
 
 
-class KeepAlive(WSGIRequestHandler):
-    """HTTP/1.1, so botocore's pooled connections are reused as they are with AWS (werkzeug speaks 1.0 and closes
-    each connection), and no request log line per AWS call."""
-
-    protocol_version = "HTTP/1.1"
+class Quiet(WSGIRequestHandler):
+    """No request log line per AWS call. werkzeug's server closes each connection after its answer whatever the
+    protocol version, so every AWS call opens a new loopback connection (a fraction of a millisecond)."""
 
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -59,6 +57,6 @@ class KeepAlive(WSGIRequestHandler):
 
 def start_moto(host: str, port: int) -> BaseWSGIServer:
     app = ExpiringPresignedUrls(AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)))
-    server = make_server(host, port, app, threaded=True, request_handler=KeepAlive)
+    server = make_server(host, port, app, threaded=True, request_handler=Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -1,3 +1,5 @@
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from segmind_proxy.access import AccessRefused, authorize
@@ -66,3 +68,13 @@ def test_allowed_origins_restrict_browser_keys(registry):
 def test_tenancy_off_or_keyless_routes_need_no_tenant(registry):
     assert authorize(None, "key-acme", None) is None
     assert authorize(registry, None, None) is None
+
+
+def test_a_table_resource_is_built_once_per_thread(registry):
+    first = registry.table
+    assert registry.table is first  # boto3 builds a class per `.Table()`: not on every call
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(lambda: registry.table).result()
+    assert other is not first  # resources are not thread-safe: each thread has its own
+    make_tenant(registry)
+    assert registry.by_api_key("key-acme") is not None
