@@ -2,10 +2,13 @@
 
 - DynamoDB's per-item write atomicity: moto checks a ConditionExpression and then writes, with no lock between
   the two. Budgets rely on that atomicity, so DynamoDB calls are serialised here (microseconds in memory).
-- S3's expiry of presigned URLs: moto serves them for ever; S3 answers 403 once X-Amz-Date + X-Amz-Expires passed."""
+- S3's expiry of presigned URLs: moto serves them for ever; S3 answers 403 once X-Amz-Date + X-Amz-Expires passed.
+
+It also caches moto's host-to-backend lookup, which otherwise reads moto's package directory on every call."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -14,6 +17,15 @@ from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+
+class CachedDispatch(DomainDispatcherApplication):
+    """moto's dispatcher lists its own package directory on every request to map a host to a backend (about a
+    millisecond a call); the mapping never changes while the server runs."""
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one dispatcher per server, kept for the server's life
+    def get_backend_for_host(self, host: str | None) -> Any:
+        return super().get_backend_for_host(host)
 
 
 class AtomicDynamoDB:
@@ -56,7 +68,7 @@ class Quiet(WSGIRequestHandler):
 
 
 def start_moto(host: str, port: int) -> BaseWSGIServer:
-    app = ExpiringPresignedUrls(AtomicDynamoDB(DomainDispatcherApplication(create_backend_app)))
+    app = ExpiringPresignedUrls(AtomicDynamoDB(CachedDispatch(create_backend_app)))
     server = make_server(host, port, app, threaded=True, request_handler=Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
