@@ -20,9 +20,9 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 def _share_one_botocore_loader() -> None:
-    """The handler makes one boto3 Session per client, as a container does once; the unit tests rebuild them for
-    every test, and each new Session would parse the service models' JSON again (seconds per run). One loader,
-    shared by every Session in this process, parses each model once."""
+    """A container makes one boto3 Session, once; the unit tests rebuild it for every test, and each new Session
+    would parse the service models' JSON again (seconds per run). One loader, shared by every Session in this
+    process, parses each model once."""
     from functools import cache
 
     import botocore.loaders

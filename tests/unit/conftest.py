@@ -28,8 +28,8 @@ SAMPLE = SEGMIND_SAMPLE
 
 
 def _clear_caches() -> None:
-    from segmind_proxy import idempotency
-    from segmind_proxy.aws_clients import dynamodb, s3, sqs
+    from segmind_proxy import idempotency, upstream_key
+    from segmind_proxy.aws_clients import dynamodb, s3, secrets_manager, session, sqs
     from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
     from segmind_proxy.pricing import price_table
     from segmind_proxy.settings import get_settings
@@ -37,9 +37,12 @@ def _clear_caches() -> None:
     for cached in (
         get_settings,
         generation_service,
+        session,
         s3,
         dynamodb,
         sqs,
+        secrets_manager,
+        upstream_key.secrets,
         tenant_registry,
         meter,
         price_table,

@@ -105,12 +105,14 @@ def test_storage_unavailable_still_delivers_the_paid_image(invoke, upstream, ten
 
 
 def test_secrets_manager_unavailable_is_502_with_no_call_and_no_charge(invoke, upstream, tenant, monkeypatch):
-    from aws_lambda_powertools.utilities import parameters
+    from botocore.exceptions import EndpointConnectionError
 
-    def fail(*args, **kwargs):
-        raise parameters.exceptions.GetParameterError("endpoint unreachable")
+    from segmind_proxy.aws_clients import secrets_manager
 
-    monkeypatch.setattr(parameters, "get_secret", fail)
+    def unreachable(*args, **kwargs):
+        raise EndpointConnectionError(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com")
+
+    monkeypatch.setattr(secrets_manager(), "get_secret_value", unreachable)
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 502
     assert "could not read its Segmind API key" in body_json(response)["error"]

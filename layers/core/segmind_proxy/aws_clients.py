@@ -23,19 +23,46 @@ _CONFIG = Config(
 )
 
 
+# One session for every client, so botocore reads its endpoint and service data files once per container (a
+# second session read them again: about 75 ms of a cold start). Sessions are not thread-safe, and the first request
+# may build two clients at once (the cache read overlaps the tenant check), so building is serialised.
+_building = threading.Lock()
+
+
 @cache
+def session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+def _built_once(build: Callable[[], Any]) -> Callable[[], Any]:
+    built = cache(build)
+
+    def get() -> Any:
+        with _building:
+            return built()
+
+    get.cache_clear = built.cache_clear  # type: ignore[attr-defined]
+    return get
+
+
+@_built_once
 def s3() -> Any:
-    return boto3.session.Session().client("s3", config=_CONFIG)
+    return session().client("s3", config=_CONFIG)
 
 
-@cache
+@_built_once
 def dynamodb() -> Any:
-    return boto3.session.Session().resource("dynamodb", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+    return session().resource("dynamodb", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
 
 
-@cache
+@_built_once
 def sqs() -> Any:
-    return boto3.session.Session().client("sqs", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+    return session().client("sqs", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+
+
+@_built_once
+def secrets_manager() -> Any:
+    return session().client("secretsmanager", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
 
 
 class DynamoTable:

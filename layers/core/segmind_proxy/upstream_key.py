@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from functools import cache
 
 from aws_lambda_powertools.utilities import parameters
 
+from .aws_clients import secrets_manager
 from .errors import UpstreamError
 from .settings import get_settings
 
@@ -14,13 +16,20 @@ PLACEHOLDER = "REPLACE_WITH_YOUR_SEGMIND_API_KEY"
 _NOT_CONFIGURED = "The gateway's Segmind API key is not configured; the operator must store it in the gateway's secret"
 
 
+@cache
+def secrets() -> parameters.SecretsProvider:
+    """Powertools' provider (its TTL cache) over the container's own client: its default builds a second boto3
+    session, which reads botocore's data files again on the first miss."""
+    return parameters.SecretsProvider(boto3_client=secrets_manager())
+
+
 def get_segmind_key(*, refresh: bool = False) -> str:
     """The key as a plain string. The secret may hold the key itself or JSON `{"api_key": "..."}`."""
     settings = get_settings()
     if not settings.segmind_api_key_secret:
         raise UpstreamError(502, _NOT_CONFIGURED, kind="config")
     try:
-        raw = parameters.get_secret(
+        raw = secrets().get(
             settings.segmind_api_key_secret, max_age=settings.secret_max_age_seconds, force_fetch=refresh
         )
     except parameters.exceptions.GetParameterError:
