@@ -11,7 +11,6 @@ from typing import Any
 import boto3
 import pytest
 import responses
-from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from local.fake_segmind import render
@@ -29,7 +28,7 @@ SAMPLE = SEGMIND_SAMPLE
 
 def _clear_caches() -> None:
     from segmind_proxy import idempotency, upstream_key
-    from segmind_proxy.aws_clients import dynamodb, s3, secrets_manager, session, sqs
+    from segmind_proxy.aws_clients import dynamodb, dynamodb_client, s3, secrets_manager, session, sqs
     from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
     from segmind_proxy.pricing import price_table
     from segmind_proxy.settings import get_settings
@@ -40,6 +39,7 @@ def _clear_caches() -> None:
         session,
         s3,
         dynamodb,
+        dynamodb_client,
         sqs,
         secrets_manager,
         upstream_key.secrets,
@@ -51,7 +51,6 @@ def _clear_caches() -> None:
         idempotency._config,
     ):
         cached.cache_clear()
-    parameters.clear_caches()
 
 
 @pytest.fixture

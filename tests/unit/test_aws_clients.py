@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 
-from segmind_proxy import aws_clients
+from segmind_proxy import aws_clients, idempotency, upstream_key
 
 
 def test_every_client_comes_from_one_session(aws, monkeypatch):
@@ -17,10 +17,14 @@ def test_every_client_comes_from_one_session(aws, monkeypatch):
         original(self, *args, **kwargs)
 
     aws_clients.session.cache_clear()
-    for client in (aws_clients.s3, aws_clients.dynamodb, aws_clients.sqs):
+    clients = (aws_clients.s3, aws_clients.dynamodb, aws_clients.dynamodb_client, aws_clients.sqs)
+    for client in (*clients, aws_clients.secrets_manager, upstream_key.secrets, idempotency._persistence):
         client.cache_clear()
     monkeypatch.setattr(boto3.session.Session, "__init__", counting)
-    aws_clients.s3(), aws_clients.dynamodb(), aws_clients.sqs()
+    for client in clients:
+        client()
+    upstream_key.secrets()  # Powertools' providers, over our clients rather than sessions of their own
+    idempotency._persistence()
     assert len(made) == 1  # a session per client would load botocore's data files once per client
 
 

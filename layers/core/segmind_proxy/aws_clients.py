@@ -21,6 +21,7 @@ _CONFIG = Config(
     connect_timeout=2,
     read_timeout=10,
 )
+_RETRYING = Config(retries={"max_attempts": 3, "mode": "standard"})
 
 
 # One session for every client, so botocore reads its endpoint and service data files once per container (a
@@ -52,17 +53,23 @@ def s3() -> Any:
 
 @_built_once
 def dynamodb() -> Any:
-    return session().resource("dynamodb", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+    return session().resource("dynamodb", config=_RETRYING)
+
+
+@_built_once
+def dynamodb_client() -> Any:
+    """The low-level client, for Powertools' idempotency layer (the resource's own client converts types)."""
+    return session().client("dynamodb", config=_RETRYING)
 
 
 @_built_once
 def sqs() -> Any:
-    return session().client("sqs", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+    return session().client("sqs", config=_RETRYING)
 
 
 @_built_once
 def secrets_manager() -> Any:
-    return session().client("secretsmanager", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+    return session().client("secretsmanager", config=_RETRYING)
 
 
 class DynamoTable:

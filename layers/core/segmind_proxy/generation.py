@@ -22,10 +22,10 @@ from .observability import MetricUnit, logger, metrics, tracer
 from .upstream import SegmindClient
 
 WAIT_FIRST_POLL_SECONDS = 0.1
+WAIT_MAX_POLL_SECONDS = 1.0
 # Round trips that overlap others (cache prefetch, budget reservation, ledger settlement); each request uses at most
 # two at once, and the pool is per container as Lambda runs one request at a time.
 _background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overlap")
-WAIT_MAX_POLL_SECONDS = 1.0
 
 
 class Billing(Protocol):

@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from .aws_clients import dynamodb_client
 from .errors import GatewayError, RequestInvalid
 from .settings import get_settings
 
@@ -41,7 +42,10 @@ def idempotency_key(headers: Mapping[str, str]) -> str | None:
 
 @cache
 def _persistence() -> DynamoDBPersistenceLayer:
-    return DynamoDBPersistenceLayer(table_name=get_settings().jobs_table, key_attr="pk", expiry_attr="expires_at")
+    # Over the container's own client: Powertools' default would build a second boto3 session.
+    return DynamoDBPersistenceLayer(
+        table_name=get_settings().jobs_table, key_attr="pk", expiry_attr="expires_at", boto3_client=dynamodb_client()
+    )
 
 
 @cache
