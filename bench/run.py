@@ -11,15 +11,19 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from local.extensions_api import ExtensionsApi, deadline_ms
 from local.harness import ROOT, SLUG, RunningStack, start_stack, stop_stack
 from local.stack import FAKE_SEGMIND_KEY
 from local.template import Stack
@@ -129,35 +133,62 @@ class Context:
 """
 
 
-def aws_calls(env: dict[str, str], key_id: str) -> dict[str, Counter]:
-    """AWS API calls each path makes (botocore), measured in-process on a warm container."""
-    os.environ.update(env)
+@dataclass
+class PathCalls:
+    """One path's AWS API calls: those its answer waits for, those made after the answer, and its CPU time."""
+
+    answer: Counter = field(default_factory=Counter)
+    after: Counter = field(default_factory=Counter)
+    cpu_ms: float = 0.0
+
+
+def in_process(env: dict[str, str], key_id: str) -> tuple[dict[str, PathCalls], dict[str, float]]:
+    """On a warm container in this process that, as on Lambda, has the Extensions API: the AWS API calls each path
+    makes (botocore; those from the after-response threads come once the answer has gone), and how long a miss
+    with a large image takes to answer when its images are cached after the answer and when before it."""
+    extensions = ExtensionsApi("ApiFunction", "app.lambda_handler")
+    os.environ.update(env | {"AWS_LAMBDA_RUNTIME_API": extensions.address})
     sys.path.insert(0, str(ROOT))
     import botocore.client
 
     import functions.api.app as api
 
+    extensions.init_done()
     namespace: dict[str, Any] = {}
     exec(EVENT_SCRIPT, namespace)
     event, context = namespace["event"], namespace["Context"]()
-    calls: Counter = Counter()
+    current = PathCalls()
     original = botocore.client.BaseClient._make_api_call
 
     def count(self: Any, operation: str, params: dict[str, Any]) -> Any:
-        calls[f"{self.meta.service_model.service_name}:{operation}"] += 1
+        after = threading.current_thread().name.startswith("after-response")
+        (current.after if after else current.answer)[f"{self.meta.service_model.service_name}:{operation}"] += 1
         return original(self, operation, params)
+
+    def invoke(payload: dict, **kwargs: Any) -> float:
+        """ms until the handler answers; returns once the container is done with the invocation."""
+        extensions.invoke(context.aws_request_id, deadline_ms(30), context.invoked_function_arn, timeout=30)
+        started = time.perf_counter()
+        response = api.lambda_handler(event(payload, key_id=key_id, **kwargs), context)
+        answered = (time.perf_counter() - started) * 1000
+        assert response["statusCode"] == 200, response
+        assert extensions.wait_idle(timeout=30)
+        return answered
 
     botocore.client.BaseClient._make_api_call = count
     try:
-        paths: dict[str, Counter] = {}
+        paths: dict[str, PathCalls] = {}
 
         def measure(name: str, payload: dict, **kwargs: Any) -> None:
-            calls.clear()
-            response = api.lambda_handler(event(payload, key_id=key_id, **kwargs), context)
-            assert response["statusCode"] == 200, response
-            paths[name] = Counter(calls)
+            nonlocal current
+            current = PathCalls()
+            cpu = time.process_time()
+            invoke(payload, **kwargs)
+            current.cpu_ms = round((time.process_time() - cpu) * 1000, 1)
+            paths[name], current = current, PathCalls()
 
-        api.lambda_handler(event(body(), key_id=key_id), context)  # warm: clients, secret, tenant alias
+        invoke(body())  # warm: clients, secret, tenant alias
+        invoke(body(), path=f"/v2/{SLUG}")  # and the queue's client
         repeated = body()
         measure("miss (raw bytes)", repeated)
         measure("hit (raw bytes)", repeated)
@@ -166,9 +197,58 @@ def aws_calls(env: dict[str, str], key_id: str) -> dict[str, Counter]:
         measure("hit (URL mode)", url_body, headers={"x-response-mode": "url"})
         measure("v2 submit (miss)", body(), path=f"/v2/{SLUG}")
         measure("v2 submit (hit)", repeated, path=f"/v2/{SLUG}")
-        return paths
+        return paths, answer_times(invoke)
     finally:
         botocore.client.BaseClient._make_api_call = original
+        extensions.close()
+
+
+def answer_times(invoke: Callable[..., float], samples: int = 10) -> dict[str, float]:
+    """Median ms to answer a 1024 x 1024 PNG miss (1.6 MB) inline, alternating the two orders."""
+    from segmind_proxy.after_response import AFTER_RESPONSE, RunNow
+    from segmind_proxy.dependencies import generation_service
+
+    service = generation_service()
+    orders = {"cached after the answer": AFTER_RESPONSE, "cached before the answer": RunNow()}
+    times: dict[str, list[float]] = {name: [] for name in orders}
+    for _ in range(samples):
+        for name, later in orders.items():
+            service.later = later
+            times[name].append(invoke(body(width=1024, height=1024, image_format="png")))
+    service.later = AFTER_RESPONSE
+    return {name: round(statistics.median(values), 1) for name, values in times.items()}
+
+
+def moto_call_ms(env: dict[str, str], samples: int = 30) -> dict[str, float]:
+    """What one AWS call costs on this local stack (moto in server mode), for reading the figures above."""
+    import boto3
+
+    session = boto3.session.Session(
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
+    table = session.resource("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"]).Table(env["TENANTS_TABLE"])
+    data = os.urandom(400_000)  # about a 512 x 512 PNG
+    calls = {
+        "DynamoDB GetItem": lambda: table.get_item(Key={"pk": "bench", "sk": "bench"}),
+        "DynamoDB UpdateItem": lambda: table.update_item(
+            Key={"pk": "bench", "sk": "bench"}, UpdateExpression="ADD n :one", ExpressionAttributeValues={":one": 1}
+        ),
+        "S3 PutObject, 400 kB": lambda: s3.put_object(Bucket=env["CACHE_BUCKET"], Key="bench/object", Body=data),
+        "S3 GetObject, 400 kB": lambda: s3.get_object(Bucket=env["CACHE_BUCKET"], Key="bench/object")["Body"].read(),
+    }
+    figures = {}
+    for name, call in calls.items():
+        call()
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - started) * 1000)
+        figures[name] = round(statistics.median(times), 1)
+    return figures
 
 
 def credits_efficiency(stack: RunningStack, distinct: int = 10, repeats: int = 6) -> dict[str, int]:
@@ -206,7 +286,10 @@ def cold_start(env: dict[str, str], key_id: str, runs: int = 5) -> dict[str, flo
     handler_code = (
         EVENT_SCRIPT
         + f"""
-import sys, time, json
+import os, sys, time, json
+from local.extensions_api import ExtensionsApi
+extensions = ExtensionsApi("ApiFunction", "app.lambda_handler")  # as Lambda has it, so the import registers
+os.environ["AWS_LAMBDA_RUNTIME_API"] = extensions.address
 t = time.perf_counter()
 sys.path.insert(0, "functions/api")
 import app
@@ -256,7 +339,7 @@ def large_outputs(stack: RunningStack) -> list[dict[str, Any]]:
     return rows
 
 
-def chart(lat: dict, calls: dict[str, Counter], path: Path) -> None:
+def chart(lat: dict, calls: dict[str, PathCalls], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -272,25 +355,43 @@ def chart(lat: dict, calls: dict[str, Counter], path: Path) -> None:
     left.set_title(f"Latency, upstream at {UPSTREAM_MS} ms (local stack)")
     left.legend()
     paths = list(calls)
-    right.barh(paths, [sum(calls[p].values()) for p in paths])
+    waited = [sum(calls[p].answer.values()) for p in paths]
+    right.barh(paths, waited, label="before the answer")
+    right.barh(paths, [sum(calls[p].after.values()) for p in paths], left=waited, label="after the answer")
     right.set_xlabel("AWS API calls")
-    right.set_title("AWS API calls on the critical path")
+    right.set_title("AWS API calls per request (warm container)")
     right.invert_yaxis()
+    right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
-def markdown(lat: dict, calls: dict[str, Counter], credits: dict, cold: dict, large: list[dict]) -> str:
+def _which(counter: Counter) -> str:
+    return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(counter.items())) or "none"
+
+
+def markdown(
+    lat: dict,
+    calls: dict[str, PathCalls],
+    answers: dict[str, float],
+    per_call: dict[str, float],
+    credits: dict,
+    cold: dict,
+    large: list[dict],
+) -> str:
+    miss = calls["miss (raw bytes)"]
     lines = [
         "# Benchmarks",
         "",
         f"Made by `make bench` on the local stack (moto for AWS, the fake Segmind at a fixed {UPSTREAM_MS} ms), "
-        f"{SAMPLES} samples per path, on this project's 2-core machine. moto answers an AWS call in about 4-6 ms "
-        "(an UpdateItem or an image PutObject in 10-20 ms), and two DynamoDB calls of one round queue behind the "
-        "lock that gives local DynamoDB its per-item atomicity, so each of a miss's three rounds costs 10-20 ms "
-        "here, plus about 30 ms of the handler's CPU (botocore signing and parsing, most of it) shared with moto, "
-        "the emulator and the fake on 2 cores. The added latency here is therefore an upper bound; the call "
-        "counts and the three sequential rounds of a miss (README, Architecture) are what carries over to AWS.",
+        f"{SAMPLES} samples per path, on this project's 2-core machine, where moto, the API Gateway emulator, the "
+        "fake and the function's containers share the 2 cores. A miss answered inline waits for two rounds of AWS "
+        "calls before the upstream call (tenant check with cache read, then lease with budget reservation) and "
+        "one after it (the ledger), and caches its images after the answer; each round costs about what one moto "
+        "call below does, or more when its two DynamoDB calls queue behind the lock that gives local DynamoDB its "
+        f"per-item atomicity; and the handler's own CPU for a miss is {miss.cpu_ms} ms here, botocore's signing "
+        "and parsing most of it. The added latency here is therefore an upper bound; the call counts and rounds "
+        "are what carries over to AWS.",
         "",
         "![latency and AWS calls](benchmarks.png)",
         "",
@@ -307,15 +408,34 @@ def markdown(lat: dict, calls: dict[str, Counter], credits: dict, cold: dict, la
         f"Target: proxy added latency on a miss under 15 ms at p50: **{'met' if lat['proxy miss']['added_p50'] < 15 else 'not met'}** "
         f"({lat['proxy miss']['added_p50']} ms).",
         "",
-        "## AWS API calls on the critical path (warm container)",
+        "One AWS call on this local stack, alone (median ms):",
         "",
-        "| path | calls | which |",
-        "|---|---|---|",
+        "| call | ms |",
+        "|---|---|",
+        *[f"| {name} | {ms} |" for name, ms in per_call.items()],
+        "",
+        "Answering a miss whose image is a 1024 x 1024 PNG (1.6 MB) inline, in-process on a warm container "
+        "(median ms, upstream included):",
+        "",
+        "| images | ms |",
+        "|---|---|",
+        *[f"| {name} | {ms} |" for name, ms in answers.items()],
+        "",
+        "## AWS API calls per request (warm container)",
+        "",
+        "The answer waits for the first; the second are made after it has gone, the container held open by the "
+        "function's internal extension (as on Lambda, through the Extensions API). CPU is the function's, both "
+        "included.",
+        "",
+        "| path | before the answer | which | after the answer | which | CPU (ms) |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, counter in calls.items():
-        which = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(counter.items()))
-        lines.append(f"| {name} | {sum(counter.values())} | {which} |")
-    s3_reads = sum(v for k, v in calls["hit (raw bytes)"].items() if k.startswith("s3:"))
+    for name, path in calls.items():
+        lines.append(
+            f"| {name} | {sum(path.answer.values())} | {_which(path.answer)} | {sum(path.after.values())} "
+            f"| {_which(path.after)} | {path.cpu_ms} |"
+        )
+    s3_reads = sum(v for k, v in calls["hit (raw bytes)"].answer.items() if k.startswith("s3:"))
     lines += [
         "",
         f"Target: a hit answered with one storage round trip: **{'met' if s3_reads == 1 else 'not met'}** "
@@ -360,12 +480,13 @@ def main() -> int:
         credits = credits_efficiency(stack)
         large = large_outputs(stack)
         cold = cold_start(env, key_id)
-        calls = aws_calls(env, key_id)
+        per_call = moto_call_ms(env)
+        calls, answers = in_process(env, key_id)
     finally:
         stop_stack(stack.process)
     DOCS.mkdir(exist_ok=True)
     chart(lat, calls, DOCS / "benchmarks.png")
-    report = markdown(lat, calls, credits, cold, large)
+    report = markdown(lat, calls, answers, per_call, credits, cold, large)
     (DOCS / "benchmarks.md").write_text(report)
     print(report)
     return 0

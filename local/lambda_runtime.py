@@ -1,5 +1,6 @@
 """Local Lambda: each function gets a pool of worker processes, each a 'container' that imports the handler once
-and serves one invocation at a time, as Lambda does. Module globals are per container, never shared."""
+and serves one invocation at a time, as Lambda does. Module globals are per container, never shared. Each
+container serves the Extensions API too, so an internal extension's work after the response runs as on Lambda."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+from .extensions_api import ExtensionsApi, deadline_ms
 from .template import FunctionSpec
 
 _handler: Any = None
+_extensions: ExtensionsApi | None = None
 
 
 class LocalContext:
@@ -38,18 +41,24 @@ class LocalContext:
 
 
 def _init_container(code_dir: str, handler: str, environment: dict[str, str]) -> None:
-    global _handler
+    global _handler, _extensions
     os.environ.update(environment)
+    _extensions = ExtensionsApi(environment.get("AWS_LAMBDA_FUNCTION_NAME", "function"), handler)
+    os.environ["AWS_LAMBDA_RUNTIME_API"] = _extensions.address
     run_dir = environment.get("LOCAL_STACK_RUN_DIR")
     if run_dir:  # lets tests find (and kill) a function's containers, as Lambda may lose one
         Path(run_dir, f"{environment.get('AWS_LAMBDA_FUNCTION_NAME', 'function')}.{os.getpid()}.pid").touch()
     sys.path.insert(0, code_dir)
     module_name, function_name = handler.rsplit(".", 1)
     _handler = getattr(importlib.import_module(module_name), function_name)
+    _extensions.init_done()
 
 
 def _invoke(event: dict[str, Any], name: str, memory_mb: int, timeout_s: int) -> Any:
-    return _handler(event, LocalContext(name, memory_mb, timeout_s))
+    context = LocalContext(name, memory_mb, timeout_s)
+    if _extensions is not None:  # the previous invocation's work after its response ends first, as on Lambda
+        _extensions.invoke(context.aws_request_id, deadline_ms(timeout_s), context.invoked_function_arn, timeout_s)
+    return _handler(event, context)
 
 
 def _warm() -> int:

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy import api_docs
 from segmind_proxy.access import AccessRefused, authorize, known_namespace, namespace_of
+from segmind_proxy.after_response import AFTER_RESPONSE
 from segmind_proxy.aws_clients import AwsErrors
 from segmind_proxy.catalog import sd35_turbo
 from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
@@ -37,6 +38,9 @@ EXPOSED_HEADERS = [
     "x-idempotent-replay",
     "Retry-After",
 ]
+# Registering the extension is only possible while the container initialises, which is now.
+if get_settings().store_after_answer and get_settings().lambda_runtime_api:
+    AFTER_RESPONSE.start(get_settings().lambda_runtime_api)
 _origins = get_settings().cors_allowed_origins or ["*"]
 cors = CORSConfig(
     allow_origin=_origins[0],
@@ -290,6 +294,7 @@ def _refusal(event: dict[str, Any], refused: AccessRefused, origin: str | None) 
     }
 
 
+@AFTER_RESPONSE.holding
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics

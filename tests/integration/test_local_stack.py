@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -46,6 +47,20 @@ def test_segmind_sample_request_gets_a_jpeg_then_a_hit_without_upstream_call(sta
     assert second.headers["x-cache"] == "HIT"
     assert second.content == first.content
     assert fake_calls() == after_first <= before + 1
+
+
+def test_an_inline_miss_is_cached_after_its_answer_and_identical_requests_never_regenerate(stack, fake_calls):
+    # Each API container registers its internal extension with the Extensions API at init, as on Lambda.
+    assert any("Extension registered" in line for line in stack.output)
+    data, before = unique(SEGMIND_SAMPLE), fake_calls()
+    first = segmind_client_call(stack.base, stack.api_key, data)
+    assert first.status_code == 200 and first.headers["x-cache"] == "MISS"
+    # Straight after, on any container: the write may still be under way, and they wait for it, never generate.
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: segmind_client_call(stack.base, stack.api_key, data), range(4)))
+    assert [(a.status_code, a.headers["x-cache"]) for a in answers] == [(200, "HIT")] * 4
+    assert all(a.content == first.content for a in answers)
+    assert fake_calls() == before + 1
 
 
 def test_fake_upstream_receives_the_secrets_key_never_the_clients(stack):

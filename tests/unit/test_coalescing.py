@@ -1,7 +1,9 @@
-"""Identical concurrent requests make one upstream call; a crashed owner's lease expires."""
+"""Identical concurrent requests make one upstream call; a crashed owner's lease expires; images cached after the
+answer keep identical requests waiting for them."""
 
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
@@ -45,10 +47,11 @@ def endpoint():
 
 
 @pytest.fixture
-def service_factory(endpoint, request):
+def service_factory(endpoint):
     session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
     s3 = session.client("s3", endpoint_url=endpoint)
-    bucket, table = f"b-{request.node.name[:40].lower().replace('_', '-')}", f"jobs-{request.node.name[:40]}"
+    unique = uuid.uuid4().hex[:12]
+    bucket, table = f"b-{unique}", f"jobs-{unique}"
     s3.create_bucket(Bucket=bucket)
     create_table(session.resource("dynamodb", endpoint_url=endpoint), "JobsTable", table)
     local = threading.local()
@@ -58,8 +61,8 @@ def service_factory(endpoint, request):
             local.ddb = session.resource("dynamodb", endpoint_url=endpoint)
         return local.ddb
 
-    def make(upstream):
-        return GenerationService(ImageStore(bucket, lambda: s3), upstream, LeaseStore(table, ddb))
+    def make(upstream, later=None, bucket=bucket):
+        return GenerationService(ImageStore(bucket, lambda: s3), upstream, LeaseStore(table, ddb), later=later)
 
     make.leases = LeaseStore(table, ddb)
     return make
@@ -216,3 +219,70 @@ def test_a_stored_generation_lets_its_lease_lapse_and_a_failed_one_frees_it_at_o
     with pytest.raises(GatewayError):
         run(service_factory(Broken()), other)
     assert not service_factory.leases.held(f"t#{cache_key(other)}")
+
+
+class Later:
+    """Holds deferred work until `run`, as the extension does until the answer has gone."""
+
+    def __init__(self) -> None:
+        self.tasks = []
+
+    def defer(self, task, *args):
+        self.tasks.append((task, args))
+
+    def run(self):
+        for task, args in self.tasks:
+            task(*args)
+        self.tasks.clear()
+
+
+def test_an_inline_answer_goes_before_its_images_are_cached_and_identical_requests_wait_for_them(service_factory):
+    from segmind_proxy.cache_key import cache_key
+
+    upstream, later = SlowUpstream(0.0), Later()
+    service = service_factory(upstream, later)
+
+    def run(owner, store_later=None):
+        return service.generate(
+            REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
+            owner=owner, store_later=store_later,
+        )  # fmt: skip
+
+    first = run("r1", store_later=lambda result: True)
+    assert first.cache is CacheStatus.MISS and first.images and first.stored is None
+    assert service._read_cache(REQUEST, "t", by_url=False) is None  # not written yet
+    assert service_factory.leases.held(f"t#{cache_key(REQUEST)}")  # so an identical request waits, not generates
+    with ThreadPoolExecutor(1) as pool:
+        second = pool.submit(run, "r2")
+        time.sleep(0.4)
+        assert not second.done() and upstream.calls == 1
+        later.run()  # the write, after the answer
+        assert second.result(timeout=10).images == first.images
+    assert upstream.calls == 1
+
+
+def test_a_failed_write_after_the_answer_frees_the_lease_at_once(service_factory):
+    from segmind_proxy.cache_key import cache_key
+
+    later = Later()
+    service = service_factory(SlowUpstream(0.0), later, bucket="no-such-bucket")
+    result = service.generate(
+        REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
+        store_later=lambda result: True,
+    )  # fmt: skip
+    assert result.images and service_factory.leases.held(f"t#{cache_key(REQUEST)}")
+    later.run()
+    assert not service_factory.leases.held(f"t#{cache_key(REQUEST)}")
+
+
+@pytest.mark.parametrize("must_store, fits", [(True, True), (False, False)], ids=["replay", "too-big"])
+def test_stored_before_answering(service_factory, must_store, fits):
+    """Images a replay needs, or that the answer cannot carry (URLs instead), are stored before answering."""
+    later = Later()
+    service = service_factory(SlowUpstream(0.0), later)
+    result = service.generate(
+        REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
+        must_store=must_store, store_later=lambda result: fits,
+    )  # fmt: skip
+    assert later.tasks == [] and result.storing is None
+    assert result.stored is not None and service._read_cache(REQUEST, "t", by_url=False) is not None

@@ -312,3 +312,55 @@ def test_cors_preflight_and_exposed_headers(invoke, upstream):
     upstream.succeed()
     answer = invoke(api_event(SAMPLE, headers={"Origin": "https://app.example"}))
     assert "x-cache" in header(answer, "Access-Control-Expose-Headers")
+
+
+class Later:
+    """Stands in for the extension: holds the work meant for after the answer until `run`."""
+
+    def __init__(self) -> None:
+        self.tasks = []
+
+    def defer(self, task, *args):
+        self.tasks.append((task, args))
+
+    def run(self):
+        for task, args in self.tasks:
+            task(*args)
+
+
+@pytest.fixture
+def later(env, monkeypatch):
+    from segmind_proxy.dependencies import generation_service
+
+    held = Later()
+    monkeypatch.setattr(generation_service(), "later", held)
+    return held
+
+
+@pytest.mark.parametrize("base64_answer", [False, True], ids=["raw", "base64"])
+def test_an_inline_miss_is_answered_before_its_images_are_cached(invoke, upstream, aws, later, base64_answer):
+    upstream.succeed()
+    response = invoke(api_event(SAMPLE | {"base64": base64_answer}))
+    assert response["statusCode"] == 200 and header(response, "x-cache") == "MISS"
+    assert cached_keys(aws) == [] and len(later.tasks) == 1
+    later.run()
+    assert len(cached_keys(aws)) == 1
+    assert header(invoke(api_event(SAMPLE | {"base64": base64_answer})), "x-cache") == "HIT"
+
+
+@pytest.mark.parametrize(
+    ("headers", "setting"),
+    [({"x-response-mode": "url"}, "true"), ({}, "false")],
+    ids=["url-mode", "setting-off"],
+)
+def test_answers_that_need_the_images_stored_wait_for_the_write(
+    invoke, upstream, aws, later, monkeypatch, headers, setting
+):
+    from segmind_proxy.settings import get_settings
+
+    monkeypatch.setenv("STORE_AFTER_ANSWER", setting)
+    get_settings.cache_clear()
+    upstream.succeed()
+    response = invoke(api_event(SAMPLE, headers=headers))
+    assert response["statusCode"] == 200
+    assert later.tasks == [] and len(cached_keys(aws)) == 1

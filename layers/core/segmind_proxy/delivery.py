@@ -47,6 +47,10 @@ def inline_size(result: ImageResult, as_base64: bool) -> int:
     return total + _ENVELOPE_BYTES
 
 
+def fits_inline(result: ImageResult, as_base64: bool, limit: int) -> bool:
+    return inline_size(result, as_base64) <= limit
+
+
 def deliver(
     result: ImageResult,
     *,
@@ -61,7 +65,7 @@ def deliver(
     headers = {"x-cache": result.cache.value}
     if result.seed is not None:
         headers["x-seed-value"] = str(result.seed)
-    fits = inline_size(result, as_base64) <= inline_limit
+    fits = fits_inline(result, as_base64, inline_limit)
     if mode is ResponseMode.URL or not fits:
         if result.stored is None and result.images:
             transient = StoredSet.transient(namespace, request_id, result.count, result.image_format)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from .after_response import AFTER_RESPONSE
 from .generation import GenerationService
 from .image_store import ImageStore
 from .jobs import JobStore
@@ -27,7 +28,7 @@ def generation_service() -> GenerationService:
         on_attempt_error=record_upstream_error,
     )
     leases = LeaseStore(settings.jobs_table) if settings.jobs_table else None
-    return GenerationService(ImageStore(settings.cache_bucket), upstream, leases)
+    return GenerationService(ImageStore(settings.cache_bucket), upstream, leases, later=AFTER_RESPONSE)
 
 
 @cache

@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from .after_response import Deferrer, RunNow
 from .aws_clients import AwsErrors
 from .cache_key import cache_key
 from .cache_policy import CachePolicy, CacheStatus
@@ -61,6 +62,12 @@ class ImageResult:
     images: list[bytes] | None = None  # None for a hit answered by URL, read from storage never
     stored: StoredSet | None = None  # where the images are in S3, if they are
     coalesced: bool = False  # served from an identical request's generation
+    storing: StoredSet | None = None  # where they are being cached after the answer (`store_later`)
+
+    @property
+    def cached(self) -> bool:
+        """In the shared cache, or on their way there."""
+        return self.storing is not None or (self.stored is not None and self.stored.in_cache)
 
 
 class GenerationService:
@@ -72,10 +79,12 @@ class GenerationService:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        later: Deferrer | None = None,
     ) -> None:
         self.store = store
         self.upstream = upstream
         self.leases = leases
+        self.later = later or RunNow()
         self._clock = clock
         self._sleep = sleep
 
@@ -92,9 +101,11 @@ class GenerationService:
         owner: str = "",
         must_store: bool = False,
         prefetched: Future[ImageResult | None] | None = None,
+        store_later: Callable[[ImageResult], bool] | None = None,
     ) -> ImageResult:
         """`deadline` is on the monotonic clock. `must_store`: the images must end up in S3 (URLs, idempotent replays).
-        `prefetched`: a cache read started earlier for this request and namespace (see `prefetch`)."""
+        `prefetched`: a cache read started earlier for this request and namespace (see `prefetch`).
+        `store_later`: true for a result that the answer carries whole, so caching it can wait for `self.later`."""
         billing = billing or NoBilling()
         owner = owner or owner_id()
         look_up = policy.read and not request.random_seed
@@ -108,7 +119,7 @@ class GenerationService:
         lease_key = f"{namespace}#{cache_key(request)}" if look_up and policy.write and self.leases else None
         if lease_key is None:
             billing.reserve()
-            return self._generate(request, namespace, policy, deadline, billing, must_store, look_up)
+            return self._generate(request, namespace, policy, deadline, billing, must_store, look_up, store_later)
         # The budget is reserved while the lease is taken: two round trips in the time of one.
         reserving = _background.submit(billing.reserve)
         acquired = self._acquire(lease_key, owner, deadline)
@@ -126,12 +137,23 @@ class GenerationService:
                 if not took_over:
                     raise refused
                 billing.reserve()  # the budget may have changed while we waited
-            result = self._generate(request, namespace, policy, deadline, billing, must_store, look_up)
+            result = self._generate(
+                request,
+                namespace,
+                policy,
+                deadline,
+                billing,
+                must_store,
+                look_up,
+                store_later,
+                on_store_failure=lambda: self._release(lease_key, owner),
+            )
             return result
         finally:
             # Once the images are in the cache every identical request finds them there, so the lease can simply
             # lapse (its TTL tidies it): one round trip fewer on a miss. Without them, others must take over now.
-            if result is None or result.stored is None or not result.stored.in_cache:
+            # Images cached after the answer keep identical requests waiting for them until then.
+            if result is None or not result.cached:
                 self._release(lease_key, owner)
 
     def prefetch(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> Future[ImageResult | None]:
@@ -161,6 +183,8 @@ class GenerationService:
         billing: Billing,
         must_store: bool,
         looked_up: bool,
+        store_later: Callable[[ImageResult], bool] | None = None,
+        on_store_failure: Callable[[], None] | None = None,
     ) -> ImageResult:
         try:
             generation = self.upstream.txt2img(CATALOG.slug, request.upstream_payload(), deadline=deadline)
@@ -187,7 +211,10 @@ class GenerationService:
             stored = StoredSet.cached(
                 namespace, cache_key(request, seed=seed), request.batch_size, request.image_format
             )
-            if self.keep(stored, result, generation.upstream_request_id):
+            if not must_store and store_later is not None and store_later(result):
+                result.storing = stored
+                self.later.defer(self._cache_later, stored, result, generation.upstream_request_id, on_store_failure)
+            elif self.keep(stored, result, generation.upstream_request_id):
                 result.stored = stored
         if must_store and result.stored is None:
             transient = StoredSet.transient(
@@ -213,6 +240,17 @@ class GenerationService:
             metrics.add_metric(name="StorageErrors", unit=MetricUnit.Count, value=1)
             return False
         return True
+
+    def _cache_later(
+        self,
+        stored: StoredSet,
+        result: ImageResult,
+        upstream_request_id: str | None,
+        on_failure: Callable[[], None] | None,
+    ) -> None:
+        """The client has its images already; a failed write only means identical requests must generate anew."""
+        if not self.keep(stored, result, upstream_request_id) and on_failure is not None:
+            on_failure()
 
     def _read_cache(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> ImageResult | None:
         stored = StoredSet.cached(namespace, cache_key(request), request.batch_size, request.image_format)

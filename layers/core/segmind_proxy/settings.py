@@ -34,6 +34,10 @@ class Settings(BaseModel):
     # X-Ray subsegments per AWS and Segmind call (Powertools Tracer). Off, the X-Ray SDK is never imported:
     # ~200 ms less cold start, and Lambda's and API Gateway's own traces remain.
     detailed_tracing: bool = Field(False, alias="DETAILED_TRACING")
+    # Inline answers go back before their images are cached (the write finishes after, held open by an internal
+    # extension through Lambda's Extensions API, whose address Lambda sets).
+    store_after_answer: bool = Field(True, alias="STORE_AFTER_ANSWER")
+    lambda_runtime_api: str = Field("", alias="AWS_LAMBDA_RUNTIME_API")
     cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], alias="CORS_ALLOWED_ORIGINS")
 
     @field_validator("cors_allowed_origins", mode="before")

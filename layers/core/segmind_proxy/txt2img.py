@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -13,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from .access import namespace_of
 from .async_jobs import result_of, stored_set
 from .cache_policy import CachePolicy, CacheStatus
-from .delivery import Reply, ResponseMode, deliver
+from .delivery import Reply, ResponseMode, deliver, fits_inline
 from .errors import GatewayError, RequestInvalid
 from .generation import Billing, GenerationService, ImageResult, NoBilling
 from .idempotency import idempotency_key, run_once
@@ -109,6 +110,9 @@ def handle_txt2img(
         request, mode = validate(body, headers, settings)
         key = idempotency_key(headers) if settings.jobs_table else None
     estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id)
+    # An answer that carries the images whole need not wait for them to be cached (see `after_response`).
+    inline = mode is ResponseMode.INLINE and key is None and settings.store_after_answer
+    store_later = partial(fits_inline, as_base64=request.base64, limit=settings.inline_response_max_bytes)
 
     def generate() -> ImageResult:
         return service.generate(
@@ -121,6 +125,7 @@ def handle_txt2img(
             owner=request_id,
             must_store=key is not None,  # a replay must find the images
             prefetched=prefetched,
+            store_later=store_later if inline else None,
         )
 
     replayed = False
