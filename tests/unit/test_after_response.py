@@ -29,10 +29,12 @@ def container() -> Iterator[tuple[ExtensionsApi, AfterResponse]]:
 
 def test_work_deferred_by_an_invocation_runs_after_it_and_holds_the_container(container):
     api, after = container
-    release, done = threading.Event(), []
+    started, release, done = threading.Event(), threading.Event(), []
     assert api.invoke("r1", deadline_ms(30), ARN, timeout=5)
     with after.invocation():
-        after.defer(lambda: (release.wait(10), done.append("stored")))
+        after.defer(lambda: (started.set(), release.wait(10), done.append("stored")))
+        assert not started.wait(0.2)  # nothing runs alongside the handler
+    assert started.wait(5)
     # The handler has returned (its answer is on its way), and the work is still going: the container is held.
     assert done == []
     assert not api.wait_idle(timeout=0.3)

@@ -51,7 +51,7 @@ class AfterResponse:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="after-response")
         self._changed = threading.Condition()
         self._active = False
-        self._current: list[Future[None]] | None = None  # deferred by the invocation under way
+        self._current: list[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None  # deferred, not yet started
         # Deferred by invocations that have ended, until the extension has waited for them. Lambda runs one
         # invocation at a time, so whatever is here belongs to the one the extension was last told of: matching
         # on request ids would add nothing but a way to hold the environment until the deadline by mistake.
@@ -87,7 +87,8 @@ class AfterResponse:
 
     @contextmanager
     def invocation(self) -> Iterator[None]:
-        """Wraps the whole handler (outside the metrics flush): work deferred inside it is waited for after it."""
+        """Wraps the whole handler, outside its metrics flush. Work deferred inside it starts when it ends: never
+        alongside the handler's own work, its CPU or its metrics flush."""
         if not self._active:
             yield
             return
@@ -97,8 +98,8 @@ class AfterResponse:
             yield
         finally:
             with self._changed:
-                self._ended = (self._ended or []) + (self._current or [])
-                self._current = None
+                started = [self._pool.submit(_guarded, task, *args) for task, args in self._current or []]
+                self._ended, self._current = (self._ended or []) + started, None
                 self._changed.notify_all()
 
     def holding(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -112,11 +113,11 @@ class AfterResponse:
         return held
 
     def defer(self, task: Callable[..., Any], *args: Any) -> None:
-        """Start `task` now on a worker thread; the environment stays up until it ends. Outside a held invocation,
-        run it before returning."""
+        """Run `task` on a worker thread once the handler has returned; the environment stays up until it ends.
+        Outside a held invocation, run it now."""
         with self._changed:
             if self._active and self._current is not None:
-                self._current.append(self._pool.submit(_guarded, task, *args))
+                self._current.append((task, args))
                 return
         _guarded(task, *args)
 
