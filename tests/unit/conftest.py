@@ -120,6 +120,21 @@ def upstream() -> Iterator[Upstream]:
         yield Upstream(mock)
 
 
+class Later:
+    """Stands in for the after-response extension: holds deferred work until `run`, as if the answer had gone."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def defer(self, task: Any, *args: Any) -> None:
+        self.tasks.append((task, args))
+
+    def run(self) -> None:
+        for task, args in self.tasks:
+            task(*args)
+        self.tasks.clear()
+
+
 class Context:
     function_name = "ApiFunction"
     function_version = "$LATEST"

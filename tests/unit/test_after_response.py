@@ -115,3 +115,18 @@ def test_metrics_recorded_after_the_handlers_flush_are_emitted_by_the_extension(
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert any(blob.get("StorageErrors") == [1.0] or blob.get("StorageErrors") == 1.0 for blob in emitted)
     assert not metrics.metric_set
+
+
+def test_with_detailed_tracing_the_extensions_long_polls_are_not_traced():
+    import http.client
+
+    from aws_xray_sdk.ext.httplib.patch import _ignore_request
+
+    api = ExtensionsApi("ApiFunction", "app.lambda_handler")
+    try:
+        assert AfterResponse().start(api.address)
+        connection = http.client.HTTPConnection("127.0.0.1")
+        assert _ignore_request(connection, "127.0.0.1", "/2020-01-01/extension/event/next")
+        assert not _ignore_request(connection, "127.0.0.1", "/v1/stable-diffusion-3.5-turbo-txt2img")
+    finally:
+        api.close()

@@ -18,7 +18,7 @@ from segmind_proxy.image_store import ImageStore
 from segmind_proxy.leases import LeaseStore
 from segmind_proxy.models import Txt2ImgRequest
 from segmind_proxy.upstream import Generation
-from tests.unit.conftest import create_table
+from tests.unit.conftest import Later, create_table
 
 REQUEST = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128})
 
@@ -219,21 +219,6 @@ def test_a_stored_generation_lets_its_lease_lapse_and_a_failed_one_frees_it_at_o
     with pytest.raises(GatewayError):
         run(service_factory(Broken()), other)
     assert not service_factory.leases.held(f"t#{cache_key(other)}")
-
-
-class Later:
-    """Holds deferred work until `run`, as the extension does until the answer has gone."""
-
-    def __init__(self) -> None:
-        self.tasks = []
-
-    def defer(self, task, *args):
-        self.tasks.append((task, args))
-
-    def run(self):
-        for task, args in self.tasks:
-            task(*args)
-        self.tasks.clear()
 
 
 def test_an_inline_answer_goes_before_its_images_are_cached_and_identical_requests_wait_for_them(service_factory):

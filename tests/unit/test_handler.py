@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 import pytest
 
 from segmind_proxy.images import sniff_format
-from tests.unit.conftest import BUCKET, SAMPLE, SECRET_NAME, SEGMIND_KEY, api_event, body_bytes, body_json
+from tests.unit.conftest import BUCKET, SAMPLE, SECRET_NAME, SEGMIND_KEY, Later, api_event, body_bytes, body_json
 
 
 def header(response, name):
@@ -312,20 +312,6 @@ def test_cors_preflight_and_exposed_headers(invoke, upstream):
     upstream.succeed()
     answer = invoke(api_event(SAMPLE, headers={"Origin": "https://app.example"}))
     assert "x-cache" in header(answer, "Access-Control-Expose-Headers")
-
-
-class Later:
-    """Stands in for the extension: holds the work meant for after the answer until `run`."""
-
-    def __init__(self) -> None:
-        self.tasks = []
-
-    def defer(self, task, *args):
-        self.tasks.append((task, args))
-
-    def run(self):
-        for task, args in self.tasks:
-            task(*args)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import threading
 import time
 import urllib.request
@@ -46,6 +47,15 @@ def _guarded(task: Callable[..., Any], *args: Any) -> None:
         logger.exception("Deferred work failed", extra={"task": getattr(task, "__qualname__", repr(task))})
 
 
+def _untraced(runtime_api: str) -> None:
+    """With DETAILED_TRACING, the X-Ray SDK traces every http.client call: the extension's long polls are not any
+    invocation's work."""
+    if "aws_xray_sdk.ext.httplib" in sys.modules:
+        from aws_xray_sdk.ext.httplib import add_ignored
+
+        add_ignored(hostname=runtime_api.rsplit(":", 1)[0], urls=[f"/{_API}/register", f"/{_API}/event/next"])
+
+
 class AfterResponse:
     def __init__(self, workers: int = 4) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="after-response")
@@ -63,6 +73,7 @@ class AfterResponse:
 
     def start(self, runtime_api: str) -> bool:
         """Register the extension and start its thread; False (work then runs at once) if Lambda refuses."""
+        _untraced(runtime_api)
         request = urllib.request.Request(
             f"http://{runtime_api}/{_API}/register",
             data=json.dumps({"events": ["INVOKE"]}).encode(),

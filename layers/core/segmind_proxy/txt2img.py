@@ -111,8 +111,11 @@ def handle_txt2img(
         key = idempotency_key(headers) if settings.jobs_table else None
     estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id)
     # An answer that carries the images whole need not wait for them to be cached (see `after_response`).
-    inline = mode is ResponseMode.INLINE and key is None and settings.store_after_answer
-    store_later = partial(fits_inline, as_base64=request.base64, limit=settings.inline_response_max_bytes)
+    store_later = (
+        partial(fits_inline, as_base64=request.base64, limit=settings.inline_response_max_bytes)
+        if mode is ResponseMode.INLINE and key is None and settings.store_after_answer
+        else None
+    )
 
     def generate() -> ImageResult:
         return service.generate(
@@ -125,7 +128,7 @@ def handle_txt2img(
             owner=request_id,
             must_store=key is not None,  # a replay must find the images
             prefetched=prefetched,
-            store_later=store_later if inline else None,
+            store_later=store_later,
         )
 
     replayed = False
