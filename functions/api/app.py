@@ -168,6 +168,7 @@ def submit_v2() -> JobSubmitted:
             tenant=_tenant(),
             meter=meter(),
             context=app.lambda_context,
+            prefetched=app.context.get("prefetched"),
         )
     )
 
@@ -320,13 +321,20 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def _prefetch(event: dict[str, Any], api_key_id: str | None) -> Future | None:
-    """A v1 generation's cache read starts now, alongside the tenant check: one round trip in the time of two."""
-    if event.get("httpMethod") != "POST" or event.get("resource") != TXT2IMG_PATH:
+    """A generation's cache read starts now, alongside the tenant check: one round trip in the time of two."""
+    if event.get("httpMethod") != "POST" or event.get("resource") not in (TXT2IMG_PATH, V2_PATH):
         return None
     namespace = known_namespace(tenant_registry(), api_key_id)
     if namespace is None:
         return None
-    return prefetch_cache_read(_body(event), _headers(event), namespace, generation_service(), get_settings())
+    return prefetch_cache_read(
+        _body(event),
+        _headers(event),
+        namespace,
+        generation_service(),
+        get_settings(),
+        v2=event.get("resource") == V2_PATH,
+    )
 
 
 def _reflect_origin(response: dict[str, Any], origin: str) -> None:

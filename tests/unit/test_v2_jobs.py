@@ -210,3 +210,28 @@ def test_webhook_urls_must_be_public_https(invoke, upstream, jobs_env, url):
     refused = submit(invoke, headers={"x-webhook-url": url})
     assert refused["statusCode"] == 400
     assert "x-webhook-url" in body_json(refused)["error"]
+
+
+def test_a_known_keys_submit_checks_the_cache_while_its_tenant_is_checked(invoke, upstream, jobs_env):
+    from segmind_proxy.aws_clients import dynamodb, s3
+    from segmind_proxy.tenants import TenantStatus
+
+    tenant = make_tenant(jobs_env["registry"])
+    upstream.succeed()
+    invoke(api_event(SMALL, api_key_id="key-acme"))  # v1 fills the cache; the container learns the key
+    seen: list[tuple[str, float]] = []
+
+    def slow_tenant_check(**_):
+        time.sleep(0.3)
+        seen.append(("tenant check done", time.monotonic()))
+
+    dynamodb().meta.client.meta.events.register("before-send.dynamodb.GetItem", slow_tenant_check)
+    s3().meta.events.register("before-send.s3.HeadObject", lambda **_: seen.append(("cache check", time.monotonic())))
+    job = body_json(submit(invoke))
+    assert job["status"] == "COMPLETED" and len(upstream.calls()) == 1
+    assert [name for name, _ in sorted(seen, key=lambda e: e[1])][:2] == ["cache check", "tenant check done"]
+    # ...but the tenant check still decides.
+    tenant.status = TenantStatus.SUSPENDED
+    jobs_env["registry"].update(tenant)
+    refused = submit(invoke)
+    assert refused["statusCode"] == 403 and "suspended" in body_json(refused)["error"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Future
 from typing import Any
 
 from .cache_policy import CachePolicy
@@ -57,6 +58,7 @@ def submit(
     base_url: str,
     webhook_url: str | None,
     retention_hours: int,
+    prefetched: Future[ImageResult | None] | None = None,
 ) -> dict[str, Any]:
     job = Job(
         job_id=Job.new_id(),
@@ -67,7 +69,8 @@ def submit(
         webhook_url=webhook_url,
         expires_at=int(time.time() + retention_hours * 3600),
     )
-    hit = service.lookup(request, namespace, by_url=True) if policy.read and not request.random_seed else None
+    looks_up = policy.read and not request.random_seed
+    hit = service.lookup(request, namespace, by_url=True, prefetched=prefetched) if looks_up else None
     if hit is not None:
         billing.on_hit()  # a hit at submit completes the job at once, with no upstream call
         job.status, job.result = JobStatus.COMPLETED, result_of(hit)

@@ -77,17 +77,24 @@ def billing_for(
 
 
 def prefetch_cache_read(
-    body: bytes | None, headers: Mapping[str, str], namespace: str, service: GenerationService, settings: Settings
+    body: bytes | None,
+    headers: Mapping[str, str],
+    namespace: str,
+    service: GenerationService,
+    settings: Settings,
+    *,
+    v2: bool = False,
 ) -> Future[ImageResult | None] | None:
     """Start the cache read of a request that will make one, so it overlaps the tenant check; None for a request
-    that would not read the cache (invalid, random seed, `no-cache`). Its answer is used only once authorized."""
+    that would not read the cache (invalid, random seed, `no-cache`). Its answer is used only once authorized.
+    A v2 submit only ever checks that the images exist (its result is URLs)."""
     try:
         request, mode = validate(body, headers, settings)
     except RequestInvalid:
         return None
     if request.random_seed or not CachePolicy.from_header(headers.get("cache-control")).read:
         return None
-    return service.prefetch(request, namespace, by_url=mode is ResponseMode.URL)
+    return service.prefetch(request, namespace, by_url=v2 or mode is ResponseMode.URL)
 
 
 def handle_txt2img(

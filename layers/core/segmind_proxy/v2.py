@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -11,7 +12,7 @@ from .async_jobs import find, result_body, status_body, submit
 from .aws_clients import sqs
 from .cache_policy import CachePolicy
 from .errors import GatewayError, RequestInvalid
-from .generation import GenerationService
+from .generation import GenerationService, ImageResult
 from .idempotency import idempotency_key, run_once
 from .jobs import JobStore
 from .metering import Meter
@@ -40,7 +41,9 @@ def handle_submit(
     tenant: Tenant | None = None,
     meter: Meter | None = None,
     context: LambdaContext | None = None,
+    prefetched: Future[ImageResult | None] | None = None,
 ) -> dict[str, Any]:
+    """`prefetched`: this request's cache read (by URL), started by `prefetch_cache_read` in the same namespace."""
     store = _jobs(jobs)
     with counting_rejections(tenant, meter):
         request, _ = validate(body, headers, settings)
@@ -67,6 +70,7 @@ def handle_submit(
             base_url=base_url,
             webhook_url=webhook,
             retention_hours=settings.job_retention_hours,
+            prefetched=prefetched,
         )
 
     if key is None:
