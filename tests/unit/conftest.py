@@ -120,6 +120,29 @@ def upstream() -> Iterator[Upstream]:
         yield Upstream(mock)
 
 
+def order_against_tenant_check(s3_operation: str) -> list[str]:
+    """Slows the tenant check (DynamoDB GetItem) by 0.3 s; the returned list fills, in time order, with when it
+    ends and when each S3 `s3_operation` starts."""
+    import time
+
+    from segmind_proxy.aws_clients import dynamodb, s3
+
+    seen: list[tuple[float, str]] = []
+    order: list[str] = []
+
+    def note(name: str) -> None:
+        seen.append((time.monotonic(), name))
+        order[:] = [n for _, n in sorted(seen)]
+
+    def slow_tenant_check(**_: Any) -> None:
+        time.sleep(0.3)
+        note("tenant check done")
+
+    dynamodb().meta.client.meta.events.register("before-send.dynamodb.GetItem", slow_tenant_check)
+    s3().meta.events.register(f"before-send.s3.{s3_operation}", lambda **_: note("cache read"))
+    return order
+
+
 class Later:
     """Stands in for the after-response extension: holds deferred work until `run`, as if the answer had gone."""
 

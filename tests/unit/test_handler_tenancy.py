@@ -1,13 +1,12 @@
 """The handler with tenants: identification from apiKeyId only, budgets, free hits, usage, isolation, origins."""
 
 import json
-import time
 
 import pytest
 
 from segmind_proxy.metering import Meter
 from segmind_proxy.tenants import TenantStatus
-from tests.unit.conftest import SAMPLE, TENANTS_TABLE, api_event, body_json, make_tenant
+from tests.unit.conftest import SAMPLE, TENANTS_TABLE, api_event, body_json, make_tenant, order_against_tenant_check
 from tests.unit.test_handler import header
 
 SMALL = SAMPLE | {"width": 512, "height": 512}  # 0.26 MP: the 0.004-credit tier of pricing.json
@@ -99,22 +98,13 @@ def test_unregistered_suspended_and_deleted_keys_are_refused_before_any_work(inv
 
 
 def test_a_known_key_reads_the_cache_while_its_tenant_is_checked(invoke, upstream, tenancy):
-    from segmind_proxy.aws_clients import dynamodb, s3
-
     tenant = make_tenant(tenancy)
     upstream.succeed()
     assert invoke(api_event(SMALL, api_key_id="key-acme"))["statusCode"] == 200  # the container learns the key
-    seen: list[tuple[str, float]] = []
-
-    def slow_tenant_check(**_):
-        time.sleep(0.3)
-        seen.append(("tenant check done", time.monotonic()))
-
-    dynamodb().meta.client.meta.events.register("before-send.dynamodb.GetItem", slow_tenant_check)
-    s3().meta.events.register("before-send.s3.GetObject", lambda **_: seen.append(("cache read", time.monotonic())))
+    order = order_against_tenant_check("GetObject")
     hit = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert header(hit, "x-cache") == "HIT"
-    assert [name for name, _ in sorted(seen, key=lambda e: e[1])][:2] == ["cache read", "tenant check done"]
+    assert order[:2] == ["cache read", "tenant check done"]
     # ...but the tenant check still decides: a suspended tenant gets nothing of what was read.
     tenant.status = TenantStatus.SUSPENDED
     tenancy.update(tenant)

@@ -7,7 +7,7 @@ import pytest
 
 from segmind_proxy.jobs import JobStatus, JobStore
 from segmind_proxy.webhooks import verify
-from tests.unit.conftest import JOBS_TABLE, SAMPLE, api_event, body_json, make_tenant
+from tests.unit.conftest import JOBS_TABLE, SAMPLE, api_event, body_json, make_tenant, order_against_tenant_check
 
 SLUG = "stable-diffusion-3.5-turbo-txt2img"
 SMALL = SAMPLE | {"width": 256, "height": 256}
@@ -213,23 +213,15 @@ def test_webhook_urls_must_be_public_https(invoke, upstream, jobs_env, url):
 
 
 def test_a_known_keys_submit_checks_the_cache_while_its_tenant_is_checked(invoke, upstream, jobs_env):
-    from segmind_proxy.aws_clients import dynamodb, s3
     from segmind_proxy.tenants import TenantStatus
 
     tenant = make_tenant(jobs_env["registry"])
     upstream.succeed()
     invoke(api_event(SMALL, api_key_id="key-acme"))  # v1 fills the cache; the container learns the key
-    seen: list[tuple[str, float]] = []
-
-    def slow_tenant_check(**_):
-        time.sleep(0.3)
-        seen.append(("tenant check done", time.monotonic()))
-
-    dynamodb().meta.client.meta.events.register("before-send.dynamodb.GetItem", slow_tenant_check)
-    s3().meta.events.register("before-send.s3.HeadObject", lambda **_: seen.append(("cache check", time.monotonic())))
+    order = order_against_tenant_check("HeadObject")
     job = body_json(submit(invoke))
     assert job["status"] == "COMPLETED" and len(upstream.calls()) == 1
-    assert [name for name, _ in sorted(seen, key=lambda e: e[1])][:2] == ["cache check", "tenant check done"]
+    assert order[:2] == ["cache read", "tenant check done"]
     # ...but the tenant check still decides.
     tenant.status = TenantStatus.SUSPENDED
     jobs_env["registry"].update(tenant)
