@@ -106,7 +106,7 @@ class ExtensionsApi:
         """The handler is imported: registration closes, and init ends once each extension has asked for work."""
         with self._changed:
             self._initialised = True
-            return self._changed.wait_for(self._all_idle, timeout)
+        return self.wait_idle(timeout)
 
     def invoke(self, request_id: str, deadline_ms: int, function_arn: str, timeout: float) -> bool:
         """Wait (up to `timeout` s) for every extension to finish the previous invocation, then give each this one.

@@ -43,11 +43,12 @@ class LocalContext:
 def _init_container(code_dir: str, handler: str, environment: dict[str, str]) -> None:
     global _handler, _extensions
     os.environ.update(environment)
-    _extensions = ExtensionsApi(environment.get("AWS_LAMBDA_FUNCTION_NAME", "function"), handler)
+    name = environment.get("AWS_LAMBDA_FUNCTION_NAME", "function")
+    _extensions = ExtensionsApi(name, handler)
     os.environ["AWS_LAMBDA_RUNTIME_API"] = _extensions.address
     run_dir = environment.get("LOCAL_STACK_RUN_DIR")
     if run_dir:  # lets tests find (and kill) a function's containers, as Lambda may lose one
-        Path(run_dir, f"{environment.get('AWS_LAMBDA_FUNCTION_NAME', 'function')}.{os.getpid()}.pid").touch()
+        Path(run_dir, f"{name}.{os.getpid()}.pid").touch()
     sys.path.insert(0, code_dir)
     module_name, function_name = handler.rsplit(".", 1)
     _handler = getattr(importlib.import_module(module_name), function_name)

@@ -38,10 +38,11 @@ EXPOSED_HEADERS = [
     "x-idempotent-replay",
     "Retry-After",
 ]
+_settings = get_settings()
 # Registering the extension is only possible while the container initialises, which is now.
-if get_settings().store_after_answer and get_settings().lambda_runtime_api:
-    AFTER_RESPONSE.start(get_settings().lambda_runtime_api)
-_origins = get_settings().cors_allowed_origins or ["*"]
+if _settings.store_after_answer and _settings.lambda_runtime_api:
+    AFTER_RESPONSE.start(_settings.lambda_runtime_api)
+_origins = _settings.cors_allowed_origins or ["*"]
 cors = CORSConfig(
     allow_origin=_origins[0],
     extra_origins=_origins[1:],
@@ -301,8 +302,9 @@ def _refusal(event: dict[str, Any], refused: AccessRefused, origin: str | None) 
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     identity = event.get("requestContext", {}).get("identity") or {}
-    origin = _headers(event).get("origin")
-    prefetched = _prefetch(event, identity.get("apiKeyId"))
+    headers = _headers(event)
+    origin = headers.get("origin")
+    prefetched = _prefetch(event, headers, identity.get("apiKeyId"))
     try:
         tenant = authorize(tenant_registry(), identity.get("apiKeyId"), origin)
     except AccessRefused as refused:
@@ -320,20 +322,16 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return response
 
 
-def _prefetch(event: dict[str, Any], api_key_id: str | None) -> Future | None:
+def _prefetch(event: dict[str, Any], headers: dict[str, str], api_key_id: str | None) -> Future | None:
     """A generation's cache read starts now, alongside the tenant check: one round trip in the time of two."""
-    if event.get("httpMethod") != "POST" or event.get("resource") not in (TXT2IMG_PATH, V2_PATH):
+    resource = event.get("resource")
+    if event.get("httpMethod") != "POST" or resource not in (TXT2IMG_PATH, V2_PATH):
         return None
     namespace = known_namespace(tenant_registry(), api_key_id)
     if namespace is None:
         return None
     return prefetch_cache_read(
-        _body(event),
-        _headers(event),
-        namespace,
-        generation_service(),
-        get_settings(),
-        v2=event.get("resource") == V2_PATH,
+        _body(event), headers, namespace, generation_service(), get_settings(), v2=resource == V2_PATH
     )
 
 

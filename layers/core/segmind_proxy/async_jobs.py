@@ -69,8 +69,7 @@ def submit(
         webhook_url=webhook_url,
         expires_at=int(time.time() + retention_hours * 3600),
     )
-    looks_up = policy.read and not request.random_seed
-    hit = service.lookup(request, namespace, by_url=True, prefetched=prefetched) if looks_up else None
+    hit = service.lookup(request, namespace, by_url=True, prefetched=prefetched) if policy.reads(request) else None
     if hit is not None:
         billing.on_hit()  # a hit at submit completes the job at once, with no upstream call
         job.status, job.result = JobStatus.COMPLETED, result_of(hit)

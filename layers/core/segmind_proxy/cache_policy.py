@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .models import Txt2ImgRequest
 
 
 class CacheStatus(StrEnum):
@@ -21,3 +25,7 @@ class CachePolicy:
     def from_header(cls, cache_control: str | None) -> CachePolicy:
         directives = {part.strip().split("=")[0].lower() for part in (cache_control or "").split(",")}
         return cls(read="no-cache" not in directives, write="no-store" not in directives)
+
+    def reads(self, request: Txt2ImgRequest) -> bool:
+        """Whether this request looks in the cache: a random seed (-1) never can."""
+        return self.read and not request.random_seed

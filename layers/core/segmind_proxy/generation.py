@@ -108,7 +108,7 @@ class GenerationService:
         `store_later`: true for a result that the answer carries whole, so caching it can wait for `self.later`."""
         billing = billing or NoBilling()
         owner = owner or owner_id()
-        look_up = policy.read and not request.random_seed
+        look_up = policy.reads(request)
         if look_up:
             hit = self.lookup(request, namespace, by_url, prefetched)
             if hit is not None:

@@ -92,7 +92,7 @@ def prefetch_cache_read(
         request, mode = validate(body, headers, settings)
     except RequestInvalid:
         return None
-    if request.random_seed or not CachePolicy.from_header(headers.get("cache-control")).read:
+    if not CachePolicy.from_header(headers.get("cache-control")).reads(request):
         return None
     return service.prefetch(request, namespace, by_url=v2 or mode is ResponseMode.URL)
 
