@@ -176,7 +176,9 @@ def test_a_waiter_refused_by_its_budget_still_shares_the_images_for_free(service
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         first = pool.submit(run, owner, "owner")
-        time.sleep(0.3)
+        until = time.monotonic() + 10
+        while upstream.calls == 0 and time.monotonic() < until:  # the owner holds the lease once it calls
+            time.sleep(0.01)
         shared = pool.submit(run, waiter, "waiter").result()
     assert first.result().cache is CacheStatus.MISS and shared.coalesced and upstream.calls == 1
     assert owner.events == ["reserve", "settle"]
