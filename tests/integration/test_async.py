@@ -28,14 +28,14 @@ def body(**changes):
     return {"prompt": f"async {uuid.uuid4().hex}", "width": 256, "height": 256, **changes}
 
 
-def poll(url: str, key: str, *, until=("COMPLETED", "FAILED"), timeout=60) -> dict:
+def poll(url: str, key: str, *, until=("COMPLETED", "FAILED"), timeout=60, log: list[str] | None = None) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = requests.get(url, headers={"x-api-key": key}, timeout=30).json()
         if status["status"] in until:
             return status
         time.sleep(0.3)
-    raise AssertionError(f"still {status} after {timeout}s")
+    raise AssertionError(f"still {status} after {timeout}s\n" + "".join((log or [])[-30:]))
 
 
 def test_v2_submit_then_poll_returns_the_image_url(stack):
@@ -118,8 +118,10 @@ def test_a_worker_killed_mid_job_recovers_and_charges_once(tmp_path: Path):
     run_dir.mkdir()
     running = start_stack(
         {
-            # Short timeouts so redelivery comes in seconds (the template's minimums are for AWS).
-            "PARAMETER_OVERRIDES": "WorkerTimeoutSeconds=6 QueueVisibilityTimeoutSeconds=7 MaxJobAttempts=4",
+            # Short timeouts so redelivery comes in seconds (the template's minimums are for AWS). The worker keeps
+            # timeout - DEADLINE_MARGIN_SECONDS (3 s) for a job: 7 s leaves a fresh container on a loaded host time
+            # for its first AWS calls and the 1.5 s upstream call (3 s did not, in a CI run: a third call).
+            "PARAMETER_OVERRIDES": "WorkerTimeoutSeconds=10 QueueVisibilityTimeoutSeconds=11 MaxJobAttempts=4",
             "LOCAL_STACK_RUN_DIR": str(run_dir),
             "FAKE_SEGMIND_LATENCY_MS": "1500",
         }
@@ -138,11 +140,14 @@ def test_a_worker_killed_mid_job_recovers_and_charges_once(tmp_path: Path):
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        final = poll(submitted["status_url"], key, timeout=90)
+        final = poll(submitted["status_url"], key, timeout=90, log=running.output)
         assert final["status"] == "COMPLETED", final
         usage = requests.get(f"{running.base}/v1/usage", headers={"x-api-key": key}, timeout=30).json()
         assert usage["images_generated"] == 1 and usage["credits_reserved"] == 0
         assert usage["credits_spent"] == pytest.approx(0.004)  # charged once, though Segmind was called twice
-        assert running.fake_stats()["calls"] == 2
+        # Segmind was called by the killed worker and by the one that completed the job, and by nobody else: only
+        # an attempt that failed in the open (a loaded host can time one out, then SQS retries it) may add a call.
+        failed_calls = sum('"UpstreamErrors":' in line for line in running.output)
+        assert running.fake_stats()["calls"] == 2 + failed_calls, "".join(running.output[-30:])
     finally:
         stop_stack(running.process)

@@ -114,7 +114,12 @@ class JobRunner:
             retry = error.kind in RETRYABLE_KINDS and receive_count < self.max_attempts
             if retry:
                 self.jobs.requeue(job_id)
-                raise RetryLater(min(900, 10 * 2**receive_count), error.message) from None
+                delay = min(900, 10 * 2**receive_count)
+                logger.warning(
+                    "Job attempt failed; SQS delivers it again",
+                    extra={"kind": error.kind, "error": error.message, "attempt": receive_count, "retry_in_s": delay},
+                )
+                raise RetryLater(delay, error.message) from None
             self._finish_failed(job_id, error.message)
             return
         completed = self.jobs.complete(job_id, result_of(result))
