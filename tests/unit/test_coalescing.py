@@ -1,6 +1,7 @@
 """Identical concurrent requests make one upstream call; a crashed owner's lease expires; images cached after the
 answer keep identical requests waiting for them."""
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -124,6 +125,45 @@ def test_a_crashed_owners_lease_expires_and_the_request_takes_over(service_facto
     )
     assert result.cache is CacheStatus.MISS and upstream.calls == 1
     assert 1.0 <= time.monotonic() - started < 15  # waited for the expiry, then took over
+
+
+def test_a_redelivered_job_takes_its_dead_attempts_lease_at_once(service_factory):
+    from segmind_proxy.cache_key import cache_key
+
+    upstream = SlowUpstream(0.0)
+    service = service_factory(upstream)
+    waits: list[float] = []
+    service._sleep = waits.append  # what waiting for an identical request's images would call
+    key = f"tenant-a#{cache_key(REQUEST)}"
+    assert service_factory.leases.acquire(key, "job-42", 30)  # the killed attempt's, never released
+    assert not service_factory.leases.acquire(key, "job-7", 30)  # still held against anyone else
+    result = service.generate(
+        REQUEST, namespace="tenant-a", policy=CachePolicy(), by_url=True, deadline=time.monotonic() + 20, owner="job-42"
+    )
+    assert result.cache is CacheStatus.MISS and upstream.calls == 1
+    assert waits == []  # it did not wait for the old lease to lapse
+
+
+def test_uncached_url_answers_without_an_upstream_request_id_never_share_objects(service_factory):
+    class NoRequestId(SlowUpstream):
+        def txt2img(self, slug, payload, *, deadline):
+            return dataclasses.replace(super().txt2img(slug, payload, deadline=deadline), upstream_request_id=None)
+
+    service = service_factory(NoRequestId(0.0))
+    first, second = (
+        service.generate(
+            REQUEST.model_copy(update={"prompt": prompt}),
+            namespace="tenant-a",
+            policy=CachePolicy(write=False),
+            by_url=True,
+            deadline=time.monotonic() + 20,
+            must_store=True,
+        )
+        for prompt in ("first", "second")
+    )
+    assert first.stored.prefix.startswith("tmp/tenant-a/") and second.stored.prefix.startswith("tmp/tenant-a/")
+    assert first.stored.prefix != second.stored.prefix
+    assert service.store.read(first.stored)[0] == first.images != second.images == service.store.read(second.stored)[0]
 
 
 def test_random_seeds_and_no_store_never_wait(service_factory):

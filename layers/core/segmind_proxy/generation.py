@@ -6,6 +6,7 @@ the lease calls the upstream and stores the images; the others wait for them in 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ class GenerationService:
         `prefetched`: a cache read started earlier for this request and namespace (see `prefetch`).
         `store_later`: true for a result that the answer carries whole, so caching it can wait for `self.later`."""
         billing = billing or NoBilling()
-        owner = owner or owner_id()
+        owner = owner or unique_id()
         look_up = policy.reads(request)
         if look_up:
             hit = self.lookup(request, namespace, by_url, prefetched)
@@ -218,7 +219,7 @@ class GenerationService:
                 result.stored = stored
         if must_store and result.stored is None:
             transient = StoredSet.transient(
-                namespace, generation.upstream_request_id or owner_id(), result.count, request.image_format
+                namespace, generation.upstream_request_id or unique_id(), result.count, request.image_format
             )
             if self.keep(transient, result, generation.upstream_request_id):
                 result.stored = transient
@@ -317,8 +318,6 @@ class GenerationService:
         raise GatewayError(504, "Timed out waiting for an identical request's images; retry", kind="coalesce_timeout")
 
 
-_PROCESS_OWNER = f"owner-{time.time_ns()}"
-
-
-def owner_id() -> str:
-    return _PROCESS_OWNER
+def unique_id() -> str:
+    """One per call: a lease owner may take its lease again, and a transient set must never overwrite another's."""
+    return uuid.uuid4().hex

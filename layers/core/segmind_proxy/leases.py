@@ -12,6 +12,8 @@ from .aws_clients import DynamoTable
 
 class LeaseStore(DynamoTable):
     def acquire(self, key: str, owner: str, seconds: float) -> bool:
+        """An owner may take its own lease again: a redelivered v2 job (owner `job-<id>`) runs only once the job's
+        own lease has passed, so its dead attempt's coalescing lease need not be waited out."""
         now = self._clock()
         try:
             self.table.put_item(
@@ -21,8 +23,9 @@ class LeaseStore(DynamoTable):
                     "lease_until": Decimal(str(round(now + seconds, 3))),
                     "expires_at": int(now + seconds + 3600),  # TTL tidies up what nobody released
                 },
-                ConditionExpression="attribute_not_exists(pk) OR lease_until < :now",
-                ExpressionAttributeValues={":now": Decimal(str(round(now, 3)))},
+                ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR #owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":now": Decimal(str(round(now, 3))), ":owner": owner},
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
