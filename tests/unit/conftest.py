@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -335,3 +336,25 @@ def worker(jobs_env):
         return failures
 
     return run
+
+
+class _CurrentStdout:
+    """Whatever sys.stdout is when a line is written (pytest swaps it between a test's phases)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+@pytest.fixture
+def logs(capsys):
+    """capsys that also sees the function's log lines: Powertools' handler keeps the stdout it was created with
+    (pytest's, from whichever test imported it first), so it writes to the current one instead."""
+    from segmind_proxy.observability import logger
+
+    handler = logger.registered_handler
+    previous, handler.stream = handler.stream, _CurrentStdout()  # not setStream: it flushes the old, maybe closed, one
+    yield capsys
+    handler.stream = previous

@@ -93,14 +93,19 @@ def test_non_retryable_upstream_error_fails_the_job_and_releases_budget(invoke, 
     assert usage["credits_reserved"] == 0 and usage["credits_spent"] == 0
 
 
-def test_retryable_errors_retry_then_succeed_charging_once(invoke, upstream, jobs_env, worker, monkeypatch):
+def test_retryable_errors_retry_then_succeed_charging_once(invoke, upstream, jobs_env, worker, logs):
     make_tenant(jobs_env["registry"], budget_credits=1.0)
     for _ in range(3):
         upstream.fail(503)
     upstream.succeed()
     job_id = body_json(submit(invoke))["request_id"]
+    logs.readouterr()
     failures = worker()
     assert len(failures) == 1  # left for SQS to deliver again, after the backoff
+    logged = [json.loads(line) for line in logs.readouterr().out.splitlines() if "SQS delivers it again" in line]
+    assert [(e["job_id"], e["kind"], e["attempt"], e["retry_in_s"]) for e in logged] == [
+        (job_id, "server_error", 1, 20)
+    ]  # operators can see why a job came back
     assert body_json(get(invoke, f"/v2/requests/{job_id}/status"))["status"] == "QUEUED"
     _make_visible(jobs_env)
     assert worker() == []
