@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -124,8 +125,6 @@ def upstream() -> Iterator[Upstream]:
 def order_against_tenant_check(s3_operation: str) -> list[str]:
     """Slows the tenant check (DynamoDB GetItem) by 0.3 s; the returned list fills, in time order, with when it
     ends and when each S3 `s3_operation` starts."""
-    import time
-
     from segmind_proxy.aws_clients import dynamodb, s3
 
     seen: list[tuple[float, str]] = []
