@@ -260,3 +260,13 @@ def test_upstream_messages_passed_on_never_echo_the_key(clock, errors):
     assert caught.value.status == 400
     assert "sg_key_1" not in caught.value.message
     assert "[redacted]" in caught.value.message
+
+
+@responses.activate
+def test_a_long_upstream_message_is_cut_after_the_key_is_redacted(clock, errors):
+    # The key straddles the 300-character cut: cut first, its prefix would be passed on.
+    responses.add(responses.POST, URL, json={"error": "x" * 295 + "sg_key_1"}, status=400)
+    with pytest.raises(UpstreamError) as caught:
+        client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
+    assert "sg_ke" not in caught.value.message
+    assert caught.value.message.endswith("x[reda")

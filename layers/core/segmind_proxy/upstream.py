@@ -127,8 +127,7 @@ class SegmindClient:
                     key = self._key_provider(refresh=True)
                     attempt -= 1
                     continue
-                failure = _classify(response)
-                failure.detail = failure.detail.replace(key, "[redacted]") if key else failure.detail
+                failure = _classify(response, key)
             self._on_attempt_error(failure.kind)
             if failure.status is not None and failure.status not in RETRYABLE_STATUS:
                 raise _to_error(failure)
@@ -179,9 +178,9 @@ def _decode_images(response: requests.Response) -> list[bytes]:
         return []
 
 
-def _classify(response: requests.Response) -> _Failure:
+def _classify(response: requests.Response, key: str) -> _Failure:
     status = response.status_code
-    detail = _upstream_message(response)
+    detail = _upstream_message(response, key)
     if status == 401:
         return _Failure("auth", status, detail=detail)
     if status == 406:
@@ -230,13 +229,17 @@ def _suffix(detail: str) -> str:
     return f": {detail}" if detail else ""
 
 
-def _upstream_message(response: requests.Response) -> str:
+def _upstream_message(response: requests.Response, key: str) -> str:
+    """Segmind's own message, without the key; redacted before it is cut, so no prefix of the key is left."""
     try:
         body = response.json()
     except ValueError:
         return ""
     message = body.get("error") or body.get("message") if isinstance(body, dict) else None
-    return str(message)[:300] if message else ""
+    if not message:
+        return ""
+    message = str(message)
+    return (message.replace(key, "[redacted]") if key else message)[:300]
 
 
 def _reset_wait(response: requests.Response) -> float | None:
