@@ -148,10 +148,7 @@ def txt2img() -> Any:  # the raw body is parsed by `handle_txt2img`, so errors k
     ),
     responses={
         200: {"description": "Job accepted", "content": {"application/json": {"model": JobSubmitted}}},
-        **{code: api_docs.TXT2IMG_RESPONSES[code] for code in (400, 403, 413, 415, 429)},
-        402: api_docs.error("Budget exhausted"),
-        409: api_docs.error("Same Idempotency-Key still in progress"),
-        422: api_docs.error("Idempotency-Key reused with a different body"),
+        **{code: api_docs.TXT2IMG_RESPONSES[code] for code in (400, 402, 403, 409, 413, 415, 422, 429)},
     },
     security=api_docs.SECURITY,
     tags=["Generation"],

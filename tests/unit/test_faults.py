@@ -104,6 +104,27 @@ def test_storage_unavailable_still_delivers_the_paid_image(invoke, upstream, ten
     assert usage(invoke)["images_generated"] == 1  # charged once, for an image the tenant received
 
 
+def test_an_answer_that_can_neither_be_inlined_nor_stored_is_503_and_refunded(
+    invoke, upstream, tenant, monkeypatch, capsys
+):
+    def fail(*args, **kwargs):
+        raise EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
+
+    monkeypatch.setattr(ImageStore, "write", fail)
+    monkeypatch.setenv("INLINE_RESPONSE_MAX_BYTES", "1000")  # no image fits: it must go by URL, which needs S3
+    from segmind_proxy.settings import get_settings
+
+    get_settings.cache_clear()
+    upstream.succeed()
+    response = invoke(api_event(SMALL, api_key_id="key-acme"))
+    assert response["statusCode"] == 503
+    assert "nothing was charged" in body_json(response)["error"]
+    assert len(upstream.calls()) == 1
+    spent = usage(invoke)
+    assert (spent["credits_spent"], spent["credits_reserved"], spent["images_generated"]) == (0, 0, 0)
+    assert spent["failed_generations"] == 1  # Segmind was paid; the tenant, who got nothing, was not charged
+
+
 def test_secrets_manager_unavailable_is_502_with_no_call_and_no_charge(invoke, upstream, tenant, monkeypatch):
     from botocore.exceptions import EndpointConnectionError
 

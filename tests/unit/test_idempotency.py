@@ -87,3 +87,57 @@ def test_malformed_keys_are_400(invoke, upstream, jobs_env, bad):
     refused = post(invoke, SMALL, bad)
     assert refused["statusCode"] == 400 and "Idempotency-Key" in body_json(refused)["error"]
     assert upstream.calls() == []
+
+
+@pytest.fixture
+def storage_down(monkeypatch):
+    """S3 writes fail while `down` is true."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from segmind_proxy.image_store import ImageStore
+
+    state = {"down": True}
+    write = ImageStore.write
+
+    def flaky(self, *args, **kwargs):
+        if state["down"]:
+            raise EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(ImageStore, "write", flaky)
+    return state
+
+
+def test_images_that_could_not_be_kept_are_still_delivered_and_never_paid_twice(
+    invoke, upstream, jobs_env, storage_down
+):
+    make_tenant(jobs_env["registry"])
+    upstream.succeed(times=2)
+    first = post(invoke, SMALL, "k-unkept")
+    assert first["statusCode"] == 200 and body_bytes(first)[:2] == b"\xff\xd8"  # the paid image, inline
+    storage_down["down"] = False
+    again = post(invoke, SMALL, "k-unkept")
+    assert again["statusCode"] == 410 and "could not be kept" in body_json(again)["error"]
+    assert len(upstream.calls()) == 1
+    assert usage(invoke)["images_generated"] == 1
+
+
+def test_an_undeliverable_first_attempt_is_refunded_and_not_remembered(
+    invoke, upstream, jobs_env, storage_down, monkeypatch
+):
+    from segmind_proxy.settings import get_settings
+
+    make_tenant(jobs_env["registry"])
+    monkeypatch.setenv("INLINE_RESPONSE_MAX_BYTES", "1000")  # must go by URL, which needs S3
+    get_settings.cache_clear()
+    upstream.succeed(times=2)
+    failed = post(invoke, SMALL, "k-refund")
+    assert failed["statusCode"] == 503 and "nothing was charged" in body_json(failed)["error"]
+    assert usage(invoke)["images_generated"] == 0
+    storage_down["down"] = False
+    retried = post(invoke, SMALL, "k-refund")
+    assert retried["statusCode"] == 200 and header(retried, "x-idempotent-replay") is None
+    assert header(retried, "x-response-mode") == "url"
+    spent = usage(invoke)
+    assert (spent["images_generated"], spent["failed_generations"]) == (1, 1)
+    assert len(upstream.calls()) == 2

@@ -96,11 +96,18 @@ TXT2IMG_RESPONSES: dict[int, dict[str, Any]] = {
         },
     },
     400: error("Invalid request: every bad field is named"),
+    402: error("The tenant's monthly budget cannot cover this request (nothing was called or charged)"),
     403: error("Missing or invalid x-api-key"),
+    409: error("A request with the same Idempotency-Key is still in progress; see Retry-After"),
+    410: error("The images of an Idempotency-Key replay have expired, or could not be kept, in storage"),
     413: error("Request body too large"),
     415: error("Content-Type is not application/json"),
+    422: error("Idempotency-Key reused with a different body"),
     429: error("Rate limited (by your plan or upstream); see Retry-After"),
     502: error("Upstream failed or rejected the gateway's credentials"),
-    503: error("The gateway's Segmind account is out of credits"),
+    503: error(
+        "The gateway's Segmind account is out of credits, the usage ledger is unavailable, or the images are too "
+        "large to inline and storage failed (nothing was charged)"
+    ),
     504: error("Upstream timed out"),
 }

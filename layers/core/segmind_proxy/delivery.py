@@ -51,6 +51,16 @@ def fits_inline(result: ImageResult, as_base64: bool, limit: int) -> bool:
     return inline_size(result, as_base64) <= limit
 
 
+def undeliverable() -> GatewayError:
+    """Too large to answer inline, and storage failed: the one answer that cannot carry paid images."""
+    return GatewayError(
+        503,
+        "The images were generated but are too large to return inline and could not be stored; nothing was "
+        "charged, retry",
+        kind="storage",
+    )
+
+
 def deliver(
     result: ImageResult,
     *,
@@ -75,11 +85,7 @@ def deliver(
             headers["x-response-mode"] = ResponseMode.URL.value
             return Reply(200, "application/json", _url_body(result, service, url_ttl), headers)
         if not fits:
-            raise GatewayError(
-                503,
-                "The images were generated but are too large to return inline and could not be stored; retry",
-                kind="storage",
-            )
+            raise undeliverable()
         logger.warning("URL delivery impossible (storage failed); answering inline instead")
     headers["x-response-mode"] = ResponseMode.INLINE.value
     images = result.images or []

@@ -179,6 +179,20 @@ class Meter(DynamoTable):
             },
         )
 
+    def refund(self, reservation: Reservation, credits: float, images: int) -> Usage:
+        """Undo a settlement: the images were paid to Segmind but never reached the tenant (counted as failed)."""
+        return self._add(
+            reservation.tenant_id,
+            reservation.month,
+            {
+                "credits_committed": _dec(-credits),
+                "credits_spent": _dec(-credits),
+                "images_committed": -images,
+                "images_generated": -images,
+                "failed_generations": 1,
+            },
+        )
+
     def record_balance(self, balance: float) -> None:
         """Segmind's reported balance: the month's first and latest, to reconcile estimates with real spend."""
         month = current_month()
@@ -227,6 +241,7 @@ class TenantBilling:
         self.images = images
         self.reservation: Reservation | None = None
         self.usage: Usage | None = None
+        self.settled: tuple[Reservation, float, int] | None = None  # what `settle` charged, for `refund`
 
     def on_hit(self) -> None:
         self.release(failed=False)  # reserved in case it had to generate; an identical request's images came instead
@@ -246,7 +261,9 @@ class TenantBilling:
             return
         charge = self.estimate * images / self.images if self.images else 0.0
         reservation = self.reservation
-        self.usage = self.best_effort(lambda: self.meter.settle(reservation, charge, images)) or self.usage
+        usage = self.best_effort(lambda: self.meter.settle(reservation, charge, images))
+        if usage is not None:
+            self.usage, self.settled = usage, (reservation, charge, images)
         if reported_balance is not None and _balance_due():
             self.best_effort(lambda: self.meter.record_balance(reported_balance))
 
@@ -255,6 +272,12 @@ class TenantBilling:
         if self.reservation is not None:
             reservation, self.reservation = self.reservation, None
             self.usage = self.best_effort(lambda: self.meter.release(reservation, failed=failed)) or self.usage
+
+    def refund(self) -> None:
+        """Undo this request's settlement, once: its images reached the client neither in the answer nor in S3."""
+        if self.settled is not None:
+            settled, self.settled = self.settled, None
+            self.usage = self.best_effort(lambda: self.meter.refund(*settled)) or self.usage
 
     def remaining(self) -> dict[str, float | int | None]:
         return self.usage.remaining(self.tenant) if self.usage else {"credits": None, "images": None}

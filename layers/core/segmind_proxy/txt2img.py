@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from .access import namespace_of
 from .async_jobs import result_of, stored_set
 from .cache_policy import CachePolicy, CacheStatus
-from .delivery import Reply, ResponseMode, deliver, fits_inline
+from .delivery import Reply, ResponseMode, deliver, fits_inline, undeliverable
 from .errors import GatewayError, RequestInvalid
 from .generation import Billing, GenerationService, ImageResult, NoBilling
 from .idempotency import idempotency_key, run_once
@@ -26,6 +26,8 @@ from .settings import Settings
 from .tenants import Tenant
 
 RESPONSE_MODE_HEADER = "x-response-mode"
+# An idempotency outcome whose images were answered inline but not stored.
+NOT_KEPT = "not_kept"
 
 
 def response_mode(headers: Mapping[str, str]) -> ResponseMode:
@@ -138,36 +140,41 @@ def handle_txt2img(
             store_later=store_later,
         )
 
-    replayed = False
-    if key is None:
-        result = generate()
-    else:
-        first: list[ImageResult] = []
-
-        def produce() -> dict[str, Any]:
-            first.append(generate())
-            if first[0].stored is None:
-                raise GatewayError(
-                    503, "The images could not be stored for Idempotency-Key replays; retry", kind="storage"
-                )
+    def produce() -> dict[str, Any]:
+        first.append(generate())
+        if first[0].stored is not None:
             return result_of(first[0])
+        if not fits_inline(first[0], request.base64, settings.inline_response_max_bytes):
+            raise undeliverable()  # not remembered: a retry with the key runs afresh
+        # Storage failed, but this answer carries the images; a replay can only be told they were not kept.
+        return {NOT_KEPT: True}
 
-        outcome, replayed = run_once(
-            key=key, namespace=namespace, route="v1", body=body, produce=produce, context=context
+    first: list[ImageResult] = []
+    replayed = False
+    try:
+        if key is None:
+            result = generate()
+        else:
+            outcome, replayed = run_once(
+                key=key, namespace=namespace, route="v1", body=body, produce=produce, context=context
+            )
+            result = first[0] if first else _replay(outcome, service, by_url=mode is ResponseMode.URL)
+        if not replayed:
+            _report(request, result, tenant, estimate, settings)
+        reply = deliver(
+            result,
+            as_base64=request.base64,
+            mode=mode,
+            service=service,
+            namespace=namespace,
+            request_id=request_id,
+            url_ttl=settings.presigned_url_ttl_seconds,
+            inline_limit=settings.inline_response_max_bytes,
         )
-        result = first[0] if first else _replay(outcome, service, by_url=mode is ResponseMode.URL)
-    if not replayed:
-        _report(request, result, tenant, estimate, settings)
-    reply = deliver(
-        result,
-        as_base64=request.base64,
-        mode=mode,
-        service=service,
-        namespace=namespace,
-        request_id=request_id,
-        url_ttl=settings.presigned_url_ttl_seconds,
-        inline_limit=settings.inline_response_max_bytes,
-    )
+    except BaseException:
+        if isinstance(billing, TenantBilling):
+            billing.refund()  # paid images that reach the client neither now nor by a replay are not charged
+        raise
     if replayed:
         reply.headers["x-idempotent-replay"] = "true"
     if isinstance(billing, TenantBilling):
@@ -177,6 +184,13 @@ def handle_txt2img(
 
 def _replay(outcome: dict[str, Any], service: GenerationService, *, by_url: bool) -> ImageResult:
     """The first answer's images, from S3: no upstream call, no charge."""
+    if outcome.get(NOT_KEPT):
+        raise GatewayError(
+            410,
+            "The images of this Idempotency-Key were delivered but could not be kept for replays (storage was "
+            "unavailable); send a new key to generate again",
+            kind="expired",
+        )
     stored = stored_set(outcome)
     images = None
     if not by_url:
