@@ -149,6 +149,8 @@ def txt2img() -> Any:  # the raw body is parsed by `handle_txt2img`, so errors k
     responses={
         200: {"description": "Job accepted", "content": {"application/json": {"model": JobSubmitted}}},
         **{code: api_docs.TXT2IMG_RESPONSES[code] for code in (400, 402, 403, 409, 413, 415, 422, 429)},
+        404: api_docs.error("Async (v2) generation is not enabled on this gateway"),
+        503: api_docs.error("The usage ledger, the job store or the job queue is unavailable (nothing was charged)"),
     },
     security=api_docs.SECURITY,
     tags=["Generation"],
@@ -218,6 +220,7 @@ def job_result(request_id: str) -> Response[JobResultBody]:
     responses={
         200: {"description": "Usage", "content": {"application/json": {"model": UsageReport}}},
         400: api_docs.error("'month' is not YYYY-MM"),
+        404: api_docs.error("Usage metering is not enabled on this gateway"),
         **api_docs.GATEWAY_RESPONSES,
     },
     security=api_docs.SECURITY,

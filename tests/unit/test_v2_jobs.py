@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from segmind_proxy.jobs import JobStatus, JobStore
 from segmind_proxy.webhooks import verify
@@ -51,6 +52,37 @@ def test_budget_is_reserved_at_submit(invoke, upstream, jobs_env):
     refused = submit(invoke, SMALL | {"seed": 5})
     assert refused["statusCode"] == 402
     assert body_json(get(invoke, "/v1/usage"))["remaining"]["images"] == 0
+
+
+def unavailable(*args, **kwargs):
+    raise EndpointConnectionError(endpoint_url="https://aws.example")
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (["create"], "job store is unavailable"),
+        (["send"], "job queue is unavailable"),
+        (["send", "fail"], "job queue is unavailable"),
+    ],
+)
+def test_a_submit_that_cannot_be_recorded_or_queued_is_503_and_reserves_nothing(
+    invoke, upstream, jobs_env, monkeypatch, broken, message
+):
+    from segmind_proxy.aws_clients import sqs
+
+    make_tenant(jobs_env["registry"], budget_images=2)
+    if "create" in broken:
+        monkeypatch.setattr(JobStore, "create", unavailable)
+    if "fail" in broken:
+        monkeypatch.setattr(JobStore, "fail", unavailable)
+    if "send" in broken:
+        monkeypatch.setattr(sqs(), "send_message", unavailable)
+    refused = submit(invoke)
+    assert refused["statusCode"] == 503 and message in body_json(refused)["error"]
+    usage = body_json(get(invoke, "/v1/usage"))
+    assert (usage["credits_reserved"], usage["remaining"]["images"]) == (0, 2)
+    assert upstream.calls() == []
 
 
 def test_a_cache_hit_at_submit_completes_at_once_without_upstream(invoke, upstream, jobs_env):

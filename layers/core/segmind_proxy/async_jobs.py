@@ -8,6 +8,7 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
+from .aws_clients import AwsErrors
 from .cache_policy import CachePolicy
 from .errors import GatewayError
 from .generation import Billing, GenerationService, ImageResult, NoBilling
@@ -77,14 +78,24 @@ def submit(
         billing.reserve()
         if isinstance(billing, TenantBilling) and billing.reservation is not None:
             job.reservation = vars(billing.reservation)
-    jobs.create(job)
+    try:
+        jobs.create(job)
+    except AwsErrors:
+        logger.exception("Could not record job")
+        billing.release()  # no job holds the reservation: without this it would stay committed all month
+        raise GatewayError(
+            503, "The job store is unavailable; nothing was charged, retry shortly", kind="jobs"
+        ) from None
     if job.status is JobStatus.QUEUED or webhook_url:
         try:
             queue.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"job_id": job.job_id}))
-        except Exception:
+        except AwsErrors:
             logger.exception("Could not enqueue job")
-            jobs.fail(job.job_id, "could not be queued")
-            billing.release()
+            billing.release()  # first: the job store may be failing too
+            try:
+                jobs.fail(job.job_id, "could not be queued")
+            except AwsErrors:
+                logger.warning("Could not mark the unqueued job failed; it expires unrun", exc_info=True)
             raise GatewayError(
                 503, "The job queue is unavailable; nothing was charged, retry shortly", kind="queue"
             ) from None
