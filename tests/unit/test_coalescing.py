@@ -239,6 +239,27 @@ def test_refused_with_nobody_generating_is_refused_and_frees_the_lease(service_f
     assert not service_factory.leases.held(f"t#{cache_key(REQUEST)}")
 
 
+def test_a_request_that_times_out_waiting_for_an_identical_one_gives_its_reservation_back(service_factory):
+    from segmind_proxy.cache_key import cache_key
+
+    upstream = SlowUpstream(0.0)
+    service = service_factory(upstream)
+    assert service_factory.leases.acquire(f"tenant-a#{cache_key(REQUEST)}", "slow-owner", 30)
+    ledger = Ledger()
+    with pytest.raises(GatewayError) as caught:
+        service.generate(
+            REQUEST,
+            namespace="tenant-a",
+            policy=CachePolicy(),
+            by_url=False,
+            deadline=time.monotonic() + 0.5,
+            billing=ledger,
+            owner="me",
+        )
+    assert caught.value.status == 504 and upstream.calls == 0
+    assert ledger.events == ["reserve", "release failed=False"]
+
+
 def test_a_stored_generation_lets_its_lease_lapse_and_a_failed_one_frees_it_at_once(service_factory):
     from segmind_proxy.cache_key import cache_key
 

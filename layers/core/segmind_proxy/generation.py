@@ -126,12 +126,16 @@ class GenerationService:
         acquired = self._acquire(lease_key, owner, deadline)
         refused = reserving.exception()
         took_over = False
-        while not acquired:
-            shared = self._wait_for(request, namespace, by_url, lease_key, deadline)
-            if shared is not None:
-                billing.on_hit()  # free: gives back the reservation, if any
-                return shared
-            acquired = took_over = self._acquire(lease_key, owner, deadline)
+        try:
+            while not acquired:
+                shared = self._wait_for(request, namespace, by_url, lease_key, deadline)
+                if shared is not None:
+                    billing.on_hit()  # free: gives back the reservation, if any
+                    return shared
+                acquired = took_over = self._acquire(lease_key, owner, deadline)
+        except BaseException:
+            billing.release(failed=False)  # timed out waiting: nothing was generated for this request
+            raise
         result: ImageResult | None = None
         try:
             if refused is not None:
