@@ -264,3 +264,32 @@ def test_a_known_keys_submit_checks_the_cache_while_its_tenant_is_checked(invoke
     jobs_env["registry"].update(tenant)
     refused = submit(invoke)
     assert refused["statusCode"] == 403 and "suspended" in body_json(refused)["error"]
+
+
+def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypatch):
+    """The checks see a public address; the connection reaches loopback: refused before anything is sent."""
+    import ipaddress
+    import socket
+    import threading
+
+    from segmind_proxy import webhooks
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def accept():
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(5)
+            received.append(connection.recv(1024))
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setattr(webhooks, "_addresses", lambda host: [ipaddress.ip_address("93.184.216.34")])
+    port = listener.getsockname()[1]
+    outcome = webhooks.deliver(
+        f"https://localhost:{port}/hook", {"status": "COMPLETED"}, "whsec_x", allow_private=False, sleep=lambda s: None
+    )
+    listener.close()
+    assert outcome["delivered"] is False and outcome["attempts"] == 1
+    assert "127.0.0.1" in outcome["error"] and "not a public address" in outcome["error"]
+    assert received == [b""]  # connected, then closed without a byte

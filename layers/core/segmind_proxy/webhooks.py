@@ -1,5 +1,6 @@
-"""Job webhooks: HTTPS only, never to private, loopback or link-local addresses (checked at submit and again at
-delivery, against DNS rebinding), signed with HMAC-SHA256 under the tenant's secret, retried with backoff.
+"""Job webhooks: HTTPS only, never to private, loopback or link-local addresses (checked at submit, at delivery,
+and on the address each connection reached, so DNS rebinding cannot slip past the checks), signed with
+HMAC-SHA256 under the tenant's secret, retried with backoff.
 
 Signature header: `x-webhook-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`."""
 
@@ -16,6 +17,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
 
 from .errors import RequestInvalid
 from .observability import logger
@@ -33,6 +38,52 @@ def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
 
 
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address.is_global and not address.is_multicast
+
+
+class NonPublicAddress(NewConnectionError):
+    """The connection reached an address webhooks may not go to; nothing was sent on it."""
+
+    def __init__(self, conn: HTTPSConnection, detail: str) -> None:
+        super().__init__(conn, detail)
+        self.detail = detail
+
+
+class _PublicOnlyConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        # The host was checked before, but DNS may answer differently for this connection (rebinding): the
+        # address actually reached is checked before a byte is sent.
+        sock = super()._new_conn()
+        peer = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
+        if not _public(peer):
+            sock.close()
+            raise NonPublicAddress(self, f"'{self.host}' led to {peer}, which is not a public address")
+        return sock
+
+
+class _PublicOnlyPool(HTTPSConnectionPool):
+    ConnectionCls = _PublicOnlyConnection
+
+
+class _PublicOnlyAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"https": _PublicOnlyPool}
+
+
+def public_only_session() -> requests.Session:
+    """A session that connects to public addresses only (https; check_url refuses every other scheme)."""
+    session = requests.Session()
+    session.mount("https://", _PublicOnlyAdapter())
+    return session
+
+
+def _refused_address(exc: requests.ConnectionError) -> NonPublicAddress | None:
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return reason if isinstance(reason, NonPublicAddress) else None
+
+
 def check_url(url: str, *, allow_private: bool) -> str:
     """The URL if it may receive webhooks, else RequestInvalid naming the reason."""
     parts = urlsplit(url)
@@ -48,7 +99,7 @@ def check_url(url: str, *, allow_private: bool) -> str:
     if not addresses:
         raise RequestInvalid(f"Header '{HEADER}': host '{parts.hostname}' does not resolve")
     for address in addresses:
-        if not address.is_global or address.is_multicast:
+        if not _public(address):
             raise RequestInvalid(f"Header '{HEADER}': private, loopback and link-local addresses are not allowed")
     return url
 
@@ -81,7 +132,7 @@ def deliver(
 ) -> dict[str, Any]:
     """POST the payload until a 2xx, with backoff; returns the outcome to record on the job."""
     body = json.dumps(payload, separators=(",", ":")).encode()
-    http = session or requests.Session()
+    http = session or (requests.Session() if allow_private else public_only_session())
     last = ""
     for attempt, pause in enumerate(BACKOFF_SECONDS, start=1):
         sleep(pause)
@@ -96,6 +147,11 @@ def deliver(
             )
         except RequestInvalid as refused:
             return {"delivered": False, "attempts": attempt, "error": refused.message}
+        except requests.ConnectionError as exc:
+            if (blocked := _refused_address(exc)) is not None:
+                logger.warning("Webhook refused: its host led to a non-public address", extra={"url": url})
+                return {"delivered": False, "attempts": attempt, "error": f"refused: {blocked.detail}"}
+            last = type(exc).__name__
         except requests.RequestException as exc:
             last = type(exc).__name__
         else:
