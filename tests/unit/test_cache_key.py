@@ -1,6 +1,6 @@
 import pytest
 
-from segmind_proxy.cache_key import cache_key
+from segmind_proxy.cache_key import cache_key, pixel_fields
 from segmind_proxy.models import Txt2ImgRequest
 
 BASE = {"prompt": "a lighthouse at dusk"}
@@ -57,3 +57,10 @@ def test_random_seed_request_keys_by_the_seed_used():
 def test_key_is_a_sha256_hex_digest():
     digest = key()
     assert len(digest) == 64 and int(digest, 16) >= 0
+
+
+def test_every_field_sent_upstream_is_keyed_but_delivery_and_the_resolved_ratio():
+    # A field added to the request model changes what Segmind draws unless shown otherwise: it must be keyed.
+    request = Txt2ImgRequest.model_validate({"prompt": "p"})
+    not_keyed = {"base64", "aspect_ratio"}  # delivery only; the ratio is keyed as the width and height it gives
+    assert set(request.upstream_payload()) - not_keyed == set(pixel_fields(request))
