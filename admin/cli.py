@@ -161,10 +161,8 @@ def run(args: argparse.Namespace, admin: TenantAdmin) -> Any:
     if command == "set-plan":
         return _tenant_dict(admin.set_plan(args.tenant, args.plan))
     if command == "set-budget":
-        tenant = admin.tenant(args.tenant)
-        credits = getattr(args, "credits", tenant.budget_credits)
-        images = getattr(args, "images", tenant.budget_images)
-        return _tenant_dict(admin.set_budget(args.tenant, credits=credits, images=images))
+        given = {name: getattr(args, name) for name in ("credits", "images") if hasattr(args, name)}
+        return _tenant_dict(admin.set_budget(args.tenant, **given))
     if command == "webhook-secret":
         tenant = admin.rotate_webhook_secret(args.tenant) if args.rotate else admin.tenant(args.tenant)
         return {"tenant_id": tenant.tenant_id, "name": tenant.name, "webhook_secret": tenant.webhook_secret}

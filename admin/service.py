@@ -5,7 +5,9 @@ The same code drives a deployed stack (found by its name and CloudFormation outp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from segmind_proxy.metering import Meter, Usage, current_month
 from segmind_proxy.tenants import (
+    RegistryConflict,
     RegistryError,
     Tenant,
     TenantRegistry,
@@ -22,10 +25,21 @@ from segmind_proxy.tenants import (
 )
 
 PLAN_OUTPUT_SUFFIX = "UsagePlanId"
+# Times a change is re-read and re-applied when another operator changed the profile in between.
+CONFLICT_ATTEMPTS = 5
 
 
 class AdminError(Exception):
     """Shown to the operator as is."""
+
+
+class Keep(Enum):
+    """A setting left as it is stored."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 @dataclass(frozen=True)
@@ -125,14 +139,20 @@ class TenantAdmin:
 
     def rotate_key(self, name_or_id: str) -> CreatedTenant:
         """A new key on the same plan; the old key stops working at once."""
-        tenant = self.tenant(name_or_id)
-        old_key_id = tenant.api_key_id
-        key = self._new_key(tenant.name, tenant.tenant_id, self._plan_id(tenant.plan), None)
-        if not tenant.active:
-            self._set_key_enabled(key["id"], enabled=False)
-        self.registry.replace_key(tenant, key["id"])
-        self.apigw.delete_api_key(apiKey=old_key_id)
-        return CreatedTenant(tenant, key["value"])
+        for _ in range(CONFLICT_ATTEMPTS):
+            tenant = self.tenant(name_or_id)
+            old_key_id = tenant.api_key_id
+            key = self._new_key(tenant.name, tenant.tenant_id, self._plan_id(tenant.plan), None)
+            if not tenant.active:
+                self._set_key_enabled(key["id"], enabled=False)
+            try:
+                self.registry.replace_key(tenant, key["id"])
+            except RegistryConflict:
+                self.apigw.delete_api_key(apiKey=key["id"])  # changed meanwhile: start again from what is stored
+                continue
+            self.apigw.delete_api_key(apiKey=old_key_id)
+            return CreatedTenant(tenant, key["value"])
+        raise self._keeps_changing(name_or_id)
 
     def suspend(self, name_or_id: str) -> Tenant:
         return self._set_status(name_or_id, TenantStatus.SUSPENDED)
@@ -162,25 +182,28 @@ class TenantAdmin:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "NotFoundException":
                 raise
-        tenant.plan = plan
-        return self.registry.update(tenant)
+        return self._change(name_or_id, lambda t: setattr(t, "plan", plan))
 
-    def set_budget(self, name_or_id: str, *, credits: float | None, images: int | None) -> Tenant:
-        _check_budgets(credits, images)
-        tenant = self.tenant(name_or_id)
-        tenant.budget_credits, tenant.budget_images = credits, images
-        return self.registry.update(tenant)
+    def set_budget(
+        self, name_or_id: str, *, credits: float | Keep | None = KEEP, images: int | Keep | None = KEEP
+    ) -> Tenant:
+        """None removes a budget; KEEP leaves it as stored when the change is written (not as first read)."""
+        _check_budgets(None if isinstance(credits, Keep) else credits, None if isinstance(images, Keep) else images)
+
+        def apply(tenant: Tenant) -> None:
+            if not isinstance(credits, Keep):
+                tenant.budget_credits = credits
+            if not isinstance(images, Keep):
+                tenant.budget_images = images
+
+        return self._change(name_or_id, apply)
 
     def rotate_webhook_secret(self, name_or_id: str) -> Tenant:
-        tenant = self.tenant(name_or_id)
-        tenant.webhook_secret = new_webhook_secret()
-        return self.registry.update(tenant)
+        return self._change(name_or_id, lambda t: setattr(t, "webhook_secret", new_webhook_secret()))
 
     def set_origins(self, name_or_id: str, origins: list[str]) -> Tenant:
         _check_origins(origins)
-        tenant = self.tenant(name_or_id)
-        tenant.allowed_origins = origins
-        return self.registry.update(tenant)
+        return self._change(name_or_id, lambda t: setattr(t, "allowed_origins", origins))
 
     def billing_report(self, month: str | None = None) -> dict[str, Any]:
         """Every tenant's usage for a month, and the account's real balance drop to reconcile estimates against."""
@@ -230,12 +253,28 @@ class TenantAdmin:
         )
 
     def _set_status(self, name_or_id: str, status: TenantStatus) -> Tenant:
-        tenant = self.tenant(name_or_id)
-        tenant.status = status
         # The registry first: the function reads it on every request, so this takes effect at once.
-        self.registry.update(tenant)
+        tenant = self._change(name_or_id, lambda t: setattr(t, "status", status))
         self._set_key_enabled(tenant.api_key_id, enabled=status is TenantStatus.ACTIVE)
         return tenant
+
+    def _change(self, name_or_id: str, apply: Callable[[Tenant], None]) -> Tenant:
+        """Read, change, write. The write names the version read, so a profile changed meanwhile (another
+        operator, another machine) is read again and the change re-applied to it: no one's change is lost."""
+        for _ in range(CONFLICT_ATTEMPTS):
+            tenant = self.tenant(name_or_id)
+            apply(tenant)
+            try:
+                return self.registry.update(tenant)
+            except RegistryConflict:
+                continue
+            except RegistryError as exc:
+                raise AdminError(str(exc)) from None
+        raise self._keeps_changing(name_or_id)
+
+    @staticmethod
+    def _keeps_changing(name_or_id: str) -> AdminError:
+        return AdminError(f"Tenant '{name_or_id}' changed {CONFLICT_ATTEMPTS} times while this ran; try again")
 
 
 def _check_budgets(credits: float | None, images: int | None) -> None:

@@ -134,3 +134,31 @@ def test_human_output(deployed, capsys):
     main(["--stack-name", "gw-test", "--region", "us-east-1", "tenants", "list"])
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:3] == ["NAME", "TENANT_ID", "PLAN"] and table[1].startswith("acme")
+
+
+def test_two_operators_at_once_lose_neither_change(deployed, capsys, registry):
+    """A budget change whose read predates a suspension is re-applied on top of it, not written over it."""
+    from admin.service import TenantAdmin
+
+    code, created, _ = cli(capsys, "tenants", "create", "acme", "--plan", "pro")
+    original = TenantAdmin._change
+    raced = []
+
+    def with_a_suspension_in_between(self, name_or_id, apply):
+        def apply_then_race(tenant):
+            apply(tenant)
+            if not raced:  # another operator suspends after this read, before this write
+                raced.append(True)
+                assert cli(capsys, "tenants", "suspend", "acme")[0] == 0
+
+        return original(self, name_or_id, apply_then_race)
+
+    TenantAdmin._change = with_a_suspension_in_between
+    try:
+        code, _, _ = cli(capsys, "tenants", "set-budget", "acme", "--images", "7")
+    finally:
+        TenantAdmin._change = original
+    assert code == 0 and raced
+    stored = registry.get(created["tenant_id"])
+    assert stored.status.value == "suspended" and stored.budget_images == 7
+    assert not deployed["apigw"].get_api_key(apiKey=created["api_key_id"])["enabled"]

@@ -78,3 +78,32 @@ def test_a_table_resource_is_built_once_per_thread(registry):
     assert other is not first  # resources are not thread-safe: each thread has its own
     make_tenant(registry)
     assert registry.by_api_key("key-acme") is not None
+
+
+def test_a_profile_changed_since_it_was_read_is_not_overwritten(registry):
+    from segmind_proxy.tenants import RegistryConflict
+
+    tenant = make_tenant(registry)
+    first, second = registry.get(tenant.tenant_id), registry.get(tenant.tenant_id)
+    first.status = TenantStatus.SUSPENDED
+    registry.update(first)
+    second.budget_images = 9  # read before the suspension
+    with pytest.raises(RegistryConflict, match="changed meanwhile"):
+        registry.update(second)
+    with pytest.raises(RegistryConflict):
+        registry.replace_key(second, "key-new")
+    stored = registry.get(tenant.tenant_id)
+    assert stored.status is TenantStatus.SUSPENDED and stored.budget_images is None
+    assert stored.api_key_id == second.api_key_id == "key-acme"  # the refused rotation left both as they were
+
+
+def test_a_profile_stored_before_versions_can_still_be_updated(registry):
+    tenant = make_tenant(registry)
+    registry.table.update_item(
+        Key={"pk": f"TENANT#{tenant.tenant_id}", "sk": "PROFILE"}, UpdateExpression="REMOVE version"
+    )
+    legacy = registry.get(tenant.tenant_id)
+    assert legacy.version == 0
+    legacy.budget_images = 3
+    assert registry.update(legacy).version == 1
+    assert registry.get(tenant.tenant_id).budget_images == 3

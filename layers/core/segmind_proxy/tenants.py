@@ -1,7 +1,7 @@
 """The tenant registry in DynamoDB: profiles, API key ids and names, in one table keyed by `pk`/`sk`.
 
 Items:
-  TENANT#{id} / PROFILE       the tenant (name, plan, status, budgets, allowed origins, current key id)
+  TENANT#{id} / PROFILE       the tenant (name, plan, status, budgets, allowed origins, current key id, version)
   APIKEY#{api_key_id} / TENANT which tenant an API Gateway key belongs to (never changes for a key id)
   NAME#{name} / TENANT        reserves a name, so names are unique
   TENANT#{id} / USAGE#{yyyy-mm}  that month's usage (see metering.py)
@@ -34,6 +34,10 @@ class RegistryError(Exception):
     """A registry operation that cannot be done as asked (unknown tenant, duplicate name, ...)."""
 
 
+class RegistryConflict(RegistryError):
+    """The profile changed since it was read (another operator, another machine): read it again and retry."""
+
+
 @dataclass
 class Tenant:
     tenant_id: str
@@ -46,6 +50,7 @@ class Tenant:
     allowed_origins: list[str] = field(default_factory=list)  # empty: any origin (server-side key)
     created_at: str = ""
     webhook_secret: str = field(default_factory=lambda: new_webhook_secret())  # signs this tenant's job webhooks
+    version: int = 0  # of the stored profile; a write must name the version it read (optimistic locking)
 
     @property
     def active(self) -> bool:
@@ -74,6 +79,7 @@ class Tenant:
             allowed_origins=list(item.get("allowed_origins", [])),
             created_at=item.get("created_at", ""),
             webhook_secret=item.get("webhook_secret", ""),
+            version=int(item.get("version", 0)),
         )
 
 
@@ -158,24 +164,43 @@ class TenantRegistry(DynamoTable):
         return tenant
 
     def update(self, tenant: Tenant) -> Tenant:
+        """Write the whole profile, only if it is still the version `tenant` was read at (RegistryConflict)."""
         try:
-            self.table.put_item(Item=tenant.to_item(), ConditionExpression="attribute_exists(pk)")
+            self.table.put_item(**self._versioned_put(tenant))
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            if self.get(tenant.tenant_id) is None:
                 raise RegistryError(f"No tenant with id '{tenant.tenant_id}'") from None
-            raise
+            raise RegistryConflict(f"Tenant '{tenant.name}' changed meanwhile; try again") from None
+        tenant.version += 1
         return tenant
 
     def replace_key(self, tenant: Tenant, new_key_id: str) -> Tenant:
-        tenant.api_key_id = new_key_id
-        self._transact(
-            [
-                self._put({"pk": f"APIKEY#{new_key_id}", "sk": "TENANT", "tenant_id": tenant.tenant_id}),
-                self._put(tenant.to_item(), exists=True),
-            ],
-            conflict=f"Tenant '{tenant.name}' changed meanwhile; try again",
-        )
+        old_key_id, tenant.api_key_id = tenant.api_key_id, new_key_id
+        try:
+            self._transact(
+                [
+                    self._put({"pk": f"APIKEY#{new_key_id}", "sk": "TENANT", "tenant_id": tenant.tenant_id}),
+                    {"Put": {"TableName": self.table_name, **self._versioned_put(tenant)}},
+                ],
+                conflict=f"Tenant '{tenant.name}' changed meanwhile; try again",
+            )
+        except RegistryError as exc:
+            tenant.api_key_id = old_key_id
+            raise RegistryConflict(str(exc)) from None
+        tenant.version += 1
         return tenant
+
+    @staticmethod
+    def _versioned_put(tenant: Tenant) -> dict[str, Any]:
+        """The profile at the next version, conditional on the stored one being the version read."""
+        return {
+            "Item": tenant.to_item() | {"version": tenant.version + 1},
+            # A profile written before profiles had versions reads as version 0.
+            "ConditionExpression": "attribute_exists(pk) AND (version = :read OR attribute_not_exists(version))",
+            "ExpressionAttributeValues": {":read": tenant.version},
+        }
 
     def delete(self, tenant: Tenant) -> None:
         """Removes the profile and the name; usage items stay for billing."""
@@ -189,12 +214,10 @@ class TenantRegistry(DynamoTable):
             conflict="The tenant changed meanwhile; try again",
         )
 
-    def _put(self, item: dict[str, Any], *, new: bool = False, exists: bool = False) -> dict[str, Any]:
+    def _put(self, item: dict[str, Any], *, new: bool = False) -> dict[str, Any]:
         put: dict[str, Any] = {"TableName": self.table_name, "Item": item}
         if new:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
-        if exists:
-            put["ConditionExpression"] = "attribute_exists(pk)"
         return {"Put": put}
 
     def _transact(self, items: list[dict[str, Any]], *, conflict: str) -> None:
