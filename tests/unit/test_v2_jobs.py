@@ -283,12 +283,14 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
             connection.settimeout(5)
             received.append(connection.recv(1024))
 
-    threading.Thread(target=accept, daemon=True).start()
+    accepting = threading.Thread(target=accept, daemon=True)
+    accepting.start()
     monkeypatch.setattr(webhooks, "_addresses", lambda host: [ipaddress.ip_address("93.184.216.34")])
     port = listener.getsockname()[1]
     outcome = webhooks.deliver(
         f"https://localhost:{port}/hook", {"status": "COMPLETED"}, "whsec_x", allow_private=False, sleep=lambda s: None
     )
+    accepting.join(timeout=10)  # the refused connection is accepted and read to its end
     listener.close()
     assert outcome["delivered"] is False and outcome["attempts"] == 1
     assert "127.0.0.1" in outcome["error"] and "not a public address" in outcome["error"]
