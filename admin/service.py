@@ -162,14 +162,19 @@ class TenantAdmin:
 
     def delete(self, name_or_id: str) -> Tenant:
         """Removes the key and the tenant; its usage stays in the ledger for billing."""
-        tenant = self.tenant(name_or_id)
-        self.registry.delete(tenant)
-        try:
-            self.apigw.delete_api_key(apiKey=tenant.api_key_id)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "NotFoundException":
-                raise
-        return tenant
+        for _ in range(CONFLICT_ATTEMPTS):
+            tenant = self.tenant(name_or_id)
+            try:
+                self.registry.delete(tenant)
+            except RegistryConflict:
+                continue  # changed meanwhile (a rotation, say): delete what is stored now, and its current key
+            try:
+                self.apigw.delete_api_key(apiKey=tenant.api_key_id)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "NotFoundException":
+                    raise
+            return tenant
+        raise self._keeps_changing(name_or_id)
 
     def set_plan(self, name_or_id: str, plan: str) -> Tenant:
         tenant = self.tenant(name_or_id)

@@ -162,3 +162,27 @@ def test_two_operators_at_once_lose_neither_change(deployed, capsys, registry):
     stored = registry.get(created["tenant_id"])
     assert stored.status.value == "suspended" and stored.budget_images == 7
     assert not deployed["apigw"].get_api_key(apiKey=created["api_key_id"])["enabled"]
+
+
+def test_a_delete_that_races_a_rotation_deletes_the_new_key_too(deployed, capsys, registry):
+    from admin.service import TenantAdmin
+
+    code, created, _ = cli(capsys, "tenants", "create", "acme", "--plan", "pro")
+    original, raced = TenantAdmin.tenant, []
+
+    def read_then_rotate(self, name_or_id):
+        tenant = original(self, name_or_id)
+        if not raced:  # another operator rotates the key after this read
+            raced.append(None)
+            raced[0] = cli(capsys, "tenants", "rotate-key", "acme")[1]["api_key_id"]
+        return tenant
+
+    TenantAdmin.tenant = read_then_rotate
+    try:
+        code, _, _ = cli(capsys, "tenants", "delete", "acme", "--yes")
+    finally:
+        TenantAdmin.tenant = original
+    assert code == 0 and raced
+    keys = {k["id"] for k in deployed["apigw"].get_api_keys()["items"]}
+    assert created["api_key_id"] not in keys and raced[0] not in keys  # no key of the tenant left behind
+    assert registry.get(created["tenant_id"]) is None

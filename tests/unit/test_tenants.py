@@ -92,6 +92,8 @@ def test_a_profile_changed_since_it_was_read_is_not_overwritten(registry):
         registry.update(second)
     with pytest.raises(RegistryConflict):
         registry.replace_key(second, "key-new")
+    with pytest.raises(RegistryConflict):
+        registry.delete(second)
     stored = registry.get(tenant.tenant_id)
     assert stored.status is TenantStatus.SUSPENDED and stored.budget_images is None
     assert stored.api_key_id == second.api_key_id == "key-acme"  # the refused rotation left both as they were

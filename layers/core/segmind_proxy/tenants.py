@@ -203,16 +203,26 @@ class TenantRegistry(DynamoTable):
         }
 
     def delete(self, tenant: Tenant) -> None:
-        """Removes the profile and the name; usage items stay for billing."""
+        """Removes the profile and the name; usage items stay for billing. RegistryConflict if the profile is no
+        longer the version read (its key may have been rotated meanwhile)."""
         table = self.table_name
-        self._transact(
-            [
-                {"Delete": {"TableName": table, "Key": {"pk": f"TENANT#{tenant.tenant_id}", "sk": "PROFILE"}}},
-                {"Delete": {"TableName": table, "Key": {"pk": f"NAME#{tenant.name}", "sk": "TENANT"}}},
-                {"Delete": {"TableName": table, "Key": {"pk": f"APIKEY#{tenant.api_key_id}", "sk": "TENANT"}}},
-            ],
-            conflict="The tenant changed meanwhile; try again",
-        )
+        profile = {
+            "TableName": table,
+            "Key": {"pk": f"TENANT#{tenant.tenant_id}", "sk": "PROFILE"},
+            "ConditionExpression": "attribute_exists(pk) AND (version = :read OR attribute_not_exists(version))",
+            "ExpressionAttributeValues": {":read": tenant.version},
+        }
+        try:
+            self._transact(
+                [
+                    {"Delete": profile},
+                    {"Delete": {"TableName": table, "Key": {"pk": f"NAME#{tenant.name}", "sk": "TENANT"}}},
+                    {"Delete": {"TableName": table, "Key": {"pk": f"APIKEY#{tenant.api_key_id}", "sk": "TENANT"}}},
+                ],
+                conflict=f"Tenant '{tenant.name}' changed meanwhile; try again",
+            )
+        except RegistryError as exc:
+            raise RegistryConflict(str(exc)) from None
 
     def _put(self, item: dict[str, Any], *, new: bool = False) -> dict[str, Any]:
         put: dict[str, Any] = {"TableName": self.table_name, "Item": item}
