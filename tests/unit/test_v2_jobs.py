@@ -191,7 +191,23 @@ def test_a_crashed_worker_leaves_the_job_retryable_and_it_is_charged_once(
     assert jobs.get(job_id).status is JobStatus.COMPLETED
     assert len(upstream.calls()) == 1  # the stored images were found: no second call
     usage = body_json(get(invoke, "/v1/usage"))
-    assert usage["credits_reserved"] == 0 and usage["credits_spent"] <= 0.004  # never charged twice
+    # The images its dead attempt generated are charged once: neither twice nor, as a cache hit, never.
+    assert (usage["credits_reserved"], usage["credits_spent"], usage["images_generated"]) == (0, 0.004, 1)
+    assert usage["cache_hits"] == 0
+    result = body_json(get(invoke, f"/v2/requests/{job_id}"))
+    assert result["metrics"]["cache"] == "MISS"
+
+
+def test_another_requests_images_found_by_a_job_are_still_free(invoke, upstream, jobs_env, worker):
+    make_tenant(jobs_env["registry"], budget_credits=1.0)
+    upstream.succeed()
+    job_id = body_json(submit(invoke, SMALL | {"seed": 77}))["request_id"]
+    invoke(api_event(SMALL | {"seed": 77}, api_key_id="key-acme"))  # v1 generates them first
+    assert worker() == []
+    result = body_json(get(invoke, f"/v2/requests/{job_id}"))
+    assert result["status"] == "COMPLETED" and result["metrics"]["cache"] == "HIT"
+    usage = body_json(get(invoke, "/v1/usage"))
+    assert (usage["images_generated"], usage["cache_hits"], usage["credits_reserved"]) == (1, 1, 0)
 
 
 def test_a_redelivery_while_another_worker_holds_the_job_comes_back_later(invoke, upstream, jobs_env, worker):

@@ -64,6 +64,7 @@ class ImageResult:
     stored: StoredSet | None = None  # where the images are in S3, if they are
     coalesced: bool = False  # served from an identical request's generation
     storing: StoredSet | None = None  # where they are being cached after the answer (`store_later`)
+    generated_by: str | None = None  # the owner (request or job) whose upstream call made them, kept in S3
 
     @property
     def cached(self) -> bool:
@@ -103,15 +104,23 @@ class GenerationService:
         must_store: bool = False,
         prefetched: Future[ImageResult | None] | None = None,
         store_later: Callable[[ImageResult], bool] | None = None,
+        resumable: bool = False,
     ) -> ImageResult:
         """`deadline` is on the monotonic clock. `must_store`: the images must end up in S3 (URLs, idempotent replays).
         `prefetched`: a cache read started earlier for this request and namespace (see `prefetch`).
-        `store_later`: true for a result that the answer carries whole, so caching it can wait for `self.later`."""
+        `store_later`: true for a result that the answer carries whole, so caching it can wait for `self.later`.
+        `resumable`: `owner` is the same on every attempt (a job), so images it generated earlier are its own."""
         billing = billing or NoBilling()
         owner = owner or unique_id()
         look_up = policy.reads(request)
         if look_up:
             hit = self.lookup(request, namespace, by_url, prefetched)
+            if hit is not None and resumable and hit.generated_by == owner:
+                # Made by this owner's own earlier attempt (a job redelivered after its worker died between
+                # storing the images and recording them): what it generated is charged, once, as generated.
+                hit.cache = CacheStatus.MISS
+                billing.settle(hit.count, None)
+                return hit
             if hit is not None:
                 billing.on_hit()
                 return hit
@@ -120,7 +129,9 @@ class GenerationService:
         lease_key = f"{namespace}#{cache_key(request)}" if look_up and policy.write and self.leases else None
         if lease_key is None:
             billing.reserve()
-            return self._generate(request, namespace, policy, deadline, billing, must_store, look_up, store_later)
+            return self._generate(
+                request, namespace, policy, deadline, billing, must_store, look_up, store_later, owner=owner
+            )
         # The budget is reserved while the lease is taken: two round trips in the time of one.
         reserving = _background.submit(billing.reserve)
         acquired = self._acquire(lease_key, owner, deadline)
@@ -151,6 +162,7 @@ class GenerationService:
                 must_store,
                 look_up,
                 store_later,
+                owner=owner,
                 on_store_failure=lambda: self._release(lease_key, owner),
             )
             return result
@@ -189,6 +201,7 @@ class GenerationService:
         must_store: bool,
         looked_up: bool,
         store_later: Callable[[ImageResult], bool] | None = None,
+        owner: str | None = None,
         on_store_failure: Callable[[], None] | None = None,
     ) -> ImageResult:
         try:
@@ -211,6 +224,7 @@ class GenerationService:
             cache=CacheStatus.MISS if looked_up else CacheStatus.BYPASS,
             count=len(generation.images),
             images=generation.images,
+            generated_by=owner,
         )
         if policy.write and seed is not None and len(generation.images) == request.batch_size:
             stored = StoredSet.cached(
@@ -238,6 +252,8 @@ class GenerationService:
         metadata = {"seed": str(result.seed) if result.seed is not None else "", "format": result.image_format}
         if upstream_request_id:
             metadata["upstream-request-id"] = upstream_request_id
+        if result.generated_by:
+            metadata["generated-by"] = result.generated_by
         try:
             self.store.write(stored, result.images or [], result.content_type, metadata)
         except AwsErrors:
@@ -280,6 +296,7 @@ class GenerationService:
             count=request.batch_size,
             images=images,
             stored=stored,
+            generated_by=found.get("generated-by"),
         )
 
     # -- coalescing ------------------------------------------------------------

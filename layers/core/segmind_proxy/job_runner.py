@@ -105,6 +105,7 @@ class JobRunner:
                 billing=billing,
                 owner=f"job-{job_id}",
                 must_store=True,
+                resumable=True,
             )
             if result.stored is None:
                 raise GatewayError(503, "the images could not be stored", kind="storage")
