@@ -311,3 +311,21 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
     assert outcome["delivered"] is False and outcome["attempts"] == 1
     assert "127.0.0.1" in outcome["error"] and "not a public address" in outcome["error"]
     assert received == [b""]  # connected, then closed without a byte
+
+
+def test_an_attempt_taken_over_can_no_longer_complete_or_requeue_the_job(jobs_env):
+    import boto3
+
+    from segmind_proxy.jobs import Job
+
+    now = [1000.0]
+    jobs = JobStore(JOBS_TABLE, lambda: boto3.resource("dynamodb"), clock=lambda: now[0])
+    job = jobs.create(Job(job_id=Job.new_id(), namespace="t", request={"prompt": "p"}, estimate=0.004))
+    first = jobs.start(job, lease_seconds=10)
+    now[0] += 11  # the first attempt's lease runs out: it is presumed dead
+    second = jobs.start(first, lease_seconds=10)
+    assert (first.attempts, second.attempts) == (1, 2)
+    assert jobs.complete(job.job_id, {"prefix": "stale"}, first.attempts) is None
+    assert jobs.requeue(job.job_id, first.attempts) is None
+    done = jobs.complete(job.job_id, {"prefix": "cache/t/k"}, second.attempts)
+    assert done is not None and done.status is JobStatus.COMPLETED and done.result == {"prefix": "cache/t/k"}

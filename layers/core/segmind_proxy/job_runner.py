@@ -114,7 +114,7 @@ class JobRunner:
                 billing.release()
             retry = error.kind in RETRYABLE_KINDS and receive_count < self.max_attempts
             if retry:
-                self.jobs.requeue(job_id)
+                self.jobs.requeue(job_id, started.attempts)
                 delay = min(900, 10 * 2**receive_count)
                 logger.warning(
                     "Job attempt failed; SQS delivers it again",
@@ -123,7 +123,7 @@ class JobRunner:
                 raise RetryLater(delay, error.message) from None
             self._finish_failed(job_id, error.message)
             return
-        completed = self.jobs.complete(job_id, result_of(result))
+        completed = self.jobs.complete(job_id, result_of(result), started.attempts)
         if completed is not None:
             if billing:
                 billing.finalize()

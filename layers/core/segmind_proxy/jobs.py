@@ -98,7 +98,12 @@ class JobStore(DynamoTable):
                 Key={"pk": f"JOB#{job_id}"},
                 UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in sets),
                 ConditionExpression=condition,
-                ExpressionAttributeNames={**{f"#{k}": k for k in sets}, "#status": "status"},
+                # Conditions name what they read as #name too (`#attempts`), so no reserved word can break them.
+                ExpressionAttributeNames={
+                    **{f"#{k}": k for k in sets},
+                    "#status": "status",
+                    **({"#attempts": "attempts"} if "#attempts" in condition else {}),
+                },
                 ExpressionAttributeValues={
                     **{f":{k}": _to_dynamo(v) for k, v in sets.items()},
                     **_to_dynamo(values or {}),
@@ -125,12 +130,13 @@ class JobStore(DynamoTable):
             {":queued": JobStatus.QUEUED.value, ":processing": JobStatus.PROCESSING.value, ":now": now},
         )
 
-    def requeue(self, job_id: str) -> Job | None:
+    def requeue(self, job_id: str, attempt: int) -> Job | None:
+        """PROCESSING -> QUEUED, by the attempt that holds the job only."""
         return self._update(
             job_id,
             {"status": JobStatus.QUEUED.value, "processing_until": 0.0},
-            "#status = :processing",
-            {":processing": JobStatus.PROCESSING.value},
+            "#status = :processing AND #attempts = :attempt",
+            {":processing": JobStatus.PROCESSING.value, ":attempt": attempt},
         )
 
     def hold(self, job_id: str, reservation: dict[str, Any] | None) -> None:
@@ -144,13 +150,14 @@ class JobStore(DynamoTable):
                 ExpressionAttributeValues={":r": _to_dynamo(reservation)},
             )
 
-    def complete(self, job_id: str, result: dict[str, Any]) -> Job | None:
-        """PROCESSING -> COMPLETED exactly once (the caller that gets the Job settles the bill)."""
+    def complete(self, job_id: str, result: dict[str, Any], attempt: int) -> Job | None:
+        """PROCESSING -> COMPLETED exactly once, by the attempt that holds the job (the caller that gets the Job
+        settles the bill). An attempt taken over after its lease ran out can no longer complete or requeue it."""
         return self._update(
             job_id,
             {"status": JobStatus.COMPLETED.value, "result": result},
-            "#status = :processing",
-            {":processing": JobStatus.PROCESSING.value},
+            "#status = :processing AND #attempts = :attempt",
+            {":processing": JobStatus.PROCESSING.value, ":attempt": attempt},
         )
 
     def fail(self, job_id: str, error: str) -> Job | None:
