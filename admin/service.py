@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
@@ -27,6 +27,7 @@ from segmind_proxy.tenants import (
 PLAN_OUTPUT_SUFFIX = "UsagePlanId"
 # Times a change is re-read and re-applied when another operator changed the profile in between.
 CONFLICT_ATTEMPTS = 5
+T = TypeVar("T")
 
 
 class AdminError(Exception):
@@ -139,8 +140,8 @@ class TenantAdmin:
 
     def rotate_key(self, name_or_id: str) -> CreatedTenant:
         """A new key on the same plan; the old key stops working at once."""
-        for _ in range(CONFLICT_ATTEMPTS):
-            tenant = self.tenant(name_or_id)
+
+        def rotate(tenant: Tenant) -> CreatedTenant:
             old_key_id = tenant.api_key_id
             key = self._new_key(tenant.name, tenant.tenant_id, self._plan_id(tenant.plan), None)
             if not tenant.active:
@@ -148,11 +149,12 @@ class TenantAdmin:
             try:
                 self.registry.replace_key(tenant, key["id"])
             except RegistryConflict:
-                self.apigw.delete_api_key(apiKey=key["id"])  # changed meanwhile: start again from what is stored
-                continue
+                self.apigw.delete_api_key(apiKey=key["id"])  # no orphan key; the next attempt makes another
+                raise
             self.apigw.delete_api_key(apiKey=old_key_id)
             return CreatedTenant(tenant, key["value"])
-        raise self._keeps_changing(name_or_id)
+
+        return self._until_unchanged(name_or_id, rotate)
 
     def suspend(self, name_or_id: str) -> Tenant:
         return self._set_status(name_or_id, TenantStatus.SUSPENDED)
@@ -162,19 +164,17 @@ class TenantAdmin:
 
     def delete(self, name_or_id: str) -> Tenant:
         """Removes the key and the tenant; its usage stays in the ledger for billing."""
-        for _ in range(CONFLICT_ATTEMPTS):
-            tenant = self.tenant(name_or_id)
-            try:
-                self.registry.delete(tenant)
-            except RegistryConflict:
-                continue  # changed meanwhile (a rotation, say): delete what is stored now, and its current key
+
+        def delete(tenant: Tenant) -> Tenant:
+            self.registry.delete(tenant)  # a conflict (a rotation, say) retries with the key stored now
             try:
                 self.apigw.delete_api_key(apiKey=tenant.api_key_id)
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "NotFoundException":
                     raise
             return tenant
-        raise self._keeps_changing(name_or_id)
+
+        return self._until_unchanged(name_or_id, delete)
 
     def set_plan(self, name_or_id: str, plan: str) -> Tenant:
         tenant = self.tenant(name_or_id)
@@ -264,22 +264,28 @@ class TenantAdmin:
         return tenant
 
     def _change(self, name_or_id: str, apply: Callable[[Tenant], None]) -> Tenant:
-        """Read, change, write. The write names the version read, so a profile changed meanwhile (another
-        operator, another machine) is read again and the change re-applied to it: no one's change is lost."""
-        for _ in range(CONFLICT_ATTEMPTS):
-            tenant = self.tenant(name_or_id)
+        """Read, change, write the profile (see `_until_unchanged`)."""
+
+        def change(tenant: Tenant) -> Tenant:
             apply(tenant)
             try:
                 return self.registry.update(tenant)
             except RegistryConflict:
-                continue
+                raise
             except RegistryError as exc:
                 raise AdminError(str(exc)) from None
-        raise self._keeps_changing(name_or_id)
 
-    @staticmethod
-    def _keeps_changing(name_or_id: str) -> AdminError:
-        return AdminError(f"Tenant '{name_or_id}' changed {CONFLICT_ATTEMPTS} times while this ran; try again")
+        return self._until_unchanged(name_or_id, change)
+
+    def _until_unchanged(self, name_or_id: str, step: Callable[[Tenant], T]) -> T:
+        """`step` on a fresh read of the profile. Its registry write names the version read, so a profile changed
+        meanwhile (another operator, another machine) is read again and `step` runs again: no one's change is lost."""
+        for _ in range(CONFLICT_ATTEMPTS):
+            try:
+                return step(self.tenant(name_or_id))
+            except RegistryConflict:
+                continue
+        raise AdminError(f"Tenant '{name_or_id}' changed {CONFLICT_ATTEMPTS} times while this ran; try again")
 
 
 def _check_budgets(credits: float | None, images: int | None) -> None:

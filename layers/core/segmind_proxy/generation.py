@@ -31,12 +31,14 @@ _background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overlap")
 
 
 class Billing(Protocol):
-    """How a request is charged: nothing for hits, a reservation before the upstream call, settled or released."""
+    """How a request is charged: nothing for hits, a reservation before the upstream call, settled or released,
+    and a settlement refunded if its images never reach the client."""
 
     def on_hit(self) -> None: ...
     def reserve(self) -> None: ...
     def settle(self, images: int, reported_balance: float | None) -> None: ...
     def release(self, failed: bool = True) -> None: ...
+    def refund(self) -> None: ...
 
 
 class NoBilling:
@@ -50,6 +52,9 @@ class NoBilling:
         pass
 
     def release(self, failed: bool = True) -> None:
+        pass
+
+    def refund(self) -> None:
         pass
 
 

@@ -3,6 +3,7 @@ repeated deliveries of one job agree on who does what, and a crashed worker's jo
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -93,17 +94,14 @@ class JobStore(DynamoTable):
         self, job_id: str, sets: dict[str, Any], condition: str, values: dict[str, Any] | None = None
     ) -> Job | None:
         sets = {**sets, "updated_at": self._clock()}
+        update = "SET " + ", ".join(f"#{k} = :{k}" for k in sets)
         try:
             result = self.table.update_item(
                 Key={"pk": f"JOB#{job_id}"},
-                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in sets),
+                UpdateExpression=update,
                 ConditionExpression=condition,
-                # Conditions name what they read as #name too (`#attempts`), so no reserved word can break them.
-                ExpressionAttributeNames={
-                    **{f"#{k}": k for k in sets},
-                    "#status": "status",
-                    **({"#attempts": "attempts"} if "#attempts" in condition else {}),
-                },
+                # Every attribute is named as #name in both expressions, so no reserved word can break them.
+                ExpressionAttributeNames={f"#{name}": name for name in re.findall(r"#(\w+)", update + condition)},
                 ExpressionAttributeValues={
                     **{f":{k}": _to_dynamo(v) for k, v in sets.items()},
                     **_to_dynamo(values or {}),

@@ -192,11 +192,15 @@ class TenantRegistry(DynamoTable):
         tenant.version += 1
         return tenant
 
-    @staticmethod
-    def _versioned_put(tenant: Tenant) -> dict[str, Any]:
+    @classmethod
+    def _versioned_put(cls, tenant: Tenant) -> dict[str, Any]:
         """The profile at the next version, conditional on the stored one being the version read."""
+        return {"Item": tenant.to_item() | {"version": tenant.version + 1}, **cls._same_version(tenant)}
+
+    @staticmethod
+    def _same_version(tenant: Tenant) -> dict[str, Any]:
+        """The condition that the stored profile is still the version `tenant` was read at."""
         return {
-            "Item": tenant.to_item() | {"version": tenant.version + 1},
             # A profile written before profiles had versions reads as version 0.
             "ConditionExpression": "attribute_exists(pk) AND (version = :read OR attribute_not_exists(version))",
             "ExpressionAttributeValues": {":read": tenant.version},
@@ -209,8 +213,7 @@ class TenantRegistry(DynamoTable):
         profile = {
             "TableName": table,
             "Key": {"pk": f"TENANT#{tenant.tenant_id}", "sk": "PROFILE"},
-            "ConditionExpression": "attribute_exists(pk) AND (version = :read OR attribute_not_exists(version))",
-            "ExpressionAttributeValues": {":read": tenant.version},
+            **self._same_version(tenant),
         }
         try:
             self._transact(

@@ -172,8 +172,7 @@ def handle_txt2img(
             inline_limit=settings.inline_response_max_bytes,
         )
     except BaseException:
-        if isinstance(billing, TenantBilling):
-            billing.refund()  # paid images that reach the client neither now nor by a replay are not charged
+        billing.refund()  # paid images that reach the client neither now nor by a replay are not charged
         raise
     if replayed:
         reply.headers["x-idempotent-replay"] = "true"
