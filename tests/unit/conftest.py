@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 import responses
+from botocore.exceptions import EndpointConnectionError
 from moto import mock_aws
 
 from local.fake_segmind import render
@@ -26,6 +27,11 @@ SECRET_NAME = "segmind-proxy-test/segmind-api-key"
 BUCKET = "segmind-proxy-test-cache"
 
 SAMPLE = SEGMIND_SAMPLE
+
+
+def aws_unreachable(*args: Any, **kwargs: Any) -> Any:
+    """Stands in for any AWS call while the service cannot be reached."""
+    raise EndpointConnectionError(endpoint_url="https://aws.example")
 
 
 def _clear_caches() -> None:

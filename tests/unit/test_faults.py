@@ -12,7 +12,16 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from local.fake_segmind import render
 from segmind_proxy.image_store import ImageStore
 from segmind_proxy.images import sniff_format
-from tests.unit.conftest import SAMPLE, SECRET_NAME, UPSTREAM_URL, api_event, body_bytes, body_json, make_tenant
+from tests.unit.conftest import (
+    SAMPLE,
+    SECRET_NAME,
+    UPSTREAM_URL,
+    api_event,
+    aws_unreachable,
+    body_bytes,
+    body_json,
+    make_tenant,
+)
 from tests.unit.test_handler import header
 
 SMALL = SAMPLE | {"width": 256, "height": 256}
@@ -89,13 +98,10 @@ def test_401_then_success_after_key_rotation(invoke, upstream, tenant, aws):
 
 @pytest.mark.parametrize("broken", ["read", "write", "both"])
 def test_storage_unavailable_still_delivers_the_paid_image(invoke, upstream, tenant, capsys, monkeypatch, broken):
-    def fail(*args, **kwargs):
-        raise EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
-
     if broken in ("read", "both"):
-        monkeypatch.setattr(ImageStore, "read", fail)
+        monkeypatch.setattr(ImageStore, "read", aws_unreachable)
     if broken in ("write", "both"):
-        monkeypatch.setattr(ImageStore, "write", fail)
+        monkeypatch.setattr(ImageStore, "write", aws_unreachable)
     upstream.succeed()
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 200 and sniff_format(body_bytes(response)) == "jpeg"
@@ -107,10 +113,7 @@ def test_storage_unavailable_still_delivers_the_paid_image(invoke, upstream, ten
 def test_an_answer_that_can_neither_be_inlined_nor_stored_is_503_and_refunded(
     invoke, upstream, tenant, monkeypatch, capsys
 ):
-    def fail(*args, **kwargs):
-        raise EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
-
-    monkeypatch.setattr(ImageStore, "write", fail)
+    monkeypatch.setattr(ImageStore, "write", aws_unreachable)
     monkeypatch.setenv("INLINE_RESPONSE_MAX_BYTES", "1000")  # no image fits: it must go by URL, which needs S3
     from segmind_proxy.settings import get_settings
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.unit.conftest import SAMPLE, api_event, body_bytes, body_json, make_tenant
+from tests.unit.conftest import SAMPLE, api_event, aws_unreachable, body_bytes, body_json, make_tenant
 from tests.unit.test_handler import header
 
 SMALL = SAMPLE | {"width": 256, "height": 256}
@@ -92,17 +92,13 @@ def test_malformed_keys_are_400(invoke, upstream, jobs_env, bad):
 @pytest.fixture
 def storage_down(monkeypatch):
     """S3 writes fail while `down` is true."""
-    from botocore.exceptions import EndpointConnectionError
-
     from segmind_proxy.image_store import ImageStore
 
     state = {"down": True}
     write = ImageStore.write
 
     def flaky(self, *args, **kwargs):
-        if state["down"]:
-            raise EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
-        return write(self, *args, **kwargs)
+        return (aws_unreachable if state["down"] else write)(self, *args, **kwargs)
 
     monkeypatch.setattr(ImageStore, "write", flaky)
     return state

@@ -4,11 +4,18 @@ import json
 import time
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
 
 from segmind_proxy.jobs import JobStatus, JobStore
 from segmind_proxy.webhooks import verify
-from tests.unit.conftest import JOBS_TABLE, SAMPLE, api_event, body_json, make_tenant, order_against_tenant_check
+from tests.unit.conftest import (
+    JOBS_TABLE,
+    SAMPLE,
+    api_event,
+    aws_unreachable,
+    body_json,
+    make_tenant,
+    order_against_tenant_check,
+)
 
 SLUG = "stable-diffusion-3.5-turbo-txt2img"
 SMALL = SAMPLE | {"width": 256, "height": 256}
@@ -54,10 +61,6 @@ def test_budget_is_reserved_at_submit(invoke, upstream, jobs_env):
     assert body_json(get(invoke, "/v1/usage"))["remaining"]["images"] == 0
 
 
-def unavailable(*args, **kwargs):
-    raise EndpointConnectionError(endpoint_url="https://aws.example")
-
-
 @pytest.mark.parametrize(
     ("broken", "message"),
     [
@@ -73,11 +76,11 @@ def test_a_submit_that_cannot_be_recorded_or_queued_is_503_and_reserves_nothing(
 
     make_tenant(jobs_env["registry"], budget_images=2)
     if "create" in broken:
-        monkeypatch.setattr(JobStore, "create", unavailable)
+        monkeypatch.setattr(JobStore, "create", aws_unreachable)
     if "fail" in broken:
-        monkeypatch.setattr(JobStore, "fail", unavailable)
+        monkeypatch.setattr(JobStore, "fail", aws_unreachable)
     if "send" in broken:
-        monkeypatch.setattr(sqs(), "send_message", unavailable)
+        monkeypatch.setattr(sqs(), "send_message", aws_unreachable)
     refused = submit(invoke)
     assert refused["statusCode"] == 503 and message in body_json(refused)["error"]
     usage = body_json(get(invoke, "/v1/usage"))
