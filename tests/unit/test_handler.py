@@ -188,6 +188,20 @@ def test_wrong_content_type_is_415_with_no_upstream_call(invoke, upstream, conte
     assert upstream.calls() == []
 
 
+@pytest.mark.parametrize("coding", ["gzip", "br", "identity, deflate"])
+def test_compressed_body_is_415_naming_the_encoding(invoke, upstream, coding):
+    response = invoke(api_event(SAMPLE, headers={"Content-Encoding": coding}))
+    assert response["statusCode"] == 415
+    assert "Content-Encoding" in body_json(response)["error"]
+    assert coding.split(", ")[-1] in body_json(response)["error"]
+    assert upstream.calls() == []
+
+
+def test_identity_encoding_is_accepted(invoke, upstream):
+    upstream.succeed()
+    assert invoke(api_event(SAMPLE, headers={"Content-Encoding": "identity"}))["statusCode"] == 200
+
+
 def test_json_with_charset_is_accepted(invoke, upstream):
     upstream.succeed()
     response = invoke(api_event(SAMPLE, headers={"Content-Type": "application/json; charset=utf-8"}))

@@ -101,7 +101,9 @@ TXT2IMG_RESPONSES: dict[int, dict[str, Any]] = {
     409: error("A request with the same Idempotency-Key is still in progress; see Retry-After"),
     410: error("The images of an Idempotency-Key replay have expired, or could not be kept, in storage"),
     413: error("Request body too large"),
-    415: error("Content-Type is not application/json"),
+    415: error(
+        "Content-Type is not application/json, or the body is compressed (a Content-Encoding other than identity)"
+    ),
     422: error("Idempotency-Key reused with a different body"),
     429: error("Rate limited (by your plan or upstream); see Retry-After"),
     502: error("Upstream failed or rejected the gateway's credentials"),

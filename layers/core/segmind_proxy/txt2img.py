@@ -46,11 +46,23 @@ def check_content_type(content_type: str | None) -> None:
         raise RequestInvalid(f"Content-Type must be application/json (got {shown})", status=415)
 
 
+def check_content_encoding(content_encoding: str | None) -> None:
+    # A compressed body would otherwise fail as "not valid JSON", which hides the cause.
+    codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
+    unsupported = [c for c in codings if c != "identity"]
+    if unsupported:
+        raise RequestInvalid(
+            f"Content-Encoding '{', '.join(unsupported)}' is not supported: send the JSON body uncompressed",
+            status=415,
+        )
+
+
 def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> tuple[Txt2ImgRequest, ResponseMode]:
     """Every check that needs no I/O, so a bad request costs nothing."""
     if body is not None and len(body) > settings.max_body_bytes:
         raise RequestInvalid(f"Request body is larger than {settings.max_body_bytes} bytes", status=413)
     check_content_type(headers.get("content-type"))
+    check_content_encoding(headers.get("content-encoding"))
     mode = response_mode(headers)
     request = parse_request(body)
     if not request.base64 and request.batch_size > 1:
