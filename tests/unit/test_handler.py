@@ -202,6 +202,14 @@ def test_identity_encoding_is_accepted(invoke, upstream):
     assert invoke(api_event(SAMPLE, headers={"Content-Encoding": "identity"}))["statusCode"] == 200
 
 
+@pytest.mark.parametrize("raw", [b"[" * 20000, b'{"prompt": "x", "steps": ' + b"[" * 20000, b'{"a": ' * 10000])
+def test_deeply_nested_body_is_400_not_500(invoke, upstream, raw):
+    response = invoke(api_event(raw=raw))
+    assert response["statusCode"] == 400
+    assert "nested too deeply" in body_json(response)["error"]
+    assert upstream.calls() == []
+
+
 def test_json_with_charset_is_accepted(invoke, upstream):
     upstream.succeed()
     response = invoke(api_event(SAMPLE, headers={"Content-Type": "application/json; charset=utf-8"}))

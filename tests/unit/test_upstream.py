@@ -240,6 +240,7 @@ def test_timeouts_are_bounded_by_the_time_left(clock, errors):
         {"json": {"image": base64.b64encode(b"plain text").decode()}},
         {"body": JPEG[: len(JPEG) // 2], "content_type": "image/jpeg"},
         {"json": {"status": "ok"}},
+        {"body": b"[" * 20000, "content_type": "application/json"},
     ],
 )
 @responses.activate
@@ -270,3 +271,21 @@ def test_a_long_upstream_message_is_cut_after_the_key_is_redacted(clock, errors)
         client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
     assert "sg_ke" not in caught.value.message
     assert caught.value.message.endswith("x[reda")
+
+
+@pytest.mark.parametrize("body", [b"[" * 20000, b'{"credits": "many"}', b"<html>"])
+@responses.activate
+def test_a_credits_answer_not_understood_is_502_invalid_response(clock, errors, body):
+    responses.add(responses.GET, "https://segmind.test/v1/get-user-credits", body=body, content_type="application/json")
+    with pytest.raises(UpstreamError) as caught:
+        client(clock, errors).credits(deadline=clock() + 30)
+    assert caught.value.status == 502 and "not understood" in caught.value.message
+    assert errors == ["invalid_response"]
+
+
+@responses.activate
+def test_a_deeply_nested_error_body_is_mapped_without_its_message(clock, errors):
+    responses.add(responses.POST, URL, body=b"[" * 20000, status=400, content_type="application/json")
+    with pytest.raises(UpstreamError) as caught:
+        client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
+    assert caught.value.status == 400

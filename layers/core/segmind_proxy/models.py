@@ -131,6 +131,8 @@ def parse_request(body: bytes | str | None) -> Txt2ImgRequest:
         data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestInvalid(f"Request body is not valid JSON: {exc}") from None
+    except RecursionError:  # deep nesting fits in a small body; no Segmind field nests at all
+        raise RequestInvalid("Request body is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise RequestInvalid("Request body must be a JSON object")
     try:

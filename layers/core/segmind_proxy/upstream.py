@@ -83,7 +83,7 @@ class SegmindClient:
         try:
             body = response.json()
             return {"credits": float(body["credits"]), "free_credits": float(body.get("free-credits", 0.0))}
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             self._on_attempt_error("invalid_response")
             raise _to_error(
                 _Failure("invalid_response", detail="Segmind's credits answer was not understood")
@@ -166,7 +166,7 @@ def _decode_images(response: requests.Response) -> list[bytes]:
         return [response.content]
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting too: not JSON we can use
         return []
     if not isinstance(body, dict):
         return []
@@ -233,7 +233,7 @@ def _upstream_message(response: requests.Response, key: str) -> str:
     """Segmind's own message, without the key; redacted before it is cut, so no prefix of the key is left."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     message = body.get("error") or body.get("message") if isinstance(body, dict) else None
     if not message:
