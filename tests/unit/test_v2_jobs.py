@@ -107,6 +107,8 @@ def test_jobs_belong_to_their_tenant(invoke, upstream, jobs_env):
         other = get(invoke, path, key_id="key-globex")
         assert other["statusCode"] == 404 and job_id in body_json(other)["error"]
     assert get(invoke, "/v2/requests/doesnotexist")["statusCode"] == 404
+    too_long = get(invoke, "/v2/requests/" + "a" * 3000)  # no lookup, and only an id's length echoed
+    assert too_long["statusCode"] == 404 and len(body_json(too_long)["error"]) < 120
 
 
 def test_validation_is_v1s(invoke, upstream, jobs_env):

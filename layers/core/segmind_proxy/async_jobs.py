@@ -106,7 +106,8 @@ def submit(
 def find(jobs: JobStore, job_id: str, namespace: str) -> Job:
     job = jobs.get(job_id) if job_id.isalnum() and len(job_id) <= 64 else None
     if job is None or job.namespace != namespace or (job.expires_at and job.expires_at < time.time()):
-        raise GatewayError(404, f"No request with id '{job_id}'", kind="not_found")
+        shown = job_id if len(job_id) <= 64 else job_id[:64] + "..."  # no id is longer: echo no more than one
+        raise GatewayError(404, f"No request with id '{shown}'", kind="not_found")
     return job
 
 
