@@ -5,6 +5,7 @@ The same code drives a deployed stack (found by its name and CloudFormation outp
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -133,9 +134,11 @@ class TenantAdmin:
         )
         try:
             self.registry.create(tenant)
-        except RegistryError as exc:
-            self.apigw.delete_api_key(apiKey=key["id"])  # no orphan key left behind
-            raise AdminError(str(exc)) from None
+        except BaseException as exc:
+            self.apigw.delete_api_key(apiKey=key["id"])  # no orphan key left behind, whatever failed
+            if isinstance(exc, RegistryError):
+                raise AdminError(str(exc)) from None
+            raise
         return CreatedTenant(tenant, key["value"])
 
     def rotate_key(self, name_or_id: str) -> CreatedTenant:
@@ -288,11 +291,19 @@ class TenantAdmin:
         raise AdminError(f"Tenant '{name_or_id}' changed {CONFLICT_ATTEMPTS} times while this ran; try again")
 
 
+# Far above any real month, and well inside what DynamoDB numbers hold exactly (38 digits, 10^125 at most).
+MAX_BUDGET = 1_000_000_000
+
+
 def _check_budgets(credits: float | None, images: int | None) -> None:
     if credits is not None and credits < 0:
         raise AdminError("A credit budget cannot be negative")
+    if credits is not None and not (math.isfinite(credits) and credits <= MAX_BUDGET):
+        raise AdminError(f"A credit budget must be a number of credits up to {MAX_BUDGET:,} (got {credits})")
     if images is not None and images < 0:
         raise AdminError("An image budget cannot be negative")
+    if images is not None and images > MAX_BUDGET:
+        raise AdminError(f"An image budget must be at most {MAX_BUDGET:,} images (got {images})")
 
 
 def _check_origins(origins: list[str]) -> None:

@@ -71,6 +71,37 @@ def test_clear_errors(deployed, capsys):
     assert code == 2 and "No stack named 'missing-stack'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--budget-credits", "-5"),
+        ("--budget-credits", "nan"),
+        ("--budget-credits", "inf"),
+        ("--budget-credits", "1e200"),
+        ("--budget-images", "10000000000"),
+    ],
+)
+def test_budgets_out_of_range_are_clear_errors_and_leave_no_key(deployed, capsys, option, value):
+    code, _, err = cli(capsys, "tenants", "create", "acme", "--plan", "pro", option, value)
+    assert code == 2 and err.startswith("error: A") and "budget" in err
+    assert deployed["apigw"].get_api_keys()["items"] == []
+    cli(capsys, "tenants", "create", "acme", "--plan", "pro")
+    code, _, err = cli(capsys, "tenants", "set-budget", "acme", option.replace("budget-", ""), value)
+    assert code == 2 and "budget" in err
+
+
+def test_a_create_whose_registry_write_fails_leaves_no_key(deployed, capsys, monkeypatch):
+    from segmind_proxy.tenants import TenantRegistry
+
+    def unreachable(*_: object, **__: object) -> None:
+        raise ConnectionError("DynamoDB unreachable")
+
+    monkeypatch.setattr(TenantRegistry, "create", unreachable)
+    with pytest.raises(ConnectionError):
+        cli(capsys, "tenants", "create", "acme", "--plan", "pro")
+    assert deployed["apigw"].get_api_keys()["items"] == []
+
+
 def test_list_set_plan_budget_and_origins(deployed, capsys):
     cli(capsys, "tenants", "create", "acme", "--plan", "free")
     cli(capsys, "tenants", "create", "globex", "--plan", "pro")
