@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.metering import Meter, Usage, current_month
+from segmind_proxy.metering import Meter, Usage, current_month, is_month
 from segmind_proxy.tenants import (
     RegistryConflict,
     RegistryError,
@@ -130,7 +130,7 @@ class TenantAdmin:
             api_key_id=key["id"],
             budget_credits=budget_credits,
             budget_images=budget_images,
-            allowed_origins=list(allowed_origins or []),
+            allowed_origins=list(dict.fromkeys(allowed_origins or [])),
         )
         try:
             self.registry.create(tenant)
@@ -196,6 +196,8 @@ class TenantAdmin:
         self, name_or_id: str, *, credits: float | Keep | None = KEEP, images: int | Keep | None = KEEP
     ) -> Tenant:
         """None removes a budget; KEEP leaves it as stored when the change is written (not as first read)."""
+        if isinstance(credits, Keep) and isinstance(images, Keep):
+            raise AdminError("Nothing to change: give a credit and/or an image budget ('none' removes one)")
         _check_budgets(None if isinstance(credits, Keep) else credits, None if isinstance(images, Keep) else images)
 
         def apply(tenant: Tenant) -> None:
@@ -211,11 +213,14 @@ class TenantAdmin:
 
     def set_origins(self, name_or_id: str, origins: list[str]) -> Tenant:
         _check_origins(origins)
-        return self._change(name_or_id, lambda t: setattr(t, "allowed_origins", origins))
+        unique = list(dict.fromkeys(origins))  # a repeated origin is the same origin
+        return self._change(name_or_id, lambda t: setattr(t, "allowed_origins", unique))
 
     def billing_report(self, month: str | None = None) -> dict[str, Any]:
         """Every tenant's usage for a month, and the account's real balance drop to reconcile estimates against."""
         month = month or current_month()
+        if not is_month(month):
+            raise AdminError(f"Month '{month}' is not YYYY-MM")
         rows = [(t, self.meter.usage(t.tenant_id, month)) for t in self.tenants()]
         estimated = sum(u.credits_spent for _, u in rows)
         balance = self.meter.balance(month)

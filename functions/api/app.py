@@ -2,7 +2,6 @@
 
 import base64
 import json
-import re
 import time
 from concurrent.futures import Future
 from typing import Any
@@ -19,6 +18,7 @@ from segmind_proxy.aws_clients import AwsErrors
 from segmind_proxy.catalog import sd35_turbo
 from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
 from segmind_proxy.errors import GatewayError
+from segmind_proxy.metering import is_month
 from segmind_proxy.models import Txt2ImgRequest
 from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
@@ -54,7 +54,6 @@ cors = CORSConfig(
 app = APIGatewayRestResolver(cors=cors, enable_validation=False)
 
 
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 TXT2IMG_PATH = f"/v1/{sd35_turbo().slug}"
 V2_PATH = f"/v2/{sd35_turbo().slug}"
 
@@ -231,7 +230,7 @@ def usage() -> UsageReport:
     if tenant is None or ledger is None:
         raise GatewayError(404, "Usage metering is not enabled on this gateway", kind="not_found")
     month = app.current_event.get_query_string_value("month")
-    if month is not None and not _MONTH.match(month):
+    if month is not None and not is_month(month):
         raise GatewayError(400, "'month' must be YYYY-MM", kind="invalid_request")
     return usage_report(ledger, tenant, month)
 

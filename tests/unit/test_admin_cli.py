@@ -67,6 +67,9 @@ def test_clear_errors(deployed, capsys):
     assert "Unknown plan 'gold'" in cli(capsys, "tenants", "create", "b2", "--plan", "gold")[2]
     code, _, err = cli(capsys, "tenants", "show", "nobody")
     assert code == 2 and "No tenant named or with id 'nobody'" in err
+    for month in ("2026-13", "abc", "2026-1"):
+        code, _, err = cli(capsys, "usage", "--month", month)
+        assert code == 2 and f"Month '{month}' is not YYYY-MM" in err
     code = main(["--stack-name", "missing-stack", "--region", "us-east-1", "tenants", "list"])
     assert code == 2 and "No stack named 'missing-stack'" in capsys.readouterr().err
 
@@ -115,8 +118,12 @@ def test_list_set_plan_budget_and_origins(deployed, capsys):
     assert (budget["budget_images"], budget["budget_credits"]) == (100, None)
     _, budget, _ = cli(capsys, "tenants", "set-budget", "acme", "--credits", "2.5", "--images", "none")
     assert (budget["budget_images"], budget["budget_credits"]) == (None, 2.5)
-    _, origins, _ = cli(capsys, "tenants", "set-origins", "acme", "https://a.example", "https://b.example")
-    assert origins["allowed_origins"] == ["https://a.example", "https://b.example"]
+    _, origins, _ = cli(
+        capsys, "tenants", "set-origins", "acme", "https://a.example", "https://b.example", "https://a.example"
+    )
+    assert origins["allowed_origins"] == ["https://a.example", "https://b.example"]  # once each, in order
+    code, _, err = cli(capsys, "tenants", "set-budget", "acme")
+    assert code == 2 and "Nothing to change" in err
     assert "not an origin" in cli(capsys, "tenants", "set-origins", "acme", "https://a.example/path")[2]
 
 

@@ -8,6 +8,7 @@ take a tenant past its budget; after the upstream call it *settles* (estimate re
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +36,16 @@ COUNTERS = (
 )
 
 
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
 def current_month(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m")
+
+
+def is_month(value: str) -> bool:
+    """A ledger month as it is written: YYYY-MM."""
+    return bool(_MONTH.match(value))
 
 
 def _dec(value: float) -> Decimal:
