@@ -36,7 +36,12 @@ def runner() -> JobRunner:
 
 @tracer.capture_method(capture_response=False)
 def handle_record(record: SQSRecord) -> None:
-    job_id = json.loads(record.body)["job_id"]
+    try:
+        job_id = str(json.loads(record.body)["job_id"])
+    except (ValueError, KeyError, TypeError):
+        # Not a message this gateway sent: no attempt can succeed, so failing it would only redeliver it forever.
+        logger.error("Dropped a queue message that names no job", extra={"message_id": record.message_id})
+        return
     logger.append_keys(job_id=job_id)
     if record.event_source_arn == get_settings().jobs_dead_letter_arn:
         runner().give_up(job_id)

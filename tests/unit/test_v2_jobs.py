@@ -334,3 +334,11 @@ def test_an_attempt_taken_over_can_no_longer_complete_or_requeue_the_job(jobs_en
     assert jobs.requeue(job.job_id, first.attempts) is None
     done = jobs.complete(job.job_id, {"prefix": "cache/t/k"}, second.attempts)
     assert done is not None and done.status is JobStatus.COMPLETED and done.result == {"prefix": "cache/t/k"}
+
+
+@pytest.mark.parametrize("queue", ["queue", "dlq"])
+@pytest.mark.parametrize("body", ["not json", '{"no": "job"}', "[1]"])
+def test_a_message_naming_no_job_is_dropped_not_redelivered_forever(jobs_env, worker, logs, queue, body):
+    jobs_env["sqs"].send_message(QueueUrl=jobs_env[queue], MessageBody=body)
+    assert worker(queue) == []  # succeeded, so the event source mapping deletes it
+    assert "Dropped a queue message that names no job" in logs.readouterr().out
