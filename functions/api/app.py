@@ -150,6 +150,7 @@ def txt2img() -> Any:  # the raw body is parsed by `handle_txt2img`, so errors k
         **{code: api_docs.TXT2IMG_RESPONSES[code] for code in (400, 402, 403, 409, 413, 415, 422, 429)},
         404: api_docs.error("Async (v2) generation is not enabled on this gateway"),
         503: api_docs.error("The usage ledger, the job store or the job queue is unavailable (nothing was charged)"),
+        504: api_docs.error(api_docs.ONLY_IF_CACHED_MISS),
     },
     security=api_docs.SECURITY,
     tags=["Generation"],

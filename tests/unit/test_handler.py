@@ -157,6 +157,29 @@ def test_no_cache_regenerates_and_no_store_does_not_write(invoke, upstream, aws)
     assert len(upstream.calls()) == 3
 
 
+@pytest.mark.parametrize(
+    ("changes", "cache_control", "reason"),
+    [
+        ({}, "only-if-cached", "not in the cache"),
+        ({"seed": -1}, "only-if-cached", "random seed"),
+        ({}, "no-cache, only-if-cached", "no-cache forbids"),
+    ],
+)
+def test_only_if_cached_is_a_504_that_calls_and_costs_nothing(invoke, upstream, changes, cache_control, reason):
+    refused = invoke(api_event(SAMPLE | changes, headers={"Cache-Control": cache_control}))
+    assert refused["statusCode"] == 504 and header(refused, "x-cache") == "MISS"
+    assert reason in body_json(refused)["error"] and "nothing was generated or charged" in body_json(refused)["error"]
+    assert upstream.calls() == []
+
+
+def test_only_if_cached_answers_a_hit(invoke, upstream):
+    upstream.succeed()
+    invoke(api_event(SAMPLE))
+    hit = invoke(api_event(SAMPLE, headers={"Cache-Control": "max-age=0, Only-If-Cached"}))
+    assert hit["statusCode"] == 200 and header(hit, "x-cache") == "HIT"
+    assert len(upstream.calls()) == 1
+
+
 def test_tenants_never_share_cached_images(invoke, upstream, aws):
     upstream.succeed(times=2)
     invoke(api_event(SAMPLE, api_key_id="tenant-a"))

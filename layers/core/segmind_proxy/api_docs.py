@@ -80,6 +80,10 @@ GATEWAY_RESPONSES: dict[int, dict[str, Any]] = {
     429: error("Rate limited by your plan (Too Many Requests / Limit Exceeded)"),
 }
 
+ONLY_IF_CACHED_MISS = (
+    "the request's Cache-Control has only-if-cached and the images are not cached (nothing was generated or charged)"
+)
+
 TXT2IMG_RESPONSES: dict[int, dict[str, Any]] = {
     200: {
         "description": (
@@ -111,5 +115,5 @@ TXT2IMG_RESPONSES: dict[int, dict[str, Any]] = {
         "The gateway's Segmind account is out of credits, the usage ledger is unavailable, or the images are too "
         "large to inline and storage failed (nothing was charged)"
     ),
-    504: error("Upstream timed out"),
+    504: error(f"Upstream timed out, or {ONLY_IF_CACHED_MISS}"),
 }

@@ -69,12 +69,14 @@ def submit(
         estimate=estimate,
         webhook_url=webhook_url,
         expires_at=int(time.time() + retention_hours * 3600),
+        cache={"read": policy.read, "write": policy.write},
     )
     hit = service.lookup(request, namespace, by_url=True, prefetched=prefetched) if policy.reads(request) else None
     if hit is not None:
         billing.on_hit()  # a hit at submit completes the job at once, with no upstream call
         job.status, job.result = JobStatus.COMPLETED, result_of(hit)
     else:
+        policy.check_may_generate(request)  # before the job exists: nothing to clean up
         billing.reserve()
         if isinstance(billing, TenantBilling) and billing.reservation is not None:
             job.reservation = vars(billing.reservation)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from .errors import GatewayError
+
 if TYPE_CHECKING:
     from .models import Txt2ImgRequest
 
@@ -20,12 +22,34 @@ class CacheStatus(StrEnum):
 class CachePolicy:
     read: bool = True
     write: bool = True
+    only_cached: bool = False  # only-if-cached: answer from the cache or not at all, never generate
 
     @classmethod
     def from_header(cls, cache_control: str | None) -> CachePolicy:
         directives = {part.strip().split("=")[0].lower() for part in (cache_control or "").split(",")}
-        return cls(read="no-cache" not in directives, write="no-store" not in directives)
+        return cls(
+            read="no-cache" not in directives,
+            write="no-store" not in directives,
+            only_cached="only-if-cached" in directives,
+        )
 
     def reads(self, request: Txt2ImgRequest) -> bool:
         """Whether this request looks in the cache: a random seed (-1) never can."""
         return self.read and not request.random_seed
+
+    def check_may_generate(self, request: Txt2ImgRequest) -> None:
+        """Called once the cache had nothing: with only-if-cached, a 504 (as RFC 9111 has it), before any cost."""
+        if not self.only_cached:
+            return
+        if request.random_seed:
+            reason = "a random seed (-1) is never in the cache"
+        elif not self.read:
+            reason = "no-cache forbids answering from the cache"
+        else:
+            reason = "these images are not in the cache"
+        raise GatewayError(
+            504,
+            f"Cache-Control: only-if-cached, and {reason}: nothing was generated or charged",
+            kind="not_cached",
+            headers={"x-cache": CacheStatus.MISS.value},
+        )

@@ -130,6 +130,7 @@ class GenerationService:
                 billing.on_hit()
                 return hit
             metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
+        policy.check_may_generate(request)
         # Only requests that read and write the shared cache can share a generation.
         lease_key = f"{namespace}#{cache_key(request)}" if look_up and policy.write and self.leases else None
         if lease_key is None:

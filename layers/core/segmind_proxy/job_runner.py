@@ -99,7 +99,7 @@ class JobRunner:
             result = self.service.generate(
                 request,
                 namespace=started.namespace,
-                policy=CachePolicy(),
+                policy=CachePolicy(**(started.cache or {})),  # no-cache and no-store hold for the worker too
                 by_url=True,
                 deadline=deadline,
                 billing=billing,

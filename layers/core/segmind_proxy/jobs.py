@@ -44,6 +44,7 @@ class Job:
     error: str | None = None
     webhook_url: str | None = None
     webhook: dict[str, Any] | None = None  # delivery outcome
+    cache: dict[str, bool] | None = None  # the submit's Cache-Control (read, write); None: both (older jobs)
 
     @staticmethod
     def new_id() -> str:
