@@ -252,9 +252,17 @@ def swagger_ui() -> Response[str]:
 
 
 def openapi_spec(server: str = "/") -> str:
-    """The spec Powertools generates from these routes, plus what it cannot see: the POST bodies, which the
-    handlers parse themselves (for Segmind-style errors naming every bad field)."""
+    """The spec Powertools generates from these routes, plus what it cannot see: the POST bodies, headers and query
+    parameters, which the handlers read themselves (for Segmind-style errors naming every bad field)."""
     spec = json.loads(app.get_openapi_json_schema(servers=[], **api_docs.openapi_settings()))
+    spec = api_docs.with_parameters(
+        spec,
+        {
+            ("post", TXT2IMG_PATH): [api_docs.CACHE_CONTROL, api_docs.RESPONSE_MODE, api_docs.IDEMPOTENCY_KEY],
+            ("post", V2_PATH): [api_docs.CACHE_CONTROL, api_docs.IDEMPOTENCY_KEY, api_docs.WEBHOOK_URL],
+            ("get", "/v1/usage"): [api_docs.MONTH],
+        },
+    )
     return json.dumps(api_docs.with_request_bodies(spec, (TXT2IMG_PATH, V2_PATH), Txt2ImgRequest, server))
 
 

@@ -26,6 +26,9 @@ def test_api_conforms_to_its_spec(case, stack):
                 case.body[field] = cap
         if isinstance(case.body.get("aspect_ratio"), str) and case.body["aspect_ratio"] in CATALOG.aspect_ratios:
             case.body["aspect_ratio"] = "custom"
+    # Webhooks to generated hosts would send the worker to resolve them; test_async covers webhooks.
+    if case.headers:
+        case.headers.pop("x-webhook-url", None)
     case.call_and_validate(
         base_url=stack.base,
         headers={"x-api-key": stack.api_key},

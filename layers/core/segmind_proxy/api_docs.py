@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .metering import MONTH_PATTERN
 from .schemas import Base64Images, ErrorBody, ImageUrls
 
 TITLE = "Segmind image gateway"
@@ -42,6 +43,43 @@ def with_request_bodies(
             "required": True,
         }
     spec["servers"] = [{"url": server}]
+    return spec
+
+
+def _parameter(name: str, description: str, schema: dict[str, Any], where: str = "header") -> dict[str, Any]:
+    return {"name": name, "in": where, "required": False, "description": description, "schema": schema}
+
+
+CACHE_CONTROL = _parameter(
+    "Cache-Control",
+    "`no-cache`: regenerate (BYPASS); `no-store`: do not cache the images; `only-if-cached`: answer from the cache "
+    "or 504, never generate",
+    {"type": "string", "examples": ["no-cache", "no-store", "only-if-cached"]},
+)
+IDEMPOTENCY_KEY = _parameter(
+    "Idempotency-Key",
+    "Retries with the same key and body get the first answer, never a second generation (for JobRetentionHours)",
+    {"type": "string", "pattern": "^[!-~]{1,255}$"},
+)
+RESPONSE_MODE = _parameter(
+    "x-response-mode",
+    "`url`: presigned URLs instead of the images (answers too large to inline use URLs by themselves)",
+    {"type": "string", "enum": ["inline", "url"], "default": "inline"},
+)
+WEBHOOK_URL = _parameter(
+    "x-webhook-url",
+    "https URL called (signed, `x-webhook-signature`) when the job ends; never a private address",
+    {"type": "string", "format": "uri", "pattern": "^https://", "maxLength": 2048},
+)
+
+
+MONTH = _parameter("month", "Another month than this one (UTC)", {"type": "string", "pattern": MONTH_PATTERN}, "query")
+
+
+def with_parameters(spec: dict[str, Any], parameters: dict[tuple[str, str], list[dict[str, Any]]]) -> dict[str, Any]:
+    """Adds the headers and query parameters each (method, path) reads from the raw event, unseen by Powertools."""
+    for (method, path), listed in parameters.items():
+        spec["paths"][path][method]["parameters"] = listed
     return spec
 
 

@@ -36,7 +36,8 @@ COUNTERS = (
 )
 
 
-_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"  # also the OpenAPI spec's
+_MONTH = re.compile(MONTH_PATTERN)
 
 
 def current_month(now: datetime | None = None) -> str:
