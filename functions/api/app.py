@@ -219,7 +219,7 @@ def job_result(request_id: str) -> Response[JobResultBody]:
     description="Figures of the calling tenant only (identified by its API key). `?month=YYYY-MM` for another month.",
     responses={
         200: {"description": "Usage", "content": {"application/json": {"model": UsageReport}}},
-        400: api_docs.error("'month' is not YYYY-MM"),
+        400: api_docs.error("'month' is not YYYY-MM, or a query parameter other than 'month' was given"),
         404: api_docs.error("Usage metering is not enabled on this gateway"),
         **api_docs.GATEWAY_RESPONSES,
     },
@@ -230,6 +230,11 @@ def usage() -> UsageReport:
     tenant, ledger = _tenant(), meter()
     if tenant is None or ledger is None:
         raise GatewayError(404, "Usage metering is not enabled on this gateway", kind="not_found")
+    # A misspelt parameter (?mnth=) would otherwise silently report this month.
+    unknown = sorted(set(app.current_event.query_string_parameters or {}) - {"month"})
+    if unknown:
+        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise GatewayError(400, f"Unknown query parameter {shown}: only 'month' is read", kind="invalid_request")
     month = app.current_event.get_query_string_value("month")
     if month is not None and not is_month(month):
         raise GatewayError(400, "'month' must be YYYY-MM", kind="invalid_request")

@@ -133,6 +133,9 @@ def test_usage_for_another_month_and_bad_month(invoke, tenancy):
     assert report["month"] == "2020-01" and report["requests"] == 0
     event["queryStringParameters"] = {"month": "2020-13"}
     assert invoke(event)["statusCode"] == 400
+    event["queryStringParameters"] = {"mnth": "2020-01"}  # misspelt: refused, not this month's figures
+    misspelt = invoke(event)
+    assert misspelt["statusCode"] == 400 and "'mnth'" in body_json(misspelt)["error"]
 
 
 def test_reported_balance_is_kept_for_reconciliation(invoke, upstream, tenancy, ddb, monkeypatch):
