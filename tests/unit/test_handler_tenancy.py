@@ -65,8 +65,10 @@ def test_tenant_is_identified_only_by_api_gateway_key_id(invoke, upstream, tenan
     make_tenant(tenancy, name="acme", key_id="key-acme")
     make_tenant(tenancy, name="globex", key_id="key-globex")
     event = api_event(method="GET", path="/v1/usage", api_key_id="key-acme", headers={"x-tenant-id": "globex"})
-    event["queryStringParameters"] = {"tenant": "globex"}
     assert body_json(invoke(event))["name"] == "acme"
+    event["queryStringParameters"] = {"tenant": "globex"}
+    refused = invoke(event)  # not read, and refused as unknown
+    assert refused["statusCode"] == 400 and "globex" not in json.dumps(body_json(refused))
 
 
 def test_tenants_never_see_each_others_images_or_usage(invoke, upstream, tenancy, aws):
