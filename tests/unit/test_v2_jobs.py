@@ -170,14 +170,17 @@ def test_dead_lettered_job_is_failed_and_its_budget_released(invoke, upstream, j
     assert body_json(get(invoke, "/v1/usage"))["credits_reserved"] == 0
 
 
+@pytest.mark.parametrize("cache_control", [None, "no-cache"])  # no-cache: still its own images, not the cache's
 def test_a_crashed_worker_leaves_the_job_retryable_and_it_is_charged_once(
-    invoke, upstream, jobs_env, worker, monkeypatch
+    invoke, upstream, jobs_env, worker, monkeypatch, cache_control
 ):
     import boto3
 
     make_tenant(jobs_env["registry"], budget_credits=1.0)
     upstream.succeed(times=2)
-    job_id = body_json(submit(invoke))["request_id"]
+    job_id = body_json(submit(invoke, headers={"Cache-Control": cache_control} if cache_control else None))[
+        "request_id"
+    ]
 
     def crash(*args, **kwargs):
         raise SystemExit("worker killed")  # dies after generating and storing, before recording the result

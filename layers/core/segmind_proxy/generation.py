@@ -118,18 +118,22 @@ class GenerationService:
         billing = billing or NoBilling()
         owner = owner or unique_id()
         look_up = policy.reads(request)
-        if look_up:
-            hit = self.lookup(request, namespace, by_url, prefetched)
-            if hit is not None and resumable and hit.generated_by == owner:
-                # Made by this owner's own earlier attempt (a job redelivered after its worker died between
-                # storing the images and recording them): what it generated is charged, once, as generated.
-                hit.cache = CacheStatus.MISS
-                billing.settle(hit.count, None)
-                return hit
-            if hit is not None:
+        # A job redelivered after its worker died between storing the images and recording them looks for what
+        # its earlier attempt made even under no-cache: regenerating would pay Segmind twice for one image.
+        own_only = resumable and not look_up and not request.random_seed
+        if look_up or own_only:
+            found = self._found(request, namespace, by_url, prefetched)
+            if found is not None and resumable and found.generated_by == owner:
+                # What it generated is charged, once, as generated.
+                found.cache = CacheStatus.MISS
+                billing.settle(found.count, None)
+                return found
+            if look_up and found is not None:
+                metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
                 billing.on_hit()
-                return hit
-            metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
+                return found
+            if look_up:
+                metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
         policy.check_may_generate(request)
         # Only requests that read and write the shared cache can share a generation.
         lease_key = f"{namespace}#{cache_key(request)}" if look_up and policy.write and self.leases else None
@@ -192,10 +196,19 @@ class GenerationService:
         prefetched: Future[ImageResult | None] | None = None,
     ) -> ImageResult | None:
         """A cache hit, counted as one, or None."""
-        hit = prefetched.result() if prefetched is not None else self._read_cache(request, namespace, by_url)
+        hit = self._found(request, namespace, by_url, prefetched)
         if hit is not None:
             metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
         return hit
+
+    def _found(
+        self,
+        request: Txt2ImgRequest,
+        namespace: str,
+        by_url: bool,
+        prefetched: Future[ImageResult | None] | None,
+    ) -> ImageResult | None:
+        return prefetched.result() if prefetched is not None else self._read_cache(request, namespace, by_url)
 
     def _generate(
         self,
