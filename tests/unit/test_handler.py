@@ -165,11 +165,15 @@ def test_no_cache_regenerates_and_no_store_does_not_write(invoke, upstream, aws)
         ({}, "no-cache, only-if-cached", "no-cache forbids"),
     ],
 )
-def test_only_if_cached_is_a_504_that_calls_and_costs_nothing(invoke, upstream, changes, cache_control, reason):
+def test_only_if_cached_is_a_504_that_calls_and_costs_nothing(invoke, upstream, logs, changes, cache_control, reason):
     refused = invoke(api_event(SAMPLE | changes, headers={"Cache-Control": cache_control}))
     assert refused["statusCode"] == 504 and header(refused, "x-cache") == "MISS"
     assert reason in body_json(refused)["error"] and "nothing was generated or charged" in body_json(refused)["error"]
     assert upstream.calls() == []
+    # Counted apart, for the 5xx alarm to leave out, and not logged as a failure.
+    lines = [json.loads(line) for line in logs.readouterr().out.splitlines() if line.startswith("{")]
+    assert any(line.get("OnlyIfCachedMisses") == [1.0] for line in lines)
+    assert not [line for line in lines if line.get("level") == "ERROR"]
 
 
 def test_only_if_cached_answers_a_hit(invoke, upstream):

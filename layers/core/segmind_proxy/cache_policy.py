@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from .models import Txt2ImgRequest
 
 
+NOT_CACHED = "not_cached"  # the GatewayError kind of an only-if-cached miss
+
+
 class CacheStatus(StrEnum):
     HIT = "HIT"  # served from the cache, no upstream call
     MISS = "MISS"  # looked up, not found, generated
@@ -50,6 +53,6 @@ class CachePolicy:
         raise GatewayError(
             504,
             f"Cache-Control: only-if-cached, and {reason}: nothing was generated or charged",
-            kind="not_cached",
+            kind=NOT_CACHED,
             headers={"x-cache": CacheStatus.MISS.value},
         )
