@@ -42,6 +42,13 @@ def test_over_budget_is_402_with_no_upstream_call(invoke, upstream, tenancy):
     assert len(upstream.calls()) == 1
     # a cache hit is still served: it costs nothing
     assert invoke(api_event(SMALL, api_key_id="key-acme"))["statusCode"] == 200
+    usage = usage_of(invoke, "key-acme")  # the refusal counts, as rejected, never charged
+    assert (usage["requests"], usage["rejected_requests"], usage["cache_hits"], usage["images_generated"]) == (
+        3,
+        1,
+        1,
+        1,
+    )
 
 
 def test_failed_generation_is_not_charged(invoke, upstream, tenancy):

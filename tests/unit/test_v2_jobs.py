@@ -59,7 +59,9 @@ def test_budget_is_reserved_at_submit(invoke, upstream, jobs_env):
     assert submit(invoke)["statusCode"] == 200
     refused = submit(invoke, SMALL | {"seed": 5})
     assert refused["statusCode"] == 402
-    assert body_json(get(invoke, "/v1/usage"))["remaining"]["images"] == 0
+    usage = body_json(get(invoke, "/v1/usage"))
+    assert usage["remaining"]["images"] == 0
+    assert (usage["requests"], usage["rejected_requests"]) == (2, 1)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from .delivery import Reply, ResponseMode, deliver, fits_inline, undeliverable
 from .errors import GatewayError, RequestInvalid
 from .generation import Billing, GenerationService, ImageResult, NoBilling
 from .idempotency import idempotency_key, run_once
-from .metering import Meter, TenantBilling
+from .metering import BudgetExceeded, Meter, TenantBilling
 from .models import Txt2ImgRequest, parse_request
 from .observability import logger, metrics
 from .pricing import price_table
@@ -72,10 +72,10 @@ def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings)
 
 @contextmanager
 def counting_rejections(tenant: Tenant | None, meter: Meter | None) -> Iterator[None]:
-    """A request refused by validation still counts for its tenant (as rejected, never charged)."""
+    """A request refused by validation or by its budget still counts for its tenant (as rejected, never charged)."""
     try:
         yield
-    except RequestInvalid:
+    except (RequestInvalid, BudgetExceeded):
         if tenant and meter:
             TenantBilling.best_effort(lambda: meter.record_rejected(tenant))
         raise
@@ -164,13 +164,14 @@ def handle_txt2img(
     first: list[ImageResult] = []
     replayed = False
     try:
-        if key is None:
-            result = generate()
-        else:
-            outcome, replayed = run_once(
-                key=key, namespace=namespace, route="v1", body=body, produce=produce, context=context
-            )
-            result = first[0] if first else _replay(outcome, service, by_url=mode is ResponseMode.URL)
+        with counting_rejections(tenant, meter):  # a 402 (over budget) is refused before any cost, as a 400 is
+            if key is None:
+                result = generate()
+            else:
+                outcome, replayed = run_once(
+                    key=key, namespace=namespace, route="v1", body=body, produce=produce, context=context
+                )
+                result = first[0] if first else _replay(outcome, service, by_url=mode is ResponseMode.URL)
         if not replayed:
             _report(request, result, tenant, estimate, settings)
         reply = deliver(

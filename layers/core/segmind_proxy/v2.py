@@ -73,9 +73,10 @@ def handle_submit(
             prefetched=prefetched,
         )
 
-    if key is None:
-        return produce()
-    answer, _ = run_once(key=key, namespace=namespace, route="v2", body=body, produce=produce, context=context)
+    with counting_rejections(tenant, meter):  # a 402 (over budget) is refused before any cost, as a 400 is
+        if key is None:
+            return produce()
+        answer, _ = run_once(key=key, namespace=namespace, route="v2", body=body, produce=produce, context=context)
     return answer
 
 
