@@ -203,6 +203,7 @@ def job_status(request_id: str) -> Response[JobStatusBody]:
             "content": {"application/json": {"model": JobResultBody}},
         },
         404: api_docs.error("No such request (or another tenant's)"),
+        410: api_docs.error("COMPLETED, but its images have expired from storage"),
         422: {"description": "FAILED, with `error`", "content": {"application/json": {"model": JobResultBody}}},
         **api_docs.GATEWAY_RESPONSES,
     },

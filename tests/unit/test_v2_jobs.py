@@ -5,9 +5,11 @@ import time
 
 import pytest
 
+from segmind_proxy.image_store import ImageStore
 from segmind_proxy.jobs import JobStatus, JobStore
 from segmind_proxy.webhooks import verify
 from tests.unit.conftest import (
+    BUCKET,
     JOBS_TABLE,
     SAMPLE,
     api_event,
@@ -378,3 +380,22 @@ def test_only_if_cached_submits_a_hit_and_refuses_a_miss_without_a_job(invoke, u
     assert submit(invoke)["statusCode"] == 200 and worker() == []
     hit = body_json(submit(invoke, headers={"Cache-Control": "only-if-cached"}))
     assert hit["status"] == "COMPLETED" and len(upstream.calls()) == 1
+
+
+def test_a_result_whose_images_expired_is_410_not_dead_urls(invoke, upstream, jobs_env, worker, monkeypatch):
+    import boto3
+
+    make_tenant(jobs_env["registry"], name="acme", key_id="key-acme")
+    upstream.succeed()
+    job_id = body_json(submit(invoke))["request_id"]
+    assert worker() == []
+    assert get(invoke, f"/v2/requests/{job_id}")["statusCode"] == 200
+    with monkeypatch.context() as storage_down:  # cannot tell: the URLs are handed out, as before the check
+        storage_down.setattr(ImageStore, "head", aws_unreachable)
+        assert "X-Amz-Signature" in body_json(get(invoke, f"/v2/requests/{job_id}"))["output"]
+    s3 = boto3.client("s3")
+    for listed in s3.list_objects_v2(Bucket=BUCKET)["Contents"]:  # what the bucket's lifecycle rule does
+        s3.delete_object(Bucket=BUCKET, Key=listed["Key"])
+    expired = get(invoke, f"/v2/requests/{job_id}")
+    assert expired["statusCode"] == 410 and "expired from storage" in body_json(expired)["error"]
+    assert body_json(get(invoke, f"/v2/requests/{job_id}/status"))["status"] == "COMPLETED"

@@ -125,7 +125,17 @@ def result_body(job: Job, service: GenerationService, url_ttl: int) -> tuple[int
     status, body = status_body(job)
     if job.status is not JobStatus.COMPLETED or not job.result:
         return status, body
-    links = service.store.presign(stored_set(job.result), url_ttl)
+    stored = stored_set(job.result)
+    try:
+        present = service.store.head(stored) is not None
+    except AwsErrors:
+        logger.warning("Could not check a job's images; presigning them anyway", exc_info=True)
+        present = True
+    if not present:  # a job kept longer than its images (cache expiry, or a day for no-store): no dead URLs
+        raise GatewayError(
+            410, f"The images of request '{job.job_id}' have expired from storage; submit it again", kind="expired"
+        )
+    links = service.store.presign(stored, url_ttl)
     body |= {
         "output": links[0] if len(links) == 1 else links,
         "outputs": links,
