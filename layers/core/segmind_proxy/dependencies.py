@@ -6,7 +6,7 @@ from functools import cache
 
 from .after_response import AFTER_RESPONSE
 from .generation import GenerationService
-from .image_store import ImageStore
+from .image_store import ImageStore, renewal_age
 from .jobs import JobStore
 from .leases import LeaseStore
 from .metering import Meter
@@ -28,7 +28,10 @@ def generation_service() -> GenerationService:
         on_attempt_error=record_upstream_error,
     )
     leases = LeaseStore(settings.jobs_table) if settings.jobs_table else None
-    return GenerationService(ImageStore(settings.cache_bucket), upstream, leases, later=AFTER_RESPONSE)
+    # What is handed out for a cached set must outlive its renewal: a URL, or a job record that presigns again.
+    outlive = max(settings.presigned_url_ttl_seconds, settings.job_retention_hours * 3600)
+    store = ImageStore(settings.cache_bucket, renew_after_seconds=renewal_age(settings.cache_expiration_days, outlive))
+    return GenerationService(store, upstream, leases, later=AFTER_RESPONSE)
 
 
 @cache

@@ -14,6 +14,8 @@ class Settings(BaseModel):
     secret_max_age_seconds: int = Field(300, ge=0, alias="SECRET_MAX_AGE_SECONDS")
     cache_bucket: str = Field("", alias="CACHE_BUCKET")
     presigned_url_ttl_seconds: int = Field(3600, ge=1, le=604800, alias="PRESIGNED_URL_TTL_SECONDS")
+    # The bucket's lifecycle expiry of cached images; a set still in use is renewed before it.
+    cache_expiration_days: int = Field(30, ge=1, le=3650, alias="CACHE_EXPIRATION_DAYS")
     upstream_max_attempts: int = Field(3, ge=1, le=10, alias="UPSTREAM_MAX_ATTEMPTS")
     upstream_connect_timeout_seconds: float = Field(3.05, gt=0, alias="UPSTREAM_CONNECT_TIMEOUT_SECONDS")
     # Time kept back from the Lambda deadline to store the image and answer.
