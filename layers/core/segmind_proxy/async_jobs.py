@@ -131,7 +131,7 @@ def result_body(job: Job, service: GenerationService, url_ttl: int) -> tuple[int
     except AwsErrors:
         logger.warning("Could not check a job's images; presigning them anyway", exc_info=True)
         present = True
-    if not present:  # a job kept longer than its images (cache expiry, or a day for no-store): no dead URLs
+    if not present:  # a job kept longer than its images (a day for no-store, or an unrenewed cache expiry)
         raise GatewayError(
             410, f"The images of request '{job.job_id}' have expired from storage; submit it again", kind="expired"
         )
