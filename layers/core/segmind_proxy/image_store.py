@@ -127,12 +127,8 @@ class ImageStore:
                 **extra,
             )
 
-        keys = stored.object_keys()
         try:
-            if len(keys) > 1:
-                with ThreadPoolExecutor(max_workers=min(8, len(keys) - 1)) as pool:
-                    list(pool.map(copy, keys[1:]))
-            copy(keys[0])
+            _rest_then_first(stored.object_keys(), copy)
         except AwsErrors:
             logger.warning("Could not renew cached images; they expire as first written", exc_info=True)
             metrics.add_metric(name="StorageErrors", unit=MetricUnit.Count, value=1)
@@ -141,18 +137,14 @@ class ImageStore:
 
     def write(self, stored: StoredSet, images: list[bytes], content_type: str, metadata: dict[str, str]) -> None:
         client = self._client()
-        keys = stored.object_keys()
+        bodies = dict(zip(stored.object_keys(), images, strict=True))
 
-        def put(index: int) -> None:
+        def put(key: str) -> None:
             client.put_object(
-                Bucket=self.bucket, Key=keys[index], Body=images[index], ContentType=content_type, Metadata=metadata
+                Bucket=self.bucket, Key=key, Body=bodies[key], ContentType=content_type, Metadata=metadata
             )
 
-        rest = list(range(len(keys) - 1, 0, -1))
-        if rest:
-            with ThreadPoolExecutor(max_workers=min(8, len(rest))) as pool:
-                list(pool.map(put, rest))
-        put(0)
+        _rest_then_first(list(bodies), put)
 
     def presign(self, stored: StoredSet, expires_in: int) -> list[str]:
         client = self._client()
@@ -162,6 +154,14 @@ class ImageStore:
             )
             for key in stored.object_keys()
         ]
+
+
+def _rest_then_first(keys: list[str], action: Callable[[str], None]) -> None:
+    """`action` on every image but the first at once, then on image 0: its presence means the set is whole."""
+    if len(keys) > 1:
+        with ThreadPoolExecutor(max_workers=min(8, len(keys) - 1)) as pool:
+            list(pool.map(action, keys[1:]))
+    action(keys[0])
 
 
 def _is_missing(exc: ClientError) -> bool:
