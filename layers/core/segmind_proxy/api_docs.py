@@ -6,8 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .delivery import ResponseMode
+from .idempotency import KEY_PATTERN
 from .metering import MONTH_PATTERN
 from .schemas import Base64Images, ErrorBody, ImageUrls
+from .webhooks import MAX_URL_LENGTH
 
 TITLE = "Segmind image gateway"
 VERSION = "1.0.0"
@@ -59,17 +62,17 @@ CACHE_CONTROL = _parameter(
 IDEMPOTENCY_KEY = _parameter(
     "Idempotency-Key",
     "Retries with the same key and body get the first answer, never a second generation (for JobRetentionHours)",
-    {"type": "string", "pattern": "^[!-~]{1,255}$"},
+    {"type": "string", "pattern": KEY_PATTERN},
 )
 RESPONSE_MODE = _parameter(
     "x-response-mode",
     "`url`: presigned URLs instead of the images (answers too large to inline use URLs by themselves)",
-    {"type": "string", "enum": ["inline", "url"], "default": "inline"},
+    {"type": "string", "enum": [mode.value for mode in ResponseMode], "default": ResponseMode.INLINE.value},
 )
 WEBHOOK_URL = _parameter(
     "x-webhook-url",
     "https URL called (signed, `x-webhook-signature`) when the job ends; never a private address",
-    {"type": "string", "format": "uri", "pattern": "^https://", "maxLength": 2048},
+    {"type": "string", "format": "uri", "pattern": "^https://", "maxLength": MAX_URL_LENGTH},
 )
 
 

@@ -105,10 +105,13 @@ def submit(
     return {"request_id": job.job_id, "status": job.status.value, **urls(base_url, job.job_id)}
 
 
+MAX_JOB_ID_LENGTH = 64  # ids are 32 hex digits: a longer one is looked up nowhere and echoed no further
+
+
 def find(jobs: JobStore, job_id: str, namespace: str) -> Job:
-    job = jobs.get(job_id) if job_id.isalnum() and len(job_id) <= 64 else None
+    job = jobs.get(job_id) if job_id.isalnum() and len(job_id) <= MAX_JOB_ID_LENGTH else None
     if job is None or job.namespace != namespace or (job.expires_at and job.expires_at < time.time()):
-        shown = job_id if len(job_id) <= 64 else job_id[:64] + "..."  # no id is longer: echo no more than one
+        shown = job_id if len(job_id) <= MAX_JOB_ID_LENGTH else job_id[:MAX_JOB_ID_LENGTH] + "..."
         raise GatewayError(404, f"No request with id '{shown}'", kind="not_found")
     return job
 

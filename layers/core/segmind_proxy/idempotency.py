@@ -27,7 +27,8 @@ from .errors import GatewayError, RequestInvalid
 from .settings import get_settings
 
 HEADER = "idempotency-key"
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+KEY_PATTERN = "^[!-~]{1,255}$"  # printable ASCII, no spaces; also the OpenAPI spec's
+_KEY = re.compile(KEY_PATTERN)
 
 
 def idempotency_key(headers: Mapping[str, str]) -> str | None:

@@ -27,6 +27,7 @@ from .observability import logger
 
 HEADER = "x-webhook-url"
 SIGNATURE_HEADER = "x-webhook-signature"
+MAX_URL_LENGTH = 2048  # also the OpenAPI spec's
 BACKOFF_SECONDS = (0, 2, 4, 8)  # four attempts
 
 
@@ -91,8 +92,8 @@ def check_url(url: str, *, allow_private: bool) -> str:
         raise RequestInvalid(f"Header '{HEADER}' must be an https:// URL")
     if not parts.hostname:
         raise RequestInvalid(f"Header '{HEADER}' has no host")
-    if len(url) > 2048:
-        raise RequestInvalid(f"Header '{HEADER}' is longer than 2048 characters")
+    if len(url) > MAX_URL_LENGTH:
+        raise RequestInvalid(f"Header '{HEADER}' is longer than {MAX_URL_LENGTH} characters")
     if allow_private:
         return url
     addresses = _addresses(parts.hostname)
