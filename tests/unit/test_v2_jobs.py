@@ -174,17 +174,17 @@ def test_dead_lettered_job_is_failed_and_its_budget_released(invoke, upstream, j
     assert body_json(get(invoke, "/v1/usage"))["credits_reserved"] == 0
 
 
-@pytest.mark.parametrize("cache_control", [None, "no-cache"])  # no-cache: still its own images, not the cache's
+# no-cache: still its own images, not the cache's; no-store: its own, kept outside the cache, whatever the seed
+@pytest.mark.parametrize(("cache_control", "seed"), [(None, 42), ("no-cache", 42), ("no-store", 42), ("no-store", -1)])
 def test_a_crashed_worker_leaves_the_job_retryable_and_it_is_charged_once(
-    invoke, upstream, jobs_env, worker, monkeypatch, cache_control
+    invoke, upstream, jobs_env, worker, monkeypatch, cache_control, seed
 ):
     import boto3
 
     make_tenant(jobs_env["registry"], budget_credits=1.0)
-    upstream.succeed(times=2)
-    job_id = body_json(submit(invoke, headers={"Cache-Control": cache_control} if cache_control else None))[
-        "request_id"
-    ]
+    upstream.succeed(seed_header=4242, times=2)
+    headers = {"Cache-Control": cache_control} if cache_control else None
+    job_id = body_json(submit(invoke, SMALL | {"seed": seed}, headers=headers))["request_id"]
 
     def crash(*args, **kwargs):
         raise SystemExit("worker killed")  # dies after generating and storing, before recording the result
@@ -209,6 +209,7 @@ def test_a_crashed_worker_leaves_the_job_retryable_and_it_is_charged_once(
     assert usage["cache_hits"] == 0
     result = body_json(get(invoke, f"/v2/requests/{job_id}"))
     assert result["metrics"]["cache"] == "MISS"
+    assert result["metrics"]["seed"] == (4242 if seed == -1 else seed)  # the seed of the images it was given
 
 
 def test_another_requests_images_found_by_a_job_are_still_free(invoke, upstream, jobs_env, worker):

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from .after_response import Deferrer, RunNow
@@ -119,15 +120,16 @@ class GenerationService:
         owner = owner or unique_id()
         look_up = policy.reads(request)
         # A job redelivered after its worker died between storing the images and recording them looks for what
-        # its earlier attempt made even under no-cache: regenerating would pay Segmind twice for one image.
+        # its earlier attempt made, even under no-cache or no-store: regenerating would pay Segmind twice.
+        if resumable and not policy.write:
+            kept = self._read_set(_own_set(request, namespace, owner), request, by_url)  # named after the job
+            if kept is not None:
+                return _charged_as_generated(kept, billing)
         own_only = resumable and not look_up and not request.random_seed
         if look_up or own_only:
             found = self._found(request, namespace, by_url, prefetched)
             if found is not None and resumable and found.generated_by == owner:
-                # What it generated is charged, once, as generated.
-                found.cache = CacheStatus.MISS
-                billing.settle(found.count, None)
-                return found
+                return _charged_as_generated(found, billing)
             if look_up and found is not None:
                 metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
                 billing.on_hit()
@@ -137,11 +139,22 @@ class GenerationService:
         policy.check_may_generate(request)
         # Only requests that read and write the shared cache can share a generation.
         lease_key = f"{namespace}#{cache_key(request)}" if look_up and policy.write and self.leases else None
+        generate_now = partial(
+            self._generate,
+            request,
+            namespace,
+            policy,
+            deadline,
+            billing,
+            must_store,
+            look_up,
+            store_later,
+            owner=owner,
+            resumable=resumable,
+        )
         if lease_key is None:
             billing.reserve()
-            return self._generate(
-                request, namespace, policy, deadline, billing, must_store, look_up, store_later, owner=owner
-            )
+            return generate_now()
         # The budget is reserved while the lease is taken: two round trips in the time of one.
         reserving = _background.submit(billing.reserve)
         acquired = self._acquire(lease_key, owner, deadline)
@@ -163,18 +176,7 @@ class GenerationService:
                 if not took_over:
                     raise refused
                 billing.reserve()  # the budget may have changed while we waited
-            result = self._generate(
-                request,
-                namespace,
-                policy,
-                deadline,
-                billing,
-                must_store,
-                look_up,
-                store_later,
-                owner=owner,
-                on_store_failure=lambda: self._release(lease_key, owner),
-            )
+            result = generate_now(on_store_failure=lambda: self._release(lease_key, owner))
             return result
         finally:
             # Once the images are in the cache every identical request finds them there, so the lease can simply
@@ -222,6 +224,7 @@ class GenerationService:
         store_later: Callable[[ImageResult], bool] | None = None,
         owner: str | None = None,
         on_store_failure: Callable[[], None] | None = None,
+        resumable: bool = False,
     ) -> ImageResult:
         try:
             generation = self.upstream.txt2img(CATALOG.slug, request.upstream_payload(), deadline=deadline)
@@ -255,8 +258,12 @@ class GenerationService:
             elif self.keep(stored, result, generation.upstream_request_id):
                 result.stored = stored
         if must_store and result.stored is None:
-            transient = StoredSet.transient(
-                namespace, generation.upstream_request_id or unique_id(), result.count, request.image_format
+            transient = (
+                _own_set(request, namespace, owner)  # where a redelivered job looks (see `generate`)
+                if resumable and owner
+                else StoredSet.transient(
+                    namespace, generation.upstream_request_id or unique_id(), result.count, request.image_format
+                )
             )
             if self.keep(transient, result, generation.upstream_request_id):
                 result.stored = transient
@@ -294,6 +301,9 @@ class GenerationService:
 
     def _read_cache(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> ImageResult | None:
         stored = StoredSet.cached(namespace, cache_key(request), request.batch_size, request.image_format)
+        return self._read_set(stored, request, by_url)
+
+    def _read_set(self, stored: StoredSet, request: Txt2ImgRequest, by_url: bool) -> ImageResult | None:
         try:
             if by_url:
                 found = self.store.head(stored)
@@ -307,10 +317,12 @@ class GenerationService:
             return None
         if found is None:
             return None
+        kept_seed = found.get("seed")
         return ImageResult(
             image_format=request.image_format,
             content_type=request.content_type,
-            seed=request.seed,
+            # A random seed's set is only ever a job's own (cache keys need the seed), which records the seed used.
+            seed=int(kept_seed) if request.random_seed and kept_seed else request.seed,
             cache=CacheStatus.HIT,
             count=request.batch_size,
             images=images,
@@ -356,6 +368,18 @@ class GenerationService:
             except AwsErrors:
                 return None
         raise GatewayError(504, "Timed out waiting for an identical request's images; retry", kind="coalesce_timeout")
+
+
+def _own_set(request: Txt2ImgRequest, namespace: str, owner: str) -> StoredSet:
+    """Where a resumable owner (a job) keeps images that do not go into the cache: found again by its name."""
+    return StoredSet.transient(namespace, owner, request.batch_size, request.image_format)
+
+
+def _charged_as_generated(found: ImageResult, billing: Billing) -> ImageResult:
+    """A job's own images from an earlier attempt: charged, once, as generated, never as a hit."""
+    found.cache = CacheStatus.MISS
+    billing.settle(found.count, None)
+    return found
 
 
 def unique_id() -> str:
