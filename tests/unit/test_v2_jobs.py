@@ -174,8 +174,11 @@ def test_dead_lettered_job_is_failed_and_its_budget_released(invoke, upstream, j
     assert body_json(get(invoke, "/v1/usage"))["credits_reserved"] == 0
 
 
-# no-cache: still its own images, not the cache's; no-store: its own, kept outside the cache, whatever the seed
-@pytest.mark.parametrize(("cache_control", "seed"), [(None, 42), ("no-cache", 42), ("no-store", 42), ("no-store", -1)])
+# no-cache: still its own images, not the cache's; no-store: its own, kept outside the cache; a random seed: the
+# one the job drew, the same on every attempt
+@pytest.mark.parametrize(
+    ("cache_control", "seed"), [(None, 42), ("no-cache", 42), ("no-store", 42), (None, -1), ("no-store", -1)]
+)
 def test_a_crashed_worker_leaves_the_job_retryable_and_it_is_charged_once(
     invoke, upstream, jobs_env, worker, monkeypatch, cache_control, seed
 ):
@@ -208,8 +211,10 @@ def test_a_crashed_worker_leaves_the_job_retryable_and_it_is_charged_once(
     assert (usage["credits_reserved"], usage["credits_spent"], usage["images_generated"]) == (0, 0.004, 1)
     assert usage["cache_hits"] == 0
     result = body_json(get(invoke, f"/v2/requests/{job_id}"))
-    assert result["metrics"]["cache"] == "MISS"
-    assert result["metrics"]["seed"] == (4242 if seed == -1 else seed)  # the seed of the images it was given
+    # As the first attempt would have answered: looked up and missed, or generated without looking.
+    assert result["metrics"]["cache"] == ("MISS" if cache_control != "no-cache" and seed != -1 else "BYPASS")
+    asked = json.loads(upstream.calls()[0].request.body)["seed"]
+    assert result["metrics"]["seed"] == asked >= 0 and (seed == -1 or asked == seed)  # the seed of its images
 
 
 def test_another_requests_images_found_by_a_job_are_still_free(invoke, upstream, jobs_env, worker):

@@ -124,12 +124,12 @@ class GenerationService:
         if resumable and not policy.write:
             kept = self._read_set(_own_set(request, namespace, owner), request, by_url)  # named after the job
             if kept is not None:
-                return _charged_as_generated(kept, billing)
+                return _charged_as_generated(kept, billing, looked_up=look_up)
         own_only = resumable and not look_up and not request.random_seed
         if look_up or own_only:
             found = self._found(request, namespace, by_url, prefetched)
             if found is not None and resumable and found.generated_by == owner:
-                return _charged_as_generated(found, billing)
+                return _charged_as_generated(found, billing, looked_up=look_up)
             if look_up and found is not None:
                 metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
                 billing.on_hit()
@@ -317,12 +317,10 @@ class GenerationService:
             return None
         if found is None:
             return None
-        kept_seed = found.get("seed")
         return ImageResult(
             image_format=request.image_format,
             content_type=request.content_type,
-            # A random seed's set is only ever a job's own (cache keys need the seed), which records the seed used.
-            seed=int(kept_seed) if request.random_seed and kept_seed else request.seed,
+            seed=request.seed,
             cache=CacheStatus.HIT,
             count=request.batch_size,
             images=images,
@@ -375,9 +373,9 @@ def _own_set(request: Txt2ImgRequest, namespace: str, owner: str) -> StoredSet:
     return StoredSet.transient(namespace, owner, request.batch_size, request.image_format)
 
 
-def _charged_as_generated(found: ImageResult, billing: Billing) -> ImageResult:
+def _charged_as_generated(found: ImageResult, billing: Billing, *, looked_up: bool) -> ImageResult:
     """A job's own images from an earlier attempt: charged, once, as generated, never as a hit."""
-    found.cache = CacheStatus.MISS
+    found.cache = CacheStatus.MISS if looked_up else CacheStatus.BYPASS  # what that attempt would have answered
     billing.settle(found.count, None)
     return found
 

@@ -6,9 +6,10 @@ deliveries run out lands in the dead-letter queue, where it is marked FAILED and
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .async_jobs import result_of, stored_set
@@ -64,6 +65,16 @@ class JobBilling(TenantBilling):
             self.jobs.hold(self.job.job_id, None)
 
 
+def _resumable(request: Txt2ImgRequest, policy: CachePolicy, job_id: str) -> tuple[Txt2ImgRequest, CachePolicy]:
+    """A random seed (-1) is drawn here, once per job, from its id: every attempt then asks Segmind for the same
+    images and stores them under the same key, so a redelivery finds what a dead attempt made instead of paying
+    again. The seed is still random to the client, and its images are still never served from the cache."""
+    if not request.random_seed:
+        return request, policy
+    seed = int.from_bytes(hashlib.sha256(f"seed#{job_id}".encode()).digest()[:4], "big")
+    return request.model_copy(update={"seed": seed}), replace(policy, read=False)
+
+
 @dataclass
 class JobRunner:
     jobs: JobStore
@@ -94,12 +105,16 @@ class JobRunner:
             )
         tenant = self.registry.get(started.tenant_id) if self.registry and started.tenant_id else None
         billing = JobBilling(self.meter, tenant, started, self.jobs) if tenant and self.meter else None
-        request = Txt2ImgRequest.model_validate(started.request)
+        request, policy = _resumable(
+            Txt2ImgRequest.model_validate(started.request),
+            CachePolicy(**(started.cache or {})),  # no-cache and no-store hold for the worker too
+            job_id,
+        )
         try:
             result = self.service.generate(
                 request,
                 namespace=started.namespace,
-                policy=CachePolicy(**(started.cache or {})),  # no-cache and no-store hold for the worker too
+                policy=policy,
                 by_url=True,
                 deadline=deadline,
                 billing=billing,
