@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 import responses
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError
 
 from local.fake_segmind import render
 from segmind_proxy.image_store import ImageStore
@@ -129,14 +129,9 @@ def test_an_answer_that_can_neither_be_inlined_nor_stored_is_503_and_refunded(
 
 
 def test_secrets_manager_unavailable_is_502_with_no_call_and_no_charge(invoke, upstream, tenant, monkeypatch):
-    from botocore.exceptions import EndpointConnectionError
-
     from segmind_proxy.aws_clients import secrets_manager
 
-    def unreachable(*args, **kwargs):
-        raise EndpointConnectionError(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com")
-
-    monkeypatch.setattr(secrets_manager(), "get_secret_value", unreachable)
+    monkeypatch.setattr(secrets_manager(), "get_secret_value", aws_unreachable)
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 502
     assert "could not read its Segmind API key" in body_json(response)["error"]
@@ -184,10 +179,7 @@ def test_hit_survives_a_ledger_outage(invoke, upstream, tenant, monkeypatch):
 def test_ledger_unreachable_after_the_call_still_delivers(invoke, upstream, tenant, monkeypatch):
     from segmind_proxy.metering import Meter
 
-    def unreachable(*args, **kwargs):
-        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
-
-    monkeypatch.setattr(Meter, "settle", unreachable)
+    monkeypatch.setattr(Meter, "settle", aws_unreachable)
     upstream.succeed()
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 200 and sniff_format(body_bytes(response)) == "jpeg"
@@ -196,10 +188,7 @@ def test_ledger_unreachable_after_the_call_still_delivers(invoke, upstream, tena
 def test_ledger_unreachable_before_the_call_is_503_without_spending(invoke, upstream, tenant, monkeypatch):
     from segmind_proxy.metering import Meter
 
-    def unreachable(*args, **kwargs):
-        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
-
-    monkeypatch.setattr(Meter, "reserve", unreachable)
+    monkeypatch.setattr(Meter, "reserve", aws_unreachable)
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 503 and upstream.calls() == []
 
@@ -207,10 +196,7 @@ def test_ledger_unreachable_before_the_call_is_503_without_spending(invoke, upst
 def test_registry_unreachable_is_a_segmind_style_503(invoke, upstream, tenant, monkeypatch):
     from segmind_proxy.tenants import TenantRegistry
 
-    def unreachable(*args, **kwargs):
-        raise EndpointConnectionError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
-
-    monkeypatch.setattr(TenantRegistry, "by_api_key", unreachable)
+    monkeypatch.setattr(TenantRegistry, "by_api_key", aws_unreachable)
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 503 and "registry" in json.loads(response["body"])["error"]
     assert upstream.calls() == []
