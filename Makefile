@@ -14,6 +14,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_VERSION)
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+# Python 3.13's compiler for the Lambda packages' bytecode (Pyodide, from the npm registry: see compile.mjs).
+BYTECODE_DIR := tools/bytecode
+BYTECODE_STAMP := $(BYTECODE_DIR)/node_modules/.installed-$(shell cat $(BYTECODE_DIR)/package-lock.json | cksum | cut -d' ' -f1)
 
 .PHONY: dev test install lint unit integration validate build deploy clean openapi bench load
 
@@ -27,6 +30,10 @@ $(SAM_STAMP):
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(SAM_VENV)/bin/python -m pip install --quiet aws-sam-cli==$(SAM_VERSION)
+	touch $@
+
+$(BYTECODE_STAMP): $(BYTECODE_DIR)/package-lock.json
+	cd $(BYTECODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 $(CHECKOV_STAMP):
@@ -44,7 +51,7 @@ dev: $(STAMP)
 ## make test: lint, template checks, sam build, unit and integration tests
 test:
 	@# The three virtualenvs install side by side: one after the other took five of a fresh clone's minutes.
-	@$(MAKE) --no-print-directory -j3 $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP)
+	@$(MAKE) --no-print-directory -j3 $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) $(BYTECODE_STAMP)
 	@$(MAKE) --no-print-directory lint validate build
 	$(BIN)/python -m pytest
 
@@ -77,9 +84,10 @@ validate: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP)
 	$(SAM) validate --lint --region $${AWS_REGION:-us-east-1}
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
 
-## make build: sam build without Docker (the Core layer cross-installs cp313 aarch64 wheels); prints package sizes
-build: $(SAM_STAMP)
-	$(SAM) build
+## make build: sam build without Docker (the Core layer cross-installs cp313 aarch64 wheels, and every package
+## ships CPython 3.13 bytecode compiled by tools/bytecode); prints package sizes
+build: $(SAM_STAMP) $(BYTECODE_STAMP)
+	BYTECODE=$(CURDIR)/$(BYTECODE_DIR)/compile.mjs $(SAM) build
 	@du -sh .aws-sam/build/*/ | sed 's|.aws-sam/build/||'
 
 ENV ?= dev

@@ -24,9 +24,28 @@ def test_layer_is_lean_and_leaves_boto3_to_the_runtime():
     assert native and all("cpython-313-aarch64" in so.name for so in native)
 
 
+FUNCTIONS = ("ApiFunction", "WorkerFunction", "CreditsProbeFunction")
+# The first bytes of every CPython 3.13 .pyc (importlib.util.MAGIC_NUMBER there), then its flags: 1 is hash-based
+# and unchecked, used without comparing the source's timestamp (which a zip archive rounds).
+PYTHON_313_MAGIC = (3571).to_bytes(2, "little") + b"\r\n"
+UNCHECKED_HASH = 1
+
+
 def test_functions_hold_only_their_handler():
-    for function in ("ApiFunction", "WorkerFunction", "CreditsProbeFunction"):
-        assert sorted(p.name for p in (BUILD / function).iterdir()) == ["app.py"]
+    for function in FUNCTIONS:
+        held = sorted(str(p.relative_to(BUILD / function)) for p in (BUILD / function).rglob("*") if p.is_file())
+        assert held == ["__pycache__/app.cpython-313.pyc", "app.py"]
+
+
+def test_every_module_ships_as_python_313_bytecode():
+    """Lambda's file system is read-only: a module without bytecode would be compiled on every cold start."""
+    sources = [p for root in ("CoreLayer", *FUNCTIONS) for p in (BUILD / root).rglob("*.py")]
+    assert len(sources) > 300  # the layer's dependencies as well as ours
+    for source in sources:
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        header = compiled.read_bytes()[:8]
+        assert header[:4] == PYTHON_313_MAGIC, source
+        assert int.from_bytes(header[4:8], "little") == UNCHECKED_HASH, source
 
 
 def test_layer_is_exactly_the_pinned_packages():
