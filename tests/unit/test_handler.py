@@ -110,10 +110,12 @@ def test_url_mode_answers_presigned_urls_that_serve_the_images(invoke, upstream,
     assert len(upstream.calls()) == 1
 
 
-def test_unknown_response_mode_is_refused(invoke, upstream):
-    response = invoke(api_event({"prompt": "x"}, headers={"x-response-mode": "zip"}))
+@pytest.mark.parametrize("mode", ["zip", "", "  "])  # empty: most likely a client's unset variable, not "inline"
+def test_unknown_response_mode_is_refused(invoke, upstream, mode):
+    response = invoke(api_event({"prompt": "x"}, headers={"x-response-mode": mode}))
     assert response["statusCode"] == 400
     assert "x-response-mode" in body_json(response)["error"]
+    assert upstream.calls() == []
 
 
 def test_too_large_to_inline_falls_back_to_urls(invoke, upstream, monkeypatch):

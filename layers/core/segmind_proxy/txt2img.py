@@ -31,9 +31,11 @@ NOT_KEPT = "not_kept"
 
 
 def response_mode(headers: Mapping[str, str]) -> ResponseMode:
-    raw = (headers.get(RESPONSE_MODE_HEADER) or ResponseMode.INLINE.value).strip().lower()
+    raw = headers.get(RESPONSE_MODE_HEADER)
+    if raw is None:
+        return ResponseMode.INLINE
     try:
-        return ResponseMode(raw)
+        return ResponseMode(raw.strip().lower())  # an empty value too is refused: it is no mode
     except ValueError:
         allowed = ", ".join(mode.value for mode in ResponseMode)
         raise RequestInvalid(f"Header '{RESPONSE_MODE_HEADER}' must be one of: {allowed}") from None
