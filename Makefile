@@ -50,7 +50,7 @@ dev: $(STAMP)
 
 ## make test: lint, template checks, sam build, unit and integration tests
 test:
-	@# The three virtualenvs install side by side: one after the other took five of a fresh clone's minutes.
+	@# The three virtualenvs and the bytecode compiler install side by side: one after the other took five of a fresh clone's minutes.
 	@$(MAKE) --no-print-directory -j3 $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) $(BYTECODE_STAMP)
 	@$(MAKE) --no-print-directory lint validate build
 	$(BIN)/python -m pytest
