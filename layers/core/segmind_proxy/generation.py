@@ -125,7 +125,8 @@ class GenerationService:
             kept = self._read_set(_own_set(request, namespace, owner), request, by_url)  # named after the job
             if kept is not None:
                 return _charged_as_generated(kept, billing, looked_up=look_up)
-        own_only = resumable and not look_up and not request.random_seed
+        # Only a job that writes the cache can find its own images there (under no-store they are in its own set).
+        own_only = resumable and policy.write and not look_up and not request.random_seed
         if look_up or own_only:
             found = self._found(request, namespace, by_url, prefetched)
             if found is not None and resumable and found.generated_by == owner:
