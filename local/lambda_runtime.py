@@ -1,6 +1,7 @@
-"""Local Lambda: each function gets a pool of worker processes, each a 'container' that imports the handler once
-and serves one invocation at a time, as Lambda does. Module globals are per container, never shared. Each
-container serves the Extensions API too, so an internal extension's work after the response runs as on Lambda."""
+"""Local Lambda: each function gets up to `concurrency` worker processes, each a 'container' that imports the handler
+once and serves one invocation at a time, as Lambda does. Module globals are per container, never shared. Each
+container serves the Extensions API too, so an internal extension's work after the response runs as on Lambda: the
+container is busy until that work is done, and an invocation goes to an idle container (or a new one) meanwhile."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -66,37 +67,99 @@ def _warm() -> int:
     return os.getpid()
 
 
+def _extensions_done(timeout_s: float) -> bool:
+    """Until the container's extensions have finished the invocation that just returned (Lambda's freeze point)."""
+    return _extensions is None or _extensions.wait_idle(timeout_s)
+
+
+class _Container:
+    """One execution environment: a process started on first use that imports the handler, then serves invocations."""
+
+    def __init__(self, spec: FunctionSpec, environment: dict[str, str]) -> None:
+        self.process = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_container,
+            initargs=(str(spec.code_dir), spec.handler, environment),
+        )
+
+
 class LocalFunction:
     def __init__(self, spec: FunctionSpec, environment: dict[str, str], concurrency: int) -> None:
         self.spec = spec
         self._environment = environment
         self._concurrency = concurrency
-        self._lock = threading.Lock()
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self._concurrency,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_container,
-            initargs=(str(self.spec.code_dir), self.spec.handler, self._environment),
-        )
+        self._changed = threading.Condition()
+        self._idle: list[_Container] = []  # the most recently used last: it is taken first, as the warmest
+        self._containers: set[_Container] = set()
+        # Waits for a free container on behalf of each invocation, so `invoke` answers at once with a future.
+        self._router = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"{spec.logical_id}-invoke")
 
     def warm_up(self) -> Future[int]:
         """Start one container now, so the first request does not pay the imports. Further containers start when
         concurrent invocations need them (as Lambda's do): starting them all up front took seconds of CPU."""
-        return self._pool.submit(_warm)
+        return self._router.submit(self._run, _warm)
 
     def invoke(self, event: dict[str, Any]) -> Future[Any]:
-        """Run on a free container. A killed container (as Lambda may lose one) is replaced by fresh ones."""
-        args = (_invoke, event, self.spec.logical_id, self.spec.memory, self.spec.timeout)
-        with self._lock:
+        """Run on an idle container, else on a new one up to the concurrency, else once one is free. A killed
+        container (as Lambda may lose one) fails its invocation and is replaced by a fresh one when needed."""
+        return self._router.submit(self._run, _invoke, event, self.spec.logical_id, self.spec.memory, self.spec.timeout)
+
+    def _run(self, call: Any, *args: Any) -> Any:
+        while True:
+            container = self._take()
             try:
-                return self._pool.submit(*args)
-            except BrokenProcessPool:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-                return self._pool.submit(*args)
+                pending = container.process.submit(call, *args)
+                break
+            except (BrokenProcessPool, RuntimeError):  # it died while idle: Lambda would not have picked it
+                self._lose(container)
+        try:
+            result = pending.result()
+        except BrokenProcessPool:
+            self._lose(container)
+            raise
+        except BaseException:
+            self._free_when_done(container)
+            raise
+        self._free_when_done(container)
+        return result
+
+    def _take(self) -> _Container:
+        with self._changed:
+            while not self._idle and len(self._containers) >= self._concurrency:
+                self._changed.wait()
+            if self._idle:
+                return self._idle.pop()
+            container = _Container(self.spec, self._environment)
+            self._containers.add(container)
+            return container
+
+    def _free_when_done(self, container: _Container) -> None:
+        """The container takes its next invocation only once its extensions are done with this one."""
+        try:
+            done = container.process.submit(_extensions_done, float(self.spec.timeout))
+        except (BrokenProcessPool, RuntimeError):
+            self._lose(container)
+            return
+        done.add_done_callback(
+            lambda f: self._lose(container) if f.cancelled() or f.exception() else self._give_back(container)
+        )
+
+    def _give_back(self, container: _Container) -> None:
+        with self._changed:
+            if container in self._containers:
+                self._idle.append(container)
+                self._changed.notify()
+
+    def _lose(self, container: _Container) -> None:
+        with self._changed:
+            self._containers.discard(container)
+            self._changed.notify()
+        container.process.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._router.shutdown(wait=False, cancel_futures=True)
+        with self._changed:
+            containers, self._containers, self._idle = list(self._containers), set(), []
+        for container in containers:
+            container.process.shutdown(wait=False, cancel_futures=True)

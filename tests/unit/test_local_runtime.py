@@ -1,0 +1,57 @@
+"""The local Lambda runtime routes as Lambda does: an environment still doing work after its response (an internal
+extension's) takes no invocation; another does, or a new one starts. A lost environment is replaced."""
+
+import os
+import signal
+import textwrap
+import time
+from concurrent.futures import wait
+from pathlib import Path
+
+import pytest
+
+from local.lambda_runtime import LocalFunction
+from local.template import FunctionSpec
+
+HANDLER = """
+import os, time
+from segmind_proxy.after_response import AfterResponse
+
+held = AfterResponse()
+held.start(os.environ["AWS_LAMBDA_RUNTIME_API"])
+
+
+@held.holding
+def handler(event, context):
+    held.defer(time.sleep, event["hold"])  # work after the response, as the API function's cache write
+    return os.getpid()
+"""
+ENVIRONMENT = {"SEGMIND_API_KEY_SECRET": "unused", "POWERTOOLS_LOG_LEVEL": "WARNING", "AWS_LAMBDA_FUNCTION_NAME": "F"}
+
+
+@pytest.fixture
+def function(tmp_path: Path):
+    (tmp_path / "app.py").write_text(textwrap.dedent(HANDLER))
+    started = LocalFunction(FunctionSpec("F", tmp_path, "app.handler", 30, 128, {}), ENVIRONMENT, concurrency=2)
+    yield started
+    started.shutdown()
+
+
+def test_a_container_busy_after_its_response_takes_no_invocation(function):
+    both = [function.invoke({"hold": 0.2}) for _ in range(2)]  # starts (and warms) both containers
+    wait(both, timeout=60)
+    time.sleep(0.5)
+    busy = function.invoke({"hold": 1.5}).result(timeout=10)
+    started = time.monotonic()
+    other = function.invoke({"hold": 0}).result(timeout=10)
+    assert other != busy and time.monotonic() - started < 1.0  # not queued behind the busy one's deferred work
+    assert {f.result() for f in both} == {busy, other}  # and no third container: two were free
+
+
+def test_a_killed_container_is_replaced(function):
+    first = function.invoke({"hold": 0}).result(timeout=60)
+    time.sleep(0.2)
+    os.kill(first, signal.SIGKILL)
+    time.sleep(0.5)
+    answers = {function.invoke({"hold": 0}).result(timeout=60) for _ in range(3)}
+    assert first not in answers
