@@ -12,14 +12,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy import api_docs
-from segmind_proxy.access import AccessRefused, authorize, known_namespace, namespace_of
+from segmind_proxy.access import AccessRefused, authorize, authorize_reading, known_namespace, namespace_of
 from segmind_proxy.after_response import AFTER_RESPONSE
 from segmind_proxy.aws_clients import AwsErrors
 from segmind_proxy.cache_policy import NOT_CACHED
 from segmind_proxy.catalog import sd35_turbo
 from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
 from segmind_proxy.errors import GatewayError
-from segmind_proxy.metering import is_month
+from segmind_proxy.metering import Usage, current_month, is_month
 from segmind_proxy.models import Txt2ImgRequest
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 from segmind_proxy.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
@@ -129,6 +129,7 @@ def txt2img() -> Any:  # the raw body is parsed by `handle_txt2img`, so errors k
         meter=meter(),
         context=app.lambda_context,
         prefetched=app.context.get("prefetched"),
+        usage=app.context.get("usage"),
     )
     return Response(
         status_code=reply.status,
@@ -324,7 +325,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     origin = headers.get("origin")
     prefetched = _prefetch(event, headers, identity.get("apiKeyId"))
     try:
-        tenant = authorize(tenant_registry(), identity.get("apiKeyId"), origin)
+        tenant, usage = _caller(event, identity.get("apiKeyId"), origin, reads_cache=prefetched is not None)
     except AccessRefused as refused:
         return _refusal(event, refused, origin)
     except AwsErrors:
@@ -333,11 +334,24 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return _refusal(event, unavailable, origin)
     if tenant is not None:
         logger.append_keys(tenant_id=tenant.tenant_id)
-    app.append_context(tenant=tenant, prefetched=prefetched)
+    app.append_context(tenant=tenant, prefetched=prefetched, usage=usage)
     response = app.resolve(event, context)
     if tenant is not None and tenant.allowed_origins and origin:
         _reflect_origin(response, origin)
     return response
+
+
+def _caller(
+    event: dict[str, Any], api_key_id: str | None, origin: str | None, *, reads_cache: bool
+) -> tuple[Tenant | None, Usage | None]:
+    """The tenant; and for a v1 generation that reads the cache, its month's usage, read with its profile: a hit's
+    answer then has its budget figures without waiting for the hit to be counted."""
+    ledger = meter()
+    if not reads_cache or ledger is None or event.get("resource") != TXT2IMG_PATH:
+        return authorize(tenant_registry(), api_key_id, origin), None
+    month = current_month()
+    tenant, item = authorize_reading(tenant_registry(), api_key_id, origin, ledger.sort_key(month))
+    return tenant, Usage.from_item(tenant.tenant_id, month, item) if tenant and item is not None else None
 
 
 def _prefetch(event: dict[str, Any], headers: dict[str, str], api_key_id: str | None) -> Future | None:

@@ -24,8 +24,16 @@ def post(stack, key, body, headers=None):
     return requests.post(stack.txt2img, json=body, headers={"x-api-key": key, **(headers or {})}, timeout=60)
 
 
-def usage(stack, key):
-    return requests.get(f"{stack.base}/v1/usage", headers={"x-api-key": key}, timeout=30).json()
+def usage(stack, key, within_s: float = 5.0):
+    """The tenant's usage once no request is in flight: an inline answer's ledger record lands just after it (its
+    credits show as reserved until then)."""
+    deadline = time.monotonic() + within_s
+    while (report := requests.get(f"{stack.base}/v1/usage", headers={"x-api-key": key}, timeout=30).json()).get(
+        "credits_reserved"
+    ):
+        assert time.monotonic() < deadline, f"still reserved after {within_s}s: {report}"
+        time.sleep(0.05)
+    return report
 
 
 def usage_once_accepted(stack, key, within_s: float) -> dict:

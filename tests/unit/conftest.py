@@ -129,8 +129,8 @@ def upstream() -> Iterator[Upstream]:
 
 
 def order_against_tenant_check(s3_operation: str) -> list[str]:
-    """Slows the tenant check (DynamoDB GetItem) by 0.3 s; the returned list fills, in time order, with when it
-    ends and when each S3 `s3_operation` starts."""
+    """Slows the tenant check (DynamoDB GetItem, or BatchGetItem with the month's usage) by 0.3 s; the returned list
+    fills, in time order, with when it ends and when each S3 `s3_operation` starts."""
     from segmind_proxy.aws_clients import dynamodb, s3
 
     seen: list[tuple[float, str]] = []
@@ -144,7 +144,8 @@ def order_against_tenant_check(s3_operation: str) -> list[str]:
         time.sleep(0.3)
         note("tenant check done")
 
-    dynamodb().meta.client.meta.events.register("before-send.dynamodb.GetItem", slow_tenant_check)
+    for read in ("GetItem", "BatchGetItem"):
+        dynamodb().meta.client.meta.events.register(f"before-send.dynamodb.{read}", slow_tenant_check)
     s3().meta.events.register(f"before-send.s3.{s3_operation}", lambda **_: note("cache read"))
     return order
 

@@ -6,7 +6,15 @@ import pytest
 
 from segmind_proxy.metering import Meter
 from segmind_proxy.tenants import TenantStatus
-from tests.unit.conftest import SAMPLE, TENANTS_TABLE, api_event, body_json, make_tenant, order_against_tenant_check
+from tests.unit.conftest import (
+    SAMPLE,
+    TENANTS_TABLE,
+    Later,
+    api_event,
+    body_json,
+    make_tenant,
+    order_against_tenant_check,
+)
 from tests.unit.test_handler import header
 
 SMALL = SAMPLE | {"width": 512, "height": 512}  # 0.26 MP: the 0.004-credit tier of pricing.json
@@ -30,6 +38,64 @@ def test_generation_is_metered_and_hits_are_free(invoke, upstream, tenancy):
     assert usage["credits_spent"] == pytest.approx(0.004)
     assert usage["remaining"] == {"credits": pytest.approx(0.996), "images": 4}
     assert usage["budget"] == {"credits": 1.0, "images": 5}
+
+
+@pytest.fixture
+def later(env, monkeypatch):
+    from segmind_proxy.dependencies import generation_service
+
+    held = Later()
+    monkeypatch.setattr(generation_service(), "later", held)
+    return held
+
+
+def test_an_inline_miss_is_answered_before_its_ledger_record_and_with_its_figures(invoke, upstream, tenancy, later):
+    tenant = make_tenant(tenancy, budget_credits=1.0, budget_images=5)
+    upstream.succeed()
+    miss = invoke(api_event(SMALL, api_key_id="key-acme"))
+    assert (header(miss, "x-budget-remaining-credits"), header(miss, "x-budget-remaining-images")) == ("0.996", "4")
+    usage = Meter(TENANTS_TABLE).usage(tenant.tenant_id)
+    assert (usage.credits_spent, usage.images_generated, usage.credits_committed) == (0, 0, pytest.approx(0.004))
+    later.run()  # the answer has gone: the settlement and the cache write follow it
+    usage = Meter(TENANTS_TABLE).usage(tenant.tenant_id)
+    assert (usage.credits_spent, usage.images_generated, usage.upstream_calls) == (pytest.approx(0.004), 1, 1)
+    assert usage.remaining(tenant) == {"credits": pytest.approx(0.996), "images": 4}
+
+
+def test_a_hit_is_answered_with_its_figures_before_it_is_counted(invoke, upstream, tenancy, later):
+    tenant = make_tenant(tenancy, budget_credits=1.0, budget_images=5)
+    upstream.succeed()
+    invoke(api_event(SMALL, api_key_id="key-acme"))
+    later.run()
+    hit = invoke(api_event(SMALL, api_key_id="key-acme"))
+    assert header(hit, "x-cache") == "HIT"
+    assert (header(hit, "x-budget-remaining-credits"), header(hit, "x-budget-remaining-images")) == ("0.996", "4")
+    assert Meter(TENANTS_TABLE).usage(tenant.tenant_id).cache_hits == 0
+    later.run()
+    usage = Meter(TENANTS_TABLE).usage(tenant.tenant_id)
+    assert (usage.requests, usage.cache_hits, usage.credits_spent) == (2, 1, pytest.approx(0.004))
+
+
+def test_a_hit_for_a_key_new_to_the_container_is_counted_before_it_goes(invoke, upstream, tenancy, later):
+    """Its tenant is unknown here, so its month's usage could not be read with the profile in one round trip."""
+    from segmind_proxy.dependencies import tenant_registry
+
+    tenant = make_tenant(tenancy, budget_credits=1.0)
+    upstream.succeed()
+    invoke(api_event(SMALL, api_key_id="key-acme"))
+    later.run()
+    tenant_registry()._key_owner.clear()  # as in a fresh container
+    hit = invoke(api_event(SMALL, api_key_id="key-acme"))
+    assert header(hit, "x-cache") == "HIT" and header(hit, "x-budget-remaining-credits") == "0.996"
+    assert later.tasks == [] and Meter(TENANTS_TABLE).usage(tenant.tenant_id).cache_hits == 1
+
+
+def test_a_url_answer_is_settled_before_it_goes(invoke, upstream, tenancy, later):
+    tenant = make_tenant(tenancy, budget_credits=1.0)
+    upstream.succeed()
+    answer = invoke(api_event(SMALL, api_key_id="key-acme", headers={"x-response-mode": "url"}))
+    assert answer["statusCode"] == 200 and later.tasks == []
+    assert Meter(TENANTS_TABLE).usage(tenant.tenant_id).credits_spent == pytest.approx(0.004)
 
 
 def test_over_budget_is_402_with_no_upstream_call(invoke, upstream, tenancy):

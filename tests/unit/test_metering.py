@@ -7,7 +7,7 @@ import pytest
 from local.moto_server import start_moto
 from segmind_proxy.metering import BudgetExceeded, Meter, TenantBilling
 from segmind_proxy.tenants import TenantRegistry
-from tests.unit.conftest import create_tenants_table, make_tenant
+from tests.unit.conftest import Later, create_tenants_table, make_tenant
 
 
 def test_reserve_then_settle_charges_what_was_generated(registry, meter):
@@ -44,6 +44,39 @@ def test_a_reservation_given_back_by_a_hit_costs_nothing(registry, meter):
     usage = meter.usage(tenant.tenant_id)
     assert (usage.cache_hits, usage.credits_committed, usage.images_committed, usage.failed_generations) == (1, 0, 0, 0)
     assert billing.remaining()["credits"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("generated", "spent", "remaining_images"), [(4, 0.04, 6), (3, 0.03, 7)])
+def test_a_settlement_after_the_answer_is_written_then_and_the_answer_has_its_figures(
+    registry, meter, generated, spent, remaining_images
+):
+    tenant = make_tenant(registry, budget_credits=1.0, budget_images=10)
+    billing, later = TenantBilling(meter, tenant, 0.04, 4), Later()
+    billing.reserve()
+    billing.settle(generated, None, later=later)
+    expected = {"credits": pytest.approx(1.0 - spent), "images": remaining_images}
+    assert billing.remaining() == expected  # what the answer's budget headers say, before anything is written
+    assert meter.usage(tenant.tenant_id).credits_spent == 0
+    later.run()  # the answer has gone
+    usage = meter.usage(tenant.tenant_id)
+    assert (usage.images_generated, usage.upstream_calls, usage.credits_spent) == (generated, 1, pytest.approx(spent))
+    assert usage.remaining(tenant) == expected
+
+
+def test_an_answer_that_fails_before_its_deferred_settlement_is_not_charged(registry, meter):
+    tenant = make_tenant(registry, budget_credits=1.0)
+    billing, later = TenantBilling(meter, tenant, 0.04, 4), Later()
+    billing.reserve()
+    billing.settle(4, None, later=later)
+    billing.refund()  # the images reached the client neither in the answer nor in S3
+    later.run()
+    usage = meter.usage(tenant.tenant_id)
+    assert (usage.credits_spent, usage.credits_committed, usage.images_generated, usage.failed_generations) == (
+        0,
+        0,
+        0,
+        1,
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from segmind_proxy.access import AccessRefused, authorize
+from segmind_proxy.access import AccessRefused, authorize, authorize_reading
 from segmind_proxy.tenants import RegistryError, TenantStatus
 from tests.unit.conftest import make_tenant
 
@@ -109,3 +109,32 @@ def test_a_profile_stored_before_versions_can_still_be_updated(registry):
     legacy.budget_images = 3
     assert registry.update(legacy).version == 1
     assert registry.get(tenant.tenant_id).budget_images == 3
+
+
+def test_a_known_keys_tenant_is_read_with_another_of_its_items_in_one_round_trip(registry):
+    tenant = make_tenant(registry)
+    calls: list[str] = []
+    registry.table.meta.client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    assert registry.by_api_key_with("key-acme", "USAGE#2026-11") == (tenant, None)  # key not yet known here: not read
+    registry.table.put_item(Item={"pk": f"TENANT#{tenant.tenant_id}", "sk": "USAGE#2026-11", "requests": 3})
+    calls.clear()
+    found, item = registry.by_api_key_with("key-acme", "USAGE#2026-11")
+    assert found == tenant and item["requests"] == 3 and calls == ["BatchGetItem"]
+    assert registry.by_api_key_with("key-acme", "USAGE#2026-10") == (tenant, {})  # read: there is none
+    registry.replace_key(tenant, "key-new")
+    assert registry.by_api_key_with("key-acme", "USAGE#2026-11")[0] is None
+    tenant = registry.get(tenant.tenant_id)
+    tenant.status = TenantStatus.SUSPENDED
+    registry.update(tenant)
+    with pytest.raises(AccessRefused, match="suspended"):
+        authorize_reading(registry, "key-new", None, "USAGE#2026-11")
+    assert authorize_reading(None, "key-new", None, "USAGE#2026-11") == (None, None)
+
+
+def test_a_profile_left_unread_by_a_throttled_batch_is_read_alone(registry, monkeypatch):
+    tenant = make_tenant(registry)
+    registry.by_api_key("key-acme")
+    pk = f"TENANT#{tenant.tenant_id}"
+    unread = {"Responses": {}, "UnprocessedKeys": {registry.table_name: {"Keys": [{"pk": pk, "sk": "PROFILE"}]}}}
+    monkeypatch.setattr(type(registry._resource()), "batch_get_item", lambda self, **_: unread, raising=False)
+    assert registry.by_api_key_with("key-acme", "USAGE#2026-11") == (tenant, None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .errors import GatewayError
 from .image_store import namespace_for
 from .tenants import Tenant, TenantRegistry
@@ -33,7 +35,21 @@ def authorize(registry: TenantRegistry | None, api_key_id: str | None, origin: s
     """The calling tenant, or None where tenancy is off (no registry) or the route needs no key."""
     if registry is None or not api_key_id:
         return None
-    tenant = registry.by_api_key(api_key_id)
+    return _admitted(registry.by_api_key(api_key_id), origin)
+
+
+def authorize_reading(
+    registry: TenantRegistry | None, api_key_id: str | None, origin: str | None, sort_key: str
+) -> tuple[Tenant | None, dict[str, Any] | None]:
+    """`authorize`, and the tenant's item `sort_key` read alongside its profile when that costs no round trip
+    (see `TenantRegistry.by_api_key_with`); the item is None when it was not read."""
+    if registry is None or not api_key_id:
+        return None, None
+    tenant, item = registry.by_api_key_with(api_key_id, sort_key)
+    return _admitted(tenant, origin), item
+
+
+def _admitted(tenant: Tenant | None, origin: str | None) -> Tenant:
     if tenant is None:
         raise AccessRefused(403, "This API key is not registered with any tenant")
     if not tenant.active:

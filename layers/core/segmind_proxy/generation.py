@@ -35,21 +35,21 @@ class Billing(Protocol):
     """How a request is charged: nothing for hits, a reservation before the upstream call, settled or released,
     and a settlement refunded if its images never reach the client."""
 
-    def on_hit(self) -> None: ...
+    def on_hit(self, later: Deferrer | None = None) -> None: ...
     def reserve(self) -> None: ...
-    def settle(self, images: int, reported_balance: float | None) -> None: ...
+    def settle(self, images: int, reported_balance: float | None, later: Deferrer | None = None) -> None: ...
     def release(self, failed: bool = True) -> None: ...
     def refund(self) -> None: ...
 
 
 class NoBilling:
-    def on_hit(self) -> None:
+    def on_hit(self, later: Deferrer | None = None) -> None:
         pass
 
     def reserve(self) -> None:
         pass
 
-    def settle(self, images: int, reported_balance: float | None) -> None:
+    def settle(self, images: int, reported_balance: float | None, later: Deferrer | None = None) -> None:
         pass
 
     def release(self, failed: bool = True) -> None:
@@ -114,7 +114,8 @@ class GenerationService:
     ) -> ImageResult:
         """`deadline` is on the monotonic clock. `must_store`: the images must end up in S3 (URLs, idempotent replays).
         `prefetched`: a cache read started earlier for this request and namespace (see `prefetch`).
-        `store_later`: true for a result that the answer carries whole, so caching it can wait for `self.later`.
+        `store_later`: true for a result that the answer carries whole, so caching it and settling its bill can
+        wait for `self.later`.
         `resumable`: `owner` is the same on every attempt (a job), so images it generated earlier are its own."""
         billing = billing or NoBilling()
         owner = owner or unique_id()
@@ -133,7 +134,7 @@ class GenerationService:
                 return _charged_as_generated(found, billing, looked_up=look_up)
             if look_up and found is not None:
                 metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
-                billing.on_hit()
+                billing.on_hit(later=self.later)  # counting a hit can follow the answer
                 return found
             if look_up:
                 metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
@@ -232,8 +233,6 @@ class GenerationService:
         except BaseException:
             billing.release()
             raise
-        # The ledger settles while the images are stored: two round trips at once, not one after the other.
-        settling = _background.submit(billing.settle, len(generation.images), generation.remaining_credits)
         metrics.add_metric(name="ImagesGenerated", unit=MetricUnit.Count, value=len(generation.images))
         metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
         if generation.remaining_credits is not None:
@@ -249,11 +248,18 @@ class GenerationService:
             images=generation.images,
             generated_by=owner,
         )
+        # An answer that carries the images whole need not wait for their ledger record nor their cache copy.
+        answered_whole = not must_store and store_later is not None and store_later(result)
+        settling: Future[None] | None = None
+        if answered_whole:
+            billing.settle(result.count, generation.remaining_credits, later=self.later)
+        else:  # the ledger settles while the images are stored: two round trips at once
+            settling = _background.submit(billing.settle, result.count, generation.remaining_credits)
         if policy.write and seed is not None and len(generation.images) == request.batch_size:
             stored = StoredSet.cached(
                 namespace, cache_key(request, seed=seed), request.batch_size, request.image_format
             )
-            if not must_store and store_later is not None and store_later(result):
+            if answered_whole:
                 result.storing = stored
                 self.later.defer(self._cache_later, stored, result, generation.upstream_request_id, on_store_failure)
             elif self.keep(stored, result, generation.upstream_request_id):
@@ -269,7 +275,8 @@ class GenerationService:
             if self.keep(transient, result, generation.upstream_request_id):
                 result.stored = transient
         try:
-            settling.result()
+            if settling is not None:
+                settling.result()
         except Exception:  # the image is paid for and in hand: a billing fault must never lose it
             logger.exception("Settling the ledger failed after generation")
         return result

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .after_response import Deferrer
 from .async_jobs import result_of, stored_set
 from .cache_policy import CachePolicy
 from .errors import GatewayError
@@ -52,7 +53,7 @@ class JobBilling(TenantBilling):
             if self.reservation is not None:
                 self.jobs.hold(self.job.job_id, vars(self.reservation))
 
-    def settle(self, images: int, reported_balance: float | None) -> None:
+    def settle(self, images: int, reported_balance: float | None, later: Deferrer | None = None) -> None:
         self.generated = (images, reported_balance)  # charged in finalize(), after the job is COMPLETED
 
     def finalize(self) -> None:

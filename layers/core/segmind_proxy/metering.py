@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .after_response import Deferrer, RunNow
 from .aws_clients import AwsErrors, DynamoTable
 from .errors import GatewayError
 from .observability import MetricUnit, logger, metrics
@@ -90,6 +91,14 @@ class Usage:
             "images": None if tenant.budget_images is None else max(0, tenant.budget_images - self.images_committed),
         }
 
+    def settled(self, reservation: Reservation, credits: float, images: int) -> Usage:
+        """These figures once `Meter.settle` has replaced the reservation by its charge (as far as budgets go)."""
+        return replace(
+            self,
+            credits_committed=self.credits_committed + credits - reservation.credits,
+            images_committed=self.images_committed + images - reservation.images,
+        )
+
 
 @dataclass(frozen=True)
 class Reservation:
@@ -101,7 +110,12 @@ class Reservation:
 
 class Meter(DynamoTable):
     def _key(self, tenant_id: str, month: str) -> dict[str, str]:
-        return {"pk": f"TENANT#{tenant_id}", "sk": f"USAGE#{month}"}
+        return {"pk": f"TENANT#{tenant_id}", "sk": self.sort_key(month)}
+
+    @staticmethod
+    def sort_key(month: str) -> str:
+        """A month's usage item, under its tenant's partition (next to the profile: both can be read at once)."""
+        return f"USAGE#{month}"
 
     def _add(self, tenant_id: str, month: str, deltas: dict[str, Any], **extra: Any) -> Usage:
         names = {f"#{k}": k for k in deltas}
@@ -244,16 +258,25 @@ def _balance_due() -> bool:
 class TenantBilling:
     """Billing of one request for one tenant: hits are free, generations reserve then settle or release."""
 
-    def __init__(self, meter: Meter, tenant: Tenant, estimate: float, images: int) -> None:
+    def __init__(self, meter: Meter, tenant: Tenant, estimate: float, images: int, usage: Usage | None = None) -> None:
+        """`usage`: the month's figures as read with the tenant's profile, if they were."""
         self.meter = meter
         self.tenant = tenant
         self.estimate = estimate
         self.images = images
         self.reservation: Reservation | None = None
         self.usage: Usage | None = None
+        self._read_usage = usage
         self.settled: tuple[Reservation, float, int] | None = None  # what `settle` charged, for `refund`
+        self._settling = self._refunded = False  # a settlement deferred until after the answer, and its fate
 
-    def on_hit(self) -> None:
+    def on_hit(self, later: Deferrer | None = None) -> None:
+        """Count a hit. `later`: the answer may go before the count is written, when nothing was reserved and the
+        month's figures were read with the tenant (a hit changes no budget: the answer's figures are those)."""
+        if later is not None and self.reservation is None and self._read_usage is not None:
+            self.usage = self._read_usage
+            later.defer(self.best_effort, lambda: self.meter.record_hit(self.tenant))
+            return
         self.release(failed=False)  # reserved in case it had to generate; an identical request's images came instead
         self.usage = self.best_effort(lambda: self.meter.record_hit(self.tenant))
 
@@ -266,16 +289,34 @@ class TenantBilling:
                 503, "The usage ledger is unavailable; nothing was charged, retry shortly", kind="ledger"
             ) from None
 
-    def settle(self, images: int, reported_balance: float | None) -> None:
+    def settle(self, images: int, reported_balance: float | None, later: Deferrer | None = None) -> None:
+        """Charge for the images generated. `later`: the answer carries them, so the ledger's record can follow it
+        (see `after_response`); the budget already holds their estimate, and the answer's figures are the same."""
         if self.reservation is None:
             return
         charge = self.estimate * images / self.images if self.images else 0.0
         reservation = self.reservation
+        if later is None:
+            self._settle(reservation, charge, images)
+        else:
+            if self.usage is not None:
+                self.usage = self.usage.settled(reservation, charge, images)
+            self._settling = True
+            later.defer(self._settle_unless_refunded, reservation, charge, images)
+        if reported_balance is not None and _balance_due():
+            (later or RunNow()).defer(self.best_effort, lambda: self.meter.record_balance(reported_balance))
+
+    def _settle(self, reservation: Reservation, charge: float, images: int) -> None:
         usage = self.best_effort(lambda: self.meter.settle(reservation, charge, images))
         if usage is not None:
             self.usage, self.settled = usage, (reservation, charge, images)
-        if reported_balance is not None and _balance_due():
-            self.best_effort(lambda: self.meter.record_balance(reported_balance))
+
+    def _settle_unless_refunded(self, reservation: Reservation, charge: float, images: int) -> None:
+        self._settling = False
+        if self._refunded:  # the answer failed after all: nothing reached the client, nothing is charged
+            self.best_effort(lambda: self.meter.release(reservation, failed=True))
+        else:
+            self._settle(reservation, charge, images)
 
     def release(self, failed: bool = True) -> None:
         """Give the reservation back, once (later calls do nothing)."""
@@ -285,7 +326,9 @@ class TenantBilling:
 
     def refund(self) -> None:
         """Undo this request's settlement, once: its images reached the client neither in the answer nor in S3."""
-        if self.settled is not None:
+        if self._settling:  # not written yet: it becomes a release instead
+            self._refunded = True
+        elif self.settled is not None:
             settled, self.settled = self.settled, None
             self.usage = self.best_effort(lambda: self.meter.refund(*settled)) or self.usage
 

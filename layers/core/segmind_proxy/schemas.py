@@ -55,7 +55,10 @@ class UsageReport(BaseModel):
     cache_hits: int
     images_generated: int
     credits_spent: float
-    credits_reserved: float = Field(description="Held by generations in flight")
+    credits_reserved: float = Field(
+        description="Held by generations in flight, and for a few milliseconds after an inline answer until its "
+        "settlement is written"
+    )
     failed_generations: int
     rejected_requests: int
     budget: dict[str, float | int | None] = Field(description="Monthly budget in credits and images (null: none)")

@@ -120,7 +120,33 @@ class TenantRegistry(DynamoTable):
             if not item:
                 return None
             tenant_id = self._key_owner[api_key_id] = item["tenant_id"]
-        tenant = self.get(tenant_id)
+        return self._keyed_by(self.get(tenant_id), api_key_id)
+
+    def by_api_key_with(self, api_key_id: str, sort_key: str) -> tuple[Tenant | None, dict[str, Any] | None]:
+        """`by_api_key`, plus the tenant's item `sort_key` (such as a month's usage) in the same round trip when this
+        container knows the key's tenant already. The item is None when it was not read, {} when it does not exist."""
+        tenant_id = self._key_owner.get(api_key_id)
+        if tenant_id is None:
+            return self.by_api_key(api_key_id), None
+        pk = f"TENANT#{tenant_id}"
+        answer = self._resource().batch_get_item(
+            RequestItems={
+                self.table_name: {
+                    "Keys": [{"pk": pk, "sk": "PROFILE"}, {"pk": pk, "sk": sort_key}],
+                    "ConsistentRead": True,
+                }
+            }
+        )
+        items = {item["sk"]: item for item in answer.get("Responses", {}).get(self.table_name, [])}
+        unread = {key["sk"] for key in answer.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])}
+        if "PROFILE" in unread:  # throttled in part: the profile alone, as usual
+            return self.by_api_key(api_key_id), None
+        profile = items.get("PROFILE")
+        tenant = self._keyed_by(Tenant.from_item(profile) if profile else None, api_key_id)
+        return tenant, None if sort_key in unread else items.get(sort_key, {})
+
+    @staticmethod
+    def _keyed_by(tenant: Tenant | None, api_key_id: str) -> Tenant | None:
         # A rotated-away key id still maps to its tenant, but is no longer the tenant's key.
         return tenant if tenant and tenant.api_key_id == api_key_id else None
 

@@ -18,7 +18,7 @@ from .delivery import Reply, ResponseMode, deliver, fits_inline, undeliverable
 from .errors import GatewayError, RequestInvalid
 from .generation import Billing, GenerationService, ImageResult, NoBilling
 from .idempotency import idempotency_key, run_once
-from .metering import BudgetExceeded, Meter, TenantBilling
+from .metering import BudgetExceeded, Meter, TenantBilling, Usage
 from .models import Txt2ImgRequest, parse_request
 from .observability import logger, metrics
 from .pricing import price_table
@@ -84,11 +84,18 @@ def counting_rejections(tenant: Tenant | None, meter: Meter | None) -> Iterator[
 
 
 def billing_for(
-    request: Txt2ImgRequest, tenant: Tenant | None, meter: Meter | None, api_key_id: str | None
+    request: Txt2ImgRequest,
+    tenant: Tenant | None,
+    meter: Meter | None,
+    api_key_id: str | None,
+    usage: Usage | None = None,
 ) -> tuple[float, Billing, str]:
-    """The request's estimated cost, how it is billed, and the cache/job namespace it belongs to."""
+    """The request's estimated cost, how it is billed, and the cache/job namespace it belongs to. `usage`: the
+    tenant's figures this month, if read with its profile."""
     estimate = price_table().estimate(request)
-    billing: Billing = TenantBilling(meter, tenant, estimate, request.batch_size) if tenant and meter else NoBilling()
+    billing: Billing = (
+        TenantBilling(meter, tenant, estimate, request.batch_size, usage) if tenant and meter else NoBilling()
+    )
     return estimate, billing, namespace_of(tenant, api_key_id)
 
 
@@ -126,13 +133,15 @@ def handle_txt2img(
     meter: Meter | None = None,
     context: LambdaContext | None = None,
     prefetched: Future[ImageResult | None] | None = None,
+    usage: Usage | None = None,
 ) -> Reply:
     """`headers` must be case-insensitive (lower-cased keys). With a tenant and a meter, the request is billed.
-    `prefetched`: this request's cache read, started by `prefetch_cache_read` in the same namespace."""
+    `prefetched`: this request's cache read, started by `prefetch_cache_read` in the same namespace.
+    `usage`: the tenant's figures this month, read with its profile (a hit can then be counted after the answer)."""
     with counting_rejections(tenant, meter):
         request, mode = validate(body, headers, settings)
         key = idempotency_key(headers) if settings.jobs_table else None
-    estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id)
+    estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id, usage)
     # An answer that carries the images whole need not wait for them to be cached (see `after_response`).
     store_later = (
         partial(fits_inline, as_base64=request.base64, limit=settings.inline_response_max_bytes)
