@@ -90,6 +90,14 @@ def test_a_hit_for_a_key_new_to_the_container_is_counted_before_it_goes(invoke, 
     assert later.tasks == [] and Meter(TENANTS_TABLE).usage(tenant.tenant_id).cache_hits == 1
 
 
+def test_a_refusal_is_answered_before_it_is_counted(invoke, upstream, tenancy, later):
+    tenant = make_tenant(tenancy, budget_credits=1.0)
+    refused = invoke(api_event({"prompt": "x", "steps": 99}, api_key_id="key-acme"))
+    assert refused["statusCode"] == 400 and Meter(TENANTS_TABLE).usage(tenant.tenant_id).rejected_requests == 0
+    later.run()
+    assert Meter(TENANTS_TABLE).usage(tenant.tenant_id).rejected_requests == 1
+
+
 def test_a_url_answer_is_settled_before_it_goes(invoke, upstream, tenancy, later):
     tenant = make_tenant(tenancy, budget_credits=1.0)
     upstream.succeed()

@@ -12,6 +12,7 @@ from tests.unit.conftest import (
     BUCKET,
     JOBS_TABLE,
     SAMPLE,
+    Later,
     api_event,
     aws_unreachable,
     body_json,
@@ -64,6 +65,18 @@ def test_budget_is_reserved_at_submit(invoke, upstream, jobs_env):
     usage = body_json(get(invoke, "/v1/usage"))
     assert usage["remaining"]["images"] == 0
     assert (usage["requests"], usage["rejected_requests"]) == (2, 1)
+
+
+def test_a_refused_submit_is_answered_before_it_is_counted(invoke, upstream, jobs_env, monkeypatch):
+    from segmind_proxy.dependencies import generation_service
+
+    later = Later()
+    monkeypatch.setattr(generation_service(), "later", later)
+    make_tenant(jobs_env["registry"], budget_images=1)
+    assert submit(invoke, SMALL | {"batch_size": 2})["statusCode"] == 402
+    assert body_json(get(invoke, "/v1/usage"))["rejected_requests"] == 0
+    later.run()
+    assert body_json(get(invoke, "/v1/usage"))["rejected_requests"] == 1
 
 
 @pytest.mark.parametrize(

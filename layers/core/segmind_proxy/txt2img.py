@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .access import namespace_of
+from .after_response import Deferrer, RunNow
 from .async_jobs import result_of, stored_set
 from .cache_policy import CachePolicy, CacheStatus
 from .delivery import Reply, ResponseMode, deliver, fits_inline, undeliverable
@@ -73,13 +74,14 @@ def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings)
 
 
 @contextmanager
-def counting_rejections(tenant: Tenant | None, meter: Meter | None) -> Iterator[None]:
-    """A request refused by validation or by its budget still counts for its tenant (as rejected, never charged)."""
+def counting_rejections(tenant: Tenant | None, meter: Meter | None, later: Deferrer | None = None) -> Iterator[None]:
+    """A request refused by validation or by its budget still counts for its tenant (as rejected, never charged).
+    `later`: the count can follow the refusal (see `after_response`)."""
     try:
         yield
     except (RequestInvalid, BudgetExceeded):
         if tenant and meter:
-            TenantBilling.best_effort(lambda: meter.record_rejected(tenant))
+            (later or RunNow()).defer(TenantBilling.best_effort, lambda: meter.record_rejected(tenant))
         raise
 
 
@@ -138,7 +140,7 @@ def handle_txt2img(
     """`headers` must be case-insensitive (lower-cased keys). With a tenant and a meter, the request is billed.
     `prefetched`: this request's cache read, started by `prefetch_cache_read` in the same namespace.
     `usage`: the tenant's figures this month, read with its profile (a hit can then be counted after the answer)."""
-    with counting_rejections(tenant, meter):
+    with counting_rejections(tenant, meter, service.later):
         request, mode = validate(body, headers, settings)
         key = idempotency_key(headers) if settings.jobs_table else None
     estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id, usage)
@@ -175,7 +177,9 @@ def handle_txt2img(
     first: list[ImageResult] = []
     replayed = False
     try:
-        with counting_rejections(tenant, meter):  # a 402 (over budget) is refused before any cost, as a 400 is
+        with counting_rejections(
+            tenant, meter, service.later
+        ):  # a 402 (over budget) is refused before any cost, as a 400 is
             if key is None:
                 result = generate()
             else:

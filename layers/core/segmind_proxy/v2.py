@@ -45,7 +45,7 @@ def handle_submit(
 ) -> dict[str, Any]:
     """`prefetched`: this request's cache read (by URL), started by `prefetch_cache_read` in the same namespace."""
     store = _jobs(jobs)
-    with counting_rejections(tenant, meter):
+    with counting_rejections(tenant, meter, service.later):
         request, _ = validate(body, headers, settings)
         key = idempotency_key(headers)
         webhook = headers.get(WEBHOOK_HEADER)
@@ -73,7 +73,9 @@ def handle_submit(
             prefetched=prefetched,
         )
 
-    with counting_rejections(tenant, meter):  # a 402 (over budget) is refused before any cost, as a 400 is
+    with counting_rejections(
+        tenant, meter, service.later
+    ):  # a 402 (over budget) is refused before any cost, as a 400 is
         if key is None:
             return produce()
         answer, _ = run_once(key=key, namespace=namespace, route="v2", body=body, produce=produce, context=context)
