@@ -67,6 +67,21 @@ def test_budget_is_reserved_at_submit(invoke, upstream, jobs_env):
     assert (usage["requests"], usage["rejected_requests"]) == (2, 1)
 
 
+def test_a_submit_that_hits_is_answered_before_it_is_counted(invoke, upstream, jobs_env, monkeypatch):
+    from segmind_proxy.dependencies import generation_service
+
+    make_tenant(jobs_env["registry"], budget_credits=1.0)
+    upstream.succeed()
+    assert invoke(api_event(SMALL, api_key_id="key-acme"))["statusCode"] == 200  # cached
+    later = Later()
+    monkeypatch.setattr(generation_service(), "later", later)
+    assert body_json(submit(invoke))["status"] == "COMPLETED"
+    assert body_json(get(invoke, "/v1/usage"))["cache_hits"] == 0
+    later.run()
+    usage = body_json(get(invoke, "/v1/usage"))
+    assert (usage["requests"], usage["cache_hits"], usage["credits_spent"]) == (2, 1, 0.004)
+
+
 def test_a_refused_submit_is_answered_before_it_is_counted(invoke, upstream, jobs_env, monkeypatch):
     from segmind_proxy.dependencies import generation_service
 

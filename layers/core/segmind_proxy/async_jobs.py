@@ -73,7 +73,9 @@ def submit(
     )
     hit = service.lookup(request, namespace, by_url=True, prefetched=prefetched) if policy.reads(request) else None
     if hit is not None:
-        billing.on_hit()  # a hit at submit completes the job at once, with no upstream call
+        # A hit at submit completes the job at once, with no upstream call; the answer shows no budget figures, so
+        # counting the hit can follow it.
+        billing.on_hit(later=service.later, answer_shows_usage=False)
         job.status, job.result = JobStatus.COMPLETED, result_of(hit)
     else:
         policy.check_may_generate(request)  # before the job exists: nothing to clean up

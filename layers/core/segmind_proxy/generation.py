@@ -35,7 +35,7 @@ class Billing(Protocol):
     """How a request is charged: nothing for hits, a reservation before the upstream call, settled or released,
     and a settlement refunded if its images never reach the client."""
 
-    def on_hit(self, later: Deferrer | None = None) -> None: ...
+    def on_hit(self, later: Deferrer | None = None, *, answer_shows_usage: bool = True) -> None: ...
     def reserve(self) -> None: ...
     def settle(self, images: int, reported_balance: float | None, later: Deferrer | None = None) -> None: ...
     def release(self, failed: bool = True) -> None: ...
@@ -43,7 +43,7 @@ class Billing(Protocol):
 
 
 class NoBilling:
-    def on_hit(self, later: Deferrer | None = None) -> None:
+    def on_hit(self, later: Deferrer | None = None, *, answer_shows_usage: bool = True) -> None:
         pass
 
     def reserve(self) -> None:

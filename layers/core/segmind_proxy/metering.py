@@ -270,10 +270,11 @@ class TenantBilling:
         self.settled: tuple[Reservation, float, int] | None = None  # what `settle` charged, for `refund`
         self._settling = self._refunded = False  # a settlement deferred until after the answer, and its fate
 
-    def on_hit(self, later: Deferrer | None = None) -> None:
+    def on_hit(self, later: Deferrer | None = None, *, answer_shows_usage: bool = True) -> None:
         """Count a hit. `later`: the answer may go before the count is written, when nothing was reserved and the
-        month's figures were read with the tenant (a hit changes no budget: the answer's figures are those)."""
-        if later is not None and self.reservation is None and self._read_usage is not None:
+        answer needs no figures or they were read with the tenant (a hit changes no budget: they are the same)."""
+        figures_known = self._read_usage is not None or not answer_shows_usage
+        if later is not None and self.reservation is None and figures_known:
             self.usage = self._read_usage
             later.defer(self.best_effort, lambda: self.meter.record_hit(self.tenant))
             return
