@@ -165,6 +165,17 @@ class Later:
         self.tasks.clear()
 
 
+@pytest.fixture
+def later(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Later:
+    """The handler's work after the answer, held until `run`. List it after the fixtures that set the environment
+    (`tenancy`, `jobs_env`): they rebuild the generation service it patches."""
+    from segmind_proxy.dependencies import generation_service
+
+    held = Later()
+    monkeypatch.setattr(generation_service(), "later", held)
+    return held
+
+
 class Context:
     function_name = "ApiFunction"
     function_version = "$LATEST"

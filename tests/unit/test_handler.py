@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 import pytest
 
 from segmind_proxy.images import sniff_format
-from tests.unit.conftest import BUCKET, SAMPLE, SECRET_NAME, SEGMIND_KEY, Later, api_event, body_bytes, body_json
+from tests.unit.conftest import BUCKET, SAMPLE, SECRET_NAME, SEGMIND_KEY, api_event, body_bytes, body_json
 
 
 def header(response, name):
@@ -364,15 +364,6 @@ def test_cors_preflight_and_exposed_headers(invoke, upstream):
     upstream.succeed()
     answer = invoke(api_event(SAMPLE, headers={"Origin": "https://app.example"}))
     assert "x-cache" in header(answer, "Access-Control-Expose-Headers")
-
-
-@pytest.fixture
-def later(env, monkeypatch):
-    from segmind_proxy.dependencies import generation_service
-
-    held = Later()
-    monkeypatch.setattr(generation_service(), "later", held)
-    return held
 
 
 @pytest.mark.parametrize("base64_answer", [False, True], ids=["raw", "base64"])

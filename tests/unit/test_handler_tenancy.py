@@ -9,7 +9,6 @@ from segmind_proxy.tenants import TenantStatus
 from tests.unit.conftest import (
     SAMPLE,
     TENANTS_TABLE,
-    Later,
     api_event,
     body_json,
     make_tenant,
@@ -38,15 +37,6 @@ def test_generation_is_metered_and_hits_are_free(invoke, upstream, tenancy):
     assert usage["credits_spent"] == pytest.approx(0.004)
     assert usage["remaining"] == {"credits": pytest.approx(0.996), "images": 4}
     assert usage["budget"] == {"credits": 1.0, "images": 5}
-
-
-@pytest.fixture
-def later(env, monkeypatch):
-    from segmind_proxy.dependencies import generation_service
-
-    held = Later()
-    monkeypatch.setattr(generation_service(), "later", held)
-    return held
 
 
 def test_an_inline_miss_is_answered_before_its_ledger_record_and_with_its_figures(invoke, upstream, tenancy, later):

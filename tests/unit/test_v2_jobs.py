@@ -12,7 +12,6 @@ from tests.unit.conftest import (
     BUCKET,
     JOBS_TABLE,
     SAMPLE,
-    Later,
     api_event,
     aws_unreachable,
     body_json,
@@ -67,14 +66,11 @@ def test_budget_is_reserved_at_submit(invoke, upstream, jobs_env):
     assert (usage["requests"], usage["rejected_requests"]) == (2, 1)
 
 
-def test_a_submit_that_hits_is_answered_before_it_is_counted(invoke, upstream, jobs_env, monkeypatch):
-    from segmind_proxy.dependencies import generation_service
-
+def test_a_submit_that_hits_is_answered_before_it_is_counted(invoke, upstream, jobs_env, later):
     make_tenant(jobs_env["registry"], budget_credits=1.0)
     upstream.succeed()
-    assert invoke(api_event(SMALL, api_key_id="key-acme"))["statusCode"] == 200  # cached
-    later = Later()
-    monkeypatch.setattr(generation_service(), "later", later)
+    assert invoke(api_event(SMALL, api_key_id="key-acme"))["statusCode"] == 200
+    later.run()  # cached
     assert body_json(submit(invoke))["status"] == "COMPLETED"
     assert body_json(get(invoke, "/v1/usage"))["cache_hits"] == 0
     later.run()
@@ -82,11 +78,7 @@ def test_a_submit_that_hits_is_answered_before_it_is_counted(invoke, upstream, j
     assert (usage["requests"], usage["cache_hits"], usage["credits_spent"]) == (2, 1, 0.004)
 
 
-def test_a_refused_submit_is_answered_before_it_is_counted(invoke, upstream, jobs_env, monkeypatch):
-    from segmind_proxy.dependencies import generation_service
-
-    later = Later()
-    monkeypatch.setattr(generation_service(), "later", later)
+def test_a_refused_submit_is_answered_before_it_is_counted(invoke, upstream, jobs_env, later):
     make_tenant(jobs_env["registry"], budget_images=1)
     assert submit(invoke, SMALL | {"batch_size": 2})["statusCode"] == 402
     assert body_json(get(invoke, "/v1/usage"))["rejected_requests"] == 0
