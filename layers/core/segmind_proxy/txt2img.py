@@ -177,9 +177,8 @@ def handle_txt2img(
     first: list[ImageResult] = []
     replayed = False
     try:
-        with counting_rejections(
-            tenant, meter, service.later
-        ):  # a 402 (over budget) is refused before any cost, as a 400 is
+        # A 402 (over budget) is refused before any cost, as a 400 is.
+        with counting_rejections(tenant, meter, service.later):
             if key is None:
                 result = generate()
             else:

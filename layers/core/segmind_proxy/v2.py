@@ -73,9 +73,8 @@ def handle_submit(
             prefetched=prefetched,
         )
 
-    with counting_rejections(
-        tenant, meter, service.later
-    ):  # a 402 (over budget) is refused before any cost, as a 400 is
+    # A 402 (over budget) is refused before any cost, as a 400 is.
+    with counting_rejections(tenant, meter, service.later):
         if key is None:
             return produce()
         answer, _ = run_once(key=key, namespace=namespace, route="v2", body=body, produce=produce, context=context)
