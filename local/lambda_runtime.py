@@ -92,6 +92,7 @@ class LocalFunction:
         self._changed = threading.Condition()
         self._idle: list[_Container] = []  # the most recently used last: it is taken first, as the warmest
         self._containers: set[_Container] = set()
+        self._closed = False
         # Waits for a free container on behalf of each invocation, so `invoke` answers at once with a future.
         self._router = ThreadPoolExecutor(max_workers=64, thread_name_prefix=f"{spec.logical_id}-invoke")
 
@@ -126,8 +127,10 @@ class LocalFunction:
 
     def _take(self) -> _Container:
         with self._changed:
-            while not self._idle and len(self._containers) >= self._concurrency:
+            while not self._closed and not self._idle and len(self._containers) >= self._concurrency:
                 self._changed.wait()
+            if self._closed:  # no container is started, and no invocation waits, once the function is shut down
+                raise RuntimeError(f"{self.spec.logical_id} is shut down")
             if self._idle:
                 return self._idle.pop()
             container = _Container(self.spec, self._environment)
@@ -161,5 +164,7 @@ class LocalFunction:
         self._router.shutdown(wait=False, cancel_futures=True)
         with self._changed:
             containers, self._containers, self._idle = list(self._containers), set(), []
+            self._closed = True
+            self._changed.notify_all()
         for container in containers:
             container.process.shutdown(wait=False, cancel_futures=True)

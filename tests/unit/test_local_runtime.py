@@ -55,3 +55,17 @@ def test_a_killed_container_is_replaced(function):
     time.sleep(0.5)
     answers = {function.invoke({"hold": 0}).result(timeout=60) for _ in range(3)}
     assert first not in answers
+
+
+def test_an_invocation_waiting_for_a_container_fails_at_shutdown_and_none_starts(tmp_path: Path):
+    (tmp_path / "app.py").write_text(textwrap.dedent(HANDLER))
+    function = LocalFunction(FunctionSpec("F", tmp_path, "app.handler", 30, 128, {}), ENVIRONMENT, concurrency=1)
+    busy = function.invoke({"hold": 5})  # the only container stays busy after its answer
+    busy.result(timeout=60)
+    waiting = function.invoke({"hold": 0})
+    time.sleep(0.3)
+    assert not waiting.done()
+    function.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        waiting.result(timeout=5)
+    assert function._containers == set()
