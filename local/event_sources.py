@@ -46,7 +46,7 @@ class SqsPoller(threading.Thread):
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=min(10, self.batch_size),
-            WaitTimeSeconds=1,
+            WaitTimeSeconds=20,  # the longest long poll, as Lambda's mapping uses: an idle queue costs no CPU
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])

@@ -1,7 +1,8 @@
 """Local Lambda: each function gets up to `concurrency` worker processes, each a 'container' that imports the handler
 once and serves one invocation at a time, as Lambda does. Module globals are per container, never shared. Each
 container serves the Extensions API too, so an internal extension's work after the response runs as on Lambda: the
-container is busy until that work is done, and an invocation goes to an idle container (or a new one) meanwhile."""
+container is busy until that work is done, and an invocation goes to an idle container (or a new one) meanwhile.
+An invocation that outlives the function's timeout, its extensions' work included, ends its container, as on Lambda."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .template import FunctionSpec
 
 _handler: Any = None
 _extensions: ExtensionsApi | None = None
+_watchdog: threading.Timer | None = None
 
 
 class LocalContext:
@@ -57,10 +59,22 @@ def _init_container(code_dir: str, handler: str, environment: dict[str, str]) ->
 
 
 def _invoke(event: dict[str, Any], name: str, memory_mb: int, timeout_s: int) -> Any:
+    global _watchdog
     context = LocalContext(name, memory_mb, timeout_s)
+    # Lambda's timeout covers the whole invoke phase: the handler and its extensions' work after the response.
+    # Counted from here, not from the submit, as Lambda does not count the init phase.
+    _watchdog = threading.Timer(timeout_s, _time_out, (context.aws_request_id, timeout_s))
+    _watchdog.daemon = True
+    _watchdog.start()
     if _extensions is not None:  # the previous invocation's work after its response ends first, as on Lambda
         _extensions.invoke(context.aws_request_id, deadline_ms(timeout_s), context.invoked_function_arn, timeout_s)
     return _handler(event, context)
+
+
+def _time_out(request_id: str, timeout_s: int) -> None:
+    """As Lambda: the log line, then the environment is gone (its next invocation starts a fresh one)."""
+    print(f"{request_id} Task timed out after {timeout_s:.2f} seconds", file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 def _warm() -> int:
@@ -68,8 +82,12 @@ def _warm() -> int:
 
 
 def _extensions_done(timeout_s: float) -> bool:
-    """Until the container's extensions have finished the invocation that just returned (Lambda's freeze point)."""
-    return _extensions is None or _extensions.wait_idle(timeout_s)
+    """Until the container's extensions have finished the invocation that just returned (Lambda's freeze point);
+    the watchdog ends the container first if that outlasts the invocation's timeout."""
+    done = _extensions is None or _extensions.wait_idle(timeout_s)
+    if done and _watchdog is not None:
+        _watchdog.cancel()
+    return done
 
 
 class _Container:
@@ -144,9 +162,14 @@ class LocalFunction:
         except (BrokenProcessPool, RuntimeError):
             self._lose(container)
             return
-        done.add_done_callback(
-            lambda f: self._lose(container) if f.cancelled() or f.exception() else self._give_back(container)
-        )
+        done.add_done_callback(lambda finished: self._after_extensions(container, finished))
+
+    def _after_extensions(self, container: _Container, finished: Future[bool]) -> None:
+        """Idle again if its extensions finished in time; lost if it died, or its watchdog ended it."""
+        if not finished.cancelled() and finished.exception() is None and finished.result():
+            self._give_back(container)
+        else:
+            self._lose(container)
 
     def _give_back(self, container: _Container) -> None:
         with self._changed:
