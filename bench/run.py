@@ -17,8 +17,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ UPSTREAM_MS = int(os.environ.get("BENCH_UPSTREAM_LATENCY_MS", "200"))
 GAP_S = int(os.environ.get("BENCH_GAP_MS", "100")) / 1000
 DOCS = ROOT / "docs"
 COLD_START_TURNS = 9
+PHASE_SAMPLES = 20
 
 
 def pct(values: list[float], p: float) -> float:
@@ -149,10 +151,11 @@ class PathCalls:
     cpu_ms: float = 0.0
 
 
-def in_process(env: dict[str, str], key_id: str) -> tuple[dict[str, PathCalls], dict[str, float]]:
+def in_process(env: dict[str, str], key_id: str) -> tuple[dict[str, PathCalls], dict[str, float], dict[str, float]]:
     """On a warm container in this process that, as on Lambda, has the Extensions API: the AWS API calls each path
-    makes (botocore; those from the after-response threads come once the answer has gone), and how long a miss
-    with a large image takes to answer when its images are cached after the answer and when before it."""
+    makes (botocore; those from the after-response threads come once the answer has gone), how long a miss with a
+    large image takes to answer when its images are cached after the answer and when before it, and where a
+    miss's time in the function goes."""
     extensions = ExtensionsApi("ApiFunction", "app.lambda_handler")
     os.environ.update(env | {"AWS_LAMBDA_RUNTIME_API": extensions.address})
     sys.path.insert(0, str(ROOT))
@@ -172,14 +175,16 @@ def in_process(env: dict[str, str], key_id: str) -> tuple[dict[str, PathCalls], 
         (current.after if after else current.answer)[f"{self.meta.service_model.service_name}:{operation}"] += 1
         return original(self, operation, params)
 
-    def invoke(payload: dict, **kwargs: Any) -> float:
-        """When the handler answered (perf_counter); returns once the container is done with the invocation."""
+    def invoke(payload: dict, **kwargs: Any) -> tuple[float, float]:
+        """When the handler was called and when it answered (perf_counter); returns once the container is done
+        with the invocation."""
         extensions.invoke(context.aws_request_id, deadline_ms(30), context.invoked_function_arn, timeout=30)
+        called = time.perf_counter()
         response = api.lambda_handler(event(payload, key_id=key_id, **kwargs), context)
         answered = time.perf_counter()
         assert response["statusCode"] == 200, response
         assert extensions.wait_idle(timeout=30)
-        return answered
+        return called, answered
 
     botocore.client.BaseClient._make_api_call = count
     try:
@@ -204,41 +209,69 @@ def in_process(env: dict[str, str], key_id: str) -> tuple[dict[str, PathCalls], 
         measure("hit (URL mode)", url_body, headers={"x-response-mode": "url"})
         measure("v2 submit (miss)", body(), path=f"/v2/{SLUG}")
         measure("v2 submit (hit)", repeated, path=f"/v2/{SLUG}")
-        return paths, answer_times(invoke)
+        return paths, answer_times(invoke), miss_phases(invoke)
     finally:
         botocore.client.BaseClient._make_api_call = original
         extensions.close()
 
 
-def answer_times(invoke: Callable[..., float], samples: int = 10) -> dict[str, float]:
-    """Median ms from Segmind's answer to the handler's, on a 1024 x 1024 PNG miss (1.6 MB) answered inline,
-    alternating `STORE_AFTER_ANSWER` on and off. Timed from Segmind's answer: the fake's render of the image,
-    hundreds of ms of CPU on the shared cores, would otherwise swamp a difference of one S3 write."""
+@contextmanager
+def upstream_timed() -> Iterator[tuple[list[float], list[float]]]:
+    """The warm container's upstream client, noting when each call went out and when Segmind answered."""
     from segmind_proxy.dependencies import generation_service
-    from segmind_proxy.settings import get_settings
 
-    service, settings = generation_service(), get_settings()
+    service = generation_service()
     upstream = service.upstream
+    sent: list[float] = []
     returned: list[float] = []
 
     class Timed:
         def txt2img(self, *args: Any, **kwargs: Any) -> Any:
+            sent.append(time.perf_counter())
             generation = upstream.txt2img(*args, **kwargs)
             returned.append(time.perf_counter())
             return generation
 
-    orders = {"after the answer": True, "before the answer": False}
-    times: dict[str, list[float]] = {name: [] for name in orders}
     service.upstream = Timed()
     try:
-        for _ in range(samples):
-            for name, after in orders.items():
-                settings.store_after_answer = after
-                answered = invoke(body(width=1024, height=1024, image_format="png"))
-                times[name].append((answered - returned[-1]) * 1000)
+        yield sent, returned
     finally:
-        service.upstream, settings.store_after_answer = upstream, True
+        service.upstream = upstream
+
+
+def answer_times(invoke: Callable[..., tuple[float, float]], samples: int = 10) -> dict[str, float]:
+    """Median ms from Segmind's answer to the handler's, on a 1024 x 1024 PNG miss (1.6 MB) answered inline,
+    alternating `STORE_AFTER_ANSWER` on and off. Timed from Segmind's answer: the fake's render of the image,
+    hundreds of ms of CPU on the shared cores, would otherwise swamp a difference of one S3 write."""
+    from segmind_proxy.settings import get_settings
+
+    settings = get_settings()
+    orders = {"after the answer": True, "before the answer": False}
+    times: dict[str, list[float]] = {name: [] for name in orders}
+    with upstream_timed() as (_, returned):
+        try:
+            for _ in range(samples):
+                for name, after in orders.items():
+                    settings.store_after_answer = after
+                    _, answered = invoke(body(width=1024, height=1024, image_format="png"))
+                    times[name].append((answered - returned[-1]) * 1000)
+        finally:
+            settings.store_after_answer = True
     return {name: round(statistics.median(values), 1) for name, values in times.items()}
+
+
+def miss_phases(invoke: Callable[..., tuple[float, float]], samples: int = PHASE_SAMPLES) -> dict[str, float]:
+    """Median ms of a miss's time in the function (the bench's miss: 512 x 512, raw bytes), on either side of the
+    upstream call: from the event to the call, and from Segmind's answer to the handler's."""
+    before: list[float] = []
+    after: list[float] = []
+    with upstream_timed() as (sent, returned):
+        for _ in range(samples):
+            time.sleep(GAP_S)
+            called, answered = invoke(body())
+            before.append((sent[-1] - called) * 1000)
+            after.append((answered - returned[-1]) * 1000)
+    return {"before": round(statistics.median(before), 1), "after": round(statistics.median(after), 1)}
 
 
 def moto_call_ms(env: dict[str, str], samples: int = 30) -> dict[str, float]:
@@ -403,10 +436,12 @@ def markdown(
     lat: dict,
     calls: dict[str, PathCalls],
     answers: dict[str, float],
+    phases: dict[str, float],
     per_call: dict[str, float],
     credits: dict,
     cold: dict,
     large: list[dict],
+    speed: list[int],
 ) -> str:
     miss = calls["miss (raw bytes)"]
     lines = [
@@ -422,6 +457,9 @@ def markdown(
         f"and the function's own CPU for a miss is {miss.cpu_ms} ms here (table below). The "
         "added latency here is therefore an upper bound; the call counts and rounds are what carries over to AWS.",
         "",
+        f"How fast the host was: a 5-million-step Python loop took {speed[0]} ms before the run and {speed[1]} ms "
+        "after it. The host's speed varies by half from one hour to the next; compare runs by this figure.",
+        "",
         "![latency and AWS calls](benchmarks.png)",
         "",
         "## Latency (ms)",
@@ -436,6 +474,17 @@ def markdown(
         "",
         f"Target: proxy added latency on a miss under 15 ms at p50: **{'met' if lat['proxy miss']['added_p50'] < 15 else 'not met'}** "
         f"({lat['proxy miss']['added_p50']} ms).",
+        "",
+        "Where a miss's added time goes: the function's part, timed in-process on a warm container (median of "
+        f"{PHASE_SAMPLES} misses), and the rest, which is the local API Gateway emulator and Lambda runtime (the HTTP request, the "
+        "event, the hop to the container's process and back, the response and its delivery, on the cores that "
+        "the work after the answer also uses):",
+        "",
+        "| part of the added p50 | ms |",
+        "|---|---|",
+        f"| in the function, before the upstream call (two rounds of AWS calls, and its CPU) | {phases['before']} |",
+        f"| in the function, from Segmind's answer to the handler's | {phases['after']} |",
+        f"| the rest | {round(lat['proxy miss']['added_p50'] - phases['before'] - phases['after'], 1)} |",
         "",
         "One AWS call on this local stack, alone (median ms):",
         "",
@@ -506,7 +555,17 @@ def markdown(
     return "\n".join(lines)
 
 
+def host_speed_ms() -> int:
+    """A fixed piece of pure-Python work, timed: how fast this (shared, noisy) host was, to compare runs by."""
+    started = time.perf_counter()
+    total = 0
+    for step in range(5_000_000):
+        total += step
+    return round((time.perf_counter() - started) * 1000)
+
+
 def main() -> int:
+    speed = [host_speed_ms()]
     stack = start_stack({"FAKE_SEGMIND_LATENCY_MS": str(UPSTREAM_MS), "LOCAL_LAMBDA_CONCURRENCY": "6"})
     try:
         lat = latency(stack)
@@ -516,12 +575,13 @@ def main() -> int:
         large = large_outputs(stack)
         cold = cold_start(env, key_id)
         per_call = moto_call_ms(env)
-        calls, answers = in_process(env, key_id)
+        calls, answers, phases = in_process(env, key_id)
     finally:
         stop_stack(stack.process)
+    speed.append(host_speed_ms())
     DOCS.mkdir(exist_ok=True)
     chart(lat, calls, DOCS / "benchmarks.png")
-    report = markdown(lat, calls, answers, per_call, credits, cold, large)
+    report = markdown(lat, calls, answers, phases, per_call, credits, cold, large, speed)
     (DOCS / "benchmarks.md").write_text(report)
     print(report)
     return 0
