@@ -1,4 +1,5 @@
-"""moto in server mode for the local stack, plus two behaviours of the real services that moto lacks:
+"""moto in server mode for the local stack, in a process of its own (`MotoProcess`), plus two behaviours of the real
+services that moto lacks:
 
 - DynamoDB's per-item write atomicity: moto checks a ConditionExpression and then writes, with no lock between
   the two. Budgets rely on that atomicity, so DynamoDB calls are serialised here (microseconds in memory).
@@ -9,23 +10,35 @@ It also caches moto's host-to-backend lookup, which otherwise reads moto's packa
 from __future__ import annotations
 
 import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 
-class CachedDispatch(DomainDispatcherApplication):
-    """moto's dispatcher lists its own package directory on every request to map a host to a backend (about a
-    millisecond a call); the mapping never changes while the server runs."""
+@functools.cache
+def _cached_dispatch() -> type:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # moto loads in its own process only
 
-    @functools.lru_cache(maxsize=256)  # noqa: B019 - one dispatcher per server, kept for the server's life
-    def get_backend_for_host(self, host: str | None) -> Any:
-        return super().get_backend_for_host(host)
+    class CachedDispatch(DomainDispatcherApplication):
+        """moto's dispatcher lists its own package directory on every request to map a host to a backend (about a
+        millisecond a call); the mapping never changes while the server runs."""
+
+        @functools.lru_cache(maxsize=256)  # noqa: B019 - one dispatcher per server, kept for the server's life
+        def get_backend_for_host(self, host: str | None) -> Any:
+            return super().get_backend_for_host(host)
+
+    return CachedDispatch
 
 
 class AtomicDynamoDB:
@@ -68,7 +81,52 @@ class Quiet(WSGIRequestHandler):
 
 
 def start_moto(host: str, port: int) -> BaseWSGIServer:
-    app = ExpiringPresignedUrls(AtomicDynamoDB(CachedDispatch(create_backend_app)))
+    """moto serving from a thread of this process (the unit tests' way; the local stack uses `MotoProcess`)."""
+    from moto.moto_server.werkzeug_app import create_backend_app
+
+    app = ExpiringPresignedUrls(AtomicDynamoDB(_cached_dispatch()(create_backend_app)))
     server = make_server(host, port, app, threaded=True, request_handler=Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+class MotoProcess:
+    """moto for the local stack, in a process of its own as AWS is not in API Gateway's: sharing the emulator's
+    interpreter lock, moto's work on one request's S3 write held up another's answer by 10-30 ms."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local.moto_server", host, str(port), str(os.getpid())],
+            cwd=Path(__file__).resolve().parents[1],
+        )
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto exited with status {self.process.returncode}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"moto did not start listening on {self.host}:{self.port}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _serve_until_parent_exits(host: str, port: int, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole group: the stack stops moto last
+    start_moto(host, port)
+    while os.getppid() == parent:  # the stack is gone, even killed outright: so is its moto
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    _serve_until_parent_exits(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -19,7 +19,7 @@ from .event_sources import SqsPoller
 from .fake_segmind import FakeSegmind
 from .gateway import ApiKeys, LocalGateway
 from .lambda_runtime import LocalFunction
-from .moto_server import start_moto
+from .moto_server import MotoProcess
 from .template import Stack
 
 FAKE_SEGMIND_KEY = "sg_local_fake_segmind_key"
@@ -85,6 +85,7 @@ class LocalStack:
         self._own_run_dir = not os.environ.get("LOCAL_STACK_RUN_DIR")
         self.run_dir = os.environ.get("LOCAL_STACK_RUN_DIR") or tempfile.mkdtemp(prefix="segmind-proxy-local-")
         self.fake: FakeSegmind | None = None
+        self._moto: MotoProcess | None = None
 
     @property
     def moto_endpoint(self) -> str:
@@ -97,7 +98,7 @@ class LocalStack:
 
         config = self.config
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._servers.append(start_moto(config.host, config.moto_port))
+        self._moto = MotoProcess(config.host, config.moto_port)  # loads while the fake starts
 
         if config.segmind_api_key:
             upstream_url = config.segmind_base_url or "https://api.segmind.com"
@@ -120,6 +121,7 @@ class LocalStack:
             if name not in self.stack.parameters:
                 raise SystemExit(f"PARAMETER_OVERRIDES: template has no parameter '{name}'")
             self.stack.parameters[name] = value
+        self._moto.wait_ready()
         self.created = bootstrap(
             self.stack, self.moto_endpoint, segmind_key=upstream_key, dev_api_key=config.dev_api_key
         )
@@ -171,6 +173,8 @@ class LocalStack:
             function.shutdown()
         for server in reversed(self._servers):
             server.shutdown()
+        if self._moto is not None:
+            self._moto.stop()
         if self._own_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
