@@ -9,6 +9,7 @@ import json
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import Any
@@ -25,26 +26,52 @@ MAX_LAMBDA_RESPONSE_BYTES = 6 * 1024 * 1024
 
 class ApiKeys:
     """API Gateway's keys and their usage plans (from moto), cached for a couple of seconds as API Gateway caches
-    them. Suspension, rotation and deletion still apply at once: the function checks its registry every request."""
+    them. Suspension, rotation and deletion still apply at once: the function checks its registry every request.
+
+    A key in use is looked up again in the background once its entry is TTL_SECONDS old, and served from the entry
+    meanwhile, so that no request waits on the lookup's two moto calls, as none waits on API Gateway's cache. An
+    entry older than STALE_SECONDS (a key idle that long) is looked up before answering."""
 
     TTL_SECONDS = 2.0
+    STALE_SECONDS = 2 * TTL_SECONDS
 
     def __init__(self, apigw: Any, clock: Any = time.monotonic) -> None:
         self._apigw = apigw
         self._clock = clock
         self._cache: dict[str, tuple[float, dict[str, Any] | None, dict[str, Any] | None]] = {}
+        self._refreshing: set[str] = set()
+        self._lock = threading.Lock()
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-keys")
 
     def lookup(self, value: str | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """(key, its usage plan), or Nones for an unknown or disabled key."""
         if not value:
             return None, None
         cached = self._cache.get(value)
-        if cached and self._clock() - cached[0] < self.TTL_SECONDS:
-            return cached[1], cached[2]
+        if cached is None or (age := self._clock() - cached[0]) >= self.STALE_SECONDS:
+            return self._refresh(value)
+        if age >= self.TTL_SECONDS:
+            with self._lock:
+                starting = value not in self._refreshing
+                self._refreshing.add(value)
+            if starting:
+                self._background.submit(self._refresh_in_background, value)
+        return cached[1], cached[2]
+
+    def _refresh(self, value: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         key = self._find(value)
         plan = self._plan(key["id"]) if key else None
         self._cache[value] = (self._clock(), key, plan)
         return key, plan
+
+    def _refresh_in_background(self, value: str) -> None:
+        try:
+            self._refresh(value)
+        except Exception as exc:  # the entry stays; once stale, the next request looks the key up itself
+            print(f"[api keys] refreshing a key failed: {type(exc).__name__}: {exc}", flush=True)
+        finally:
+            with self._lock:
+                self._refreshing.discard(value)
 
     def _find(self, value: str) -> dict[str, Any] | None:
         paginator = self._apigw.get_paginator("get_api_keys")

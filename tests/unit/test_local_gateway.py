@@ -1,6 +1,10 @@
-"""The local API Gateway applies usage plans as API Gateway does: a token bucket per key, and a quota per period."""
+"""The local API Gateway applies usage plans as API Gateway does (a token bucket per key, and a quota per period),
+and its key cache never makes a request wait on moto for a key in use, yet a change reaches it."""
 
-from local.gateway import PlanLimits
+import time
+from typing import Any
+
+from local.gateway import ApiKeys, PlanLimits
 from local.template import ROOT, load_template
 
 
@@ -39,3 +43,66 @@ def test_template_queries_are_the_files_in_queries():
     files = {p.stem: p.read_text().strip() for p in (ROOT / "queries").glob("*.logsinsights")}
     assert shipped == files
     assert set(files) == {"usage-per-tenant", "top-prompts-by-cost", "cache-savings-per-tenant"}
+
+
+class FakeApiGateway:
+    """API Gateway's key calls, counted; `enabled` can change under the cache."""
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.calls = 0
+
+    def get_paginator(self, name: str) -> Any:
+        assert name == "get_api_keys"
+        fake = self
+
+        class Pages:
+            def paginate(self, **_: Any) -> list[dict[str, Any]]:
+                fake.calls += 1
+                return [{"items": [{"id": "k1", "value": "secret", "enabled": fake.enabled}]}]
+
+        return Pages()
+
+    def get_usage_plans(self, keyId: str) -> dict[str, Any]:
+        return {"items": [{"id": "plan", "throttle": {}}]}
+
+
+def settled(keys: ApiKeys) -> None:
+    keys._background.submit(lambda: None).result(timeout=5)  # the background lookup, if any, is done
+
+
+def test_a_key_in_use_is_looked_up_again_in_the_background():
+    apigw, clock = FakeApiGateway(), Clock()
+    keys = ApiKeys(apigw, clock=clock)
+    assert keys.lookup("secret")[0]["id"] == "k1" and apigw.calls == 1
+    clock.now += 1.0
+    keys.lookup("secret")
+    settled(keys)
+    assert apigw.calls == 1  # fresh: from the cache
+    apigw.enabled = False  # disabled in API Gateway
+    clock.now += ApiKeys.TTL_SECONDS - 0.5  # past the entry's TTL, short of its staleness
+    assert keys.lookup("secret")[0]["id"] == "k1"  # answered from the entry, while it is looked up again
+    settled(keys)
+    assert apigw.calls == 2
+    assert keys.lookup("secret") == (None, None)  # the change has reached the cache
+
+
+def test_an_entry_idle_past_its_staleness_is_looked_up_before_answering():
+    apigw, clock = FakeApiGateway(), Clock()
+    keys = ApiKeys(apigw, clock=clock)
+    keys.lookup("secret")
+    apigw.enabled = False
+    clock.now += ApiKeys.STALE_SECONDS
+    assert keys.lookup("secret") == (None, None) and apigw.calls == 2
+
+
+def test_one_background_lookup_at_a_time_per_key():
+    apigw, clock = FakeApiGateway(), Clock()
+    keys = ApiKeys(apigw, clock=clock)
+    keys.lookup("secret")
+    keys._background.submit(time.sleep, 0.3)  # holds the worker: the lookups below queue behind it
+    clock.now += ApiKeys.TTL_SECONDS
+    for _ in range(5):
+        keys.lookup("secret")
+    settled(keys)
+    assert apigw.calls == 2
