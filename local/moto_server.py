@@ -1,44 +1,36 @@
-"""moto in server mode for the local stack, in a process of its own (`MotoProcess`), plus two behaviours of the real
-services that moto lacks:
+"""moto in server mode for the local stack, plus two behaviours of the real services that moto lacks:
 
 - DynamoDB's per-item write atomicity: moto checks a ConditionExpression and then writes, with no lock between
   the two. Budgets rely on that atomicity, so DynamoDB calls are serialised here (microseconds in memory).
 - S3's expiry of presigned URLs: moto serves them for ever; S3 answers 403 once X-Amz-Date + X-Amz-Expires passed.
 
-It also caches moto's host-to-backend lookup, which otherwise reads moto's package directory on every call."""
+It also caches moto's host-to-backend lookup, which otherwise reads moto's package directory on every call.
+`python -m local.moto_server HOST PORT PARENT_PID` serves it in a process of its own, as the local stack runs it."""
 
 from __future__ import annotations
 
 import functools
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 
-@functools.cache
-def _cached_dispatch() -> type:
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # moto loads in its own process only
+class CachedDispatch(DomainDispatcherApplication):
+    """moto's dispatcher lists its own package directory on every request to map a host to a backend (about a
+    millisecond a call); the mapping never changes while the server runs."""
 
-    class CachedDispatch(DomainDispatcherApplication):
-        """moto's dispatcher lists its own package directory on every request to map a host to a backend (about a
-        millisecond a call); the mapping never changes while the server runs."""
-
-        @functools.lru_cache(maxsize=256)  # noqa: B019 - one dispatcher per server, kept for the server's life
-        def get_backend_for_host(self, host: str | None) -> Any:
-            return super().get_backend_for_host(host)
-
-    return CachedDispatch
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one dispatcher per server, kept for the server's life
+    def get_backend_for_host(self, host: str | None) -> Any:
+        return super().get_backend_for_host(host)
 
 
 class AtomicDynamoDB:
@@ -81,44 +73,11 @@ class Quiet(WSGIRequestHandler):
 
 
 def start_moto(host: str, port: int) -> BaseWSGIServer:
-    """moto serving from a thread of this process (the unit tests' way; the local stack uses `MotoProcess`)."""
-    from moto.moto_server.werkzeug_app import create_backend_app
-
-    app = ExpiringPresignedUrls(AtomicDynamoDB(_cached_dispatch()(create_backend_app)))
+    """moto serving from a thread of this process (the unit tests' way; the local stack runs it in its own)."""
+    app = ExpiringPresignedUrls(AtomicDynamoDB(CachedDispatch(create_backend_app)))
     server = make_server(host, port, app, threaded=True, request_handler=Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
-
-
-class MotoProcess:
-    """moto for the local stack, in a process of its own as AWS is not in API Gateway's: sharing the emulator's
-    interpreter lock, moto's work on one request's S3 write held up another's answer by 10-30 ms."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "local.moto_server", host, str(port), str(os.getpid())],
-            cwd=Path(__file__).resolve().parents[1],
-        )
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto exited with status {self.process.returncode}")
-            try:
-                socket.create_connection((self.host, self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"moto did not start listening on {self.host}:{self.port}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def _serve_until_parent_exits(host: str, port: int, parent: int) -> None:

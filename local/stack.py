@@ -7,10 +7,14 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -19,7 +23,6 @@ from .event_sources import SqsPoller
 from .fake_segmind import FakeSegmind
 from .gateway import ApiKeys, LocalGateway
 from .lambda_runtime import LocalFunction
-from .moto_server import MotoProcess
 from .template import Stack
 
 FAKE_SEGMIND_KEY = "sg_local_fake_segmind_key"
@@ -73,6 +76,38 @@ def _serve(server: BaseWSGIServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return thread
+
+
+class MotoProcess:
+    """moto (`local.moto_server`) in a process of its own, as AWS is not in API Gateway's: sharing the emulator's
+    interpreter lock, moto's work on one request's S3 write held up another's answer by 10-30 ms. Nor does this
+    process import moto."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local.moto_server", host, str(port), str(os.getpid())],
+            cwd=Path(__file__).resolve().parents[1],  # where `local` is a package
+        )
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto exited with status {self.process.returncode}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"moto did not start listening on {self.host}:{self.port}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 class LocalStack:
