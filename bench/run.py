@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -375,17 +375,23 @@ print((time.perf_counter() - t) * 1000)
     turns = [(run(boto3_code)[0], run(clients_code, env)[0], *run(handler_code, env)) for _ in range(runs)]
     shutil.rmtree(bytecode["PYTHONPYCACHEPREFIX"], ignore_errors=True)
 
-    def median(values: list[float], digits: int = 1) -> float:
+    boto3, clients, imported, first = zip(*turns, strict=True)
+
+    def median(values: Iterable[float], digits: int = 1) -> float:
         return round(statistics.median(values), digits)
 
+    def ratio(values: tuple[float, ...]) -> float:
+        """The median of the turns' ratios to the same turn's bare import."""
+        return median([value / bare for value, bare in zip(values, boto3, strict=True)], 2)
+
     return {
-        "bare import boto3 (ms)": median([boto3 for boto3, _, _, _ in turns]),
-        "import boto3 + build the S3 and DynamoDB clients (ms)": median([clients for _, clients, _, _ in turns]),
-        "import handler (ms)": median([imported for _, _, imported, _ in turns]),
-        "import + first request, a hit (ms)": median([first for _, _, _, first in turns]),
-        "import ratio": median([imported / boto3 for boto3, _, imported, _ in turns], 2),
-        "first request ratio": median([first / boto3 for boto3, _, _, first in turns], 2),
-        "clients ratio": median([clients / boto3 for boto3, clients, _, _ in turns], 2),
+        "bare import boto3 (ms)": median(boto3),
+        "import boto3 + build the S3 and DynamoDB clients (ms)": median(clients),
+        "import handler (ms)": median(imported),
+        "import + first request, a hit (ms)": median(first),
+        "import ratio": ratio(imported),
+        "first request ratio": ratio(first),
+        "clients ratio": ratio(clients),
     }
 
 
@@ -444,12 +450,6 @@ def _which(counter: Counter) -> str:
     return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(counter.items())) or "none"
 
 
-def miss_floor_ms(lat: dict, per_call: dict[str, float]) -> float:
-    """What a miss must add here whatever the function does: the emulator and runtime's own cost (a request that
-    calls nothing) and the two rounds of AWS calls before the upstream call, each at least one call long."""
-    return round(lat[HEALTH]["p50"] + 2 * min(per_call.values()), 1)
-
-
 def markdown(
     lat: dict,
     calls: dict[str, PathCalls],
@@ -465,6 +465,10 @@ def markdown(
     rest = round(lat["proxy miss"]["added_p50"] - phases["before"] - phases["after"], 1)
     # The two are measured minutes apart: a host that slowed in between can leave the function's part the larger.
     rest_cell = f"{rest}" if rest >= 0 else "n/a: the host slowed between the two measurements; run again"
+    # What a miss must add here whatever the function does: the emulator and runtime's own cost (a request that
+    # calls nothing) and the two rounds of AWS calls before the upstream call, each at least one call long.
+    fastest_call = min(per_call.values())
+    floor = round(lat[HEALTH]["p50"] + 2 * fastest_call, 1)
     lines = [
         "# Benchmarks",
         "",
@@ -511,8 +515,8 @@ def markdown(
         "the same emulator and runtime (its answer is a few bytes; a miss's is a 512 x 512 image).",
         "",
         f"A floor for the added miss p50 on this stack, from this run's own figures: `{HEALTH}` ({lat[HEALTH]['p50']} "
-        f"ms) plus two rounds, each no shorter than the fastest AWS call below alone ({min(per_call.values())} ms), "
-        f"is **{miss_floor_ms(lat, per_call)} ms**, before any of the function's own work.",
+        f"ms) plus two rounds, each no shorter than the fastest AWS call below alone ({fastest_call} ms), "
+        f"is **{floor} ms**, before any of the function's own work.",
         "",
         "One AWS call on this local stack, alone (median ms):",
         "",
