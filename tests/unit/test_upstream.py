@@ -1,5 +1,9 @@
 import base64
+import contextlib
 import json
+import socket
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -289,3 +293,49 @@ def test_a_deeply_nested_error_body_is_mapped_without_its_message(clock, errors)
     with pytest.raises(UpstreamError) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
     assert caught.value.status == 400
+
+
+class _SlowUpstream:
+    """A real HTTP server on loopback that answers 200 with its headers at once, then sends the body a few bytes at a
+    time (`pause` between them) or not at all (`stall`): requests' read timeout bounds each read, not the answer."""
+
+    def __init__(self, *, pause: float = 0.2, stall: bool = False) -> None:
+        self.pause, self.stall = pause, stall
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        connection, _ = self.server.accept()
+        with connection:
+            connection.recv(65536)
+            body = json.dumps({"image": base64.b64encode(JPEG).decode()}).encode()
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            with contextlib.suppress(OSError):
+                connection.sendall(head.encode())
+                if self.stall:
+                    time.sleep(5)
+                    return
+                for start in range(0, len(body), 8):
+                    connection.sendall(body[start : start + 8])
+                    time.sleep(self.pause)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.mark.parametrize("stall", [False, True], ids=["trickled body", "stalled body"])
+def test_a_slow_body_ends_at_the_deadline_as_a_504_saying_segmind_was_too_slow(errors, stall):
+    upstream = _SlowUpstream(stall=stall)
+    started = time.monotonic()
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            SegmindClient(upstream.url, Keys("k"), on_attempt_error=errors.append).txt2img(
+                "model", {}, deadline=started + 1.0
+            )
+    finally:
+        upstream.close()
+    assert time.monotonic() - started < 1.8  # the deadline, not the body's 20 s nor a read timeout after it
+    assert caught.value.status == 504 and caught.value.kind == "timeout"
+    assert "too slow" in caught.value.message and "connect" not in caught.value.message
+    assert errors == ["timeout"]

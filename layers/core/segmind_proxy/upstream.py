@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitTimedOut
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
+from urllib3.exceptions import ReadTimeoutError
 
 from .errors import GatewayError, UpstreamError
 from .images import sniff_format
 
 KeyProvider = Callable[..., str]
+TOO_SLOW = "Segmind was too slow: its answer had not arrived in full by the gateway's deadline"
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # No new attempt starts with less time than this left before the deadline.
 MIN_ATTEMPT_SECONDS = 1.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 8.0
+BODY_CHUNK_BYTES = 64 * 1024
+# requests' timeouts bound each socket read, not the whole answer: a body trickled a few bytes a second would outlast
+# any deadline. Each exchange runs here while the caller waits for it no longer than the deadline. An abandoned one
+# stops at its next chunk, or at its read timeout (itself no longer than the time that was left): a few spare workers
+# keep such a straggler from holding up the next request of the same container.
+_exchanges = ThreadPoolExecutor(max_workers=4, thread_name_prefix="segmind")
 
 
 @dataclass
@@ -36,6 +47,22 @@ class Generation:
     upstream_request_id: str | None
     latency_ms: float
     attempts: int
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An upstream answer read whole within the deadline: the parts of `requests.Response` that are used."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _TooSlow(Exception):
+    """The deadline passed before the whole answer (headers and every byte of the body) had arrived."""
 
 
 @dataclass
@@ -89,9 +116,7 @@ class SegmindClient:
                 _Failure("invalid_response", detail="Segmind's credits answer was not understood")
             ) from None
 
-    def _call(
-        self, method: str, path: str, payload: dict[str, Any] | None, deadline: float
-    ) -> tuple[requests.Response, int]:
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None, deadline: float) -> tuple[_Answer, int]:
         """One logical call with the key injected: bounded retries, one key refresh on 401, errors mapped."""
         url = f"{self.base_url}{path}"
         key = self._key_provider()
@@ -103,17 +128,16 @@ class SegmindClient:
             if remaining <= 0:
                 raise _to_error(_Failure("timeout", detail="no time left before the gateway's deadline"))
             try:
-                response = self._session.request(
-                    method,
-                    url,
-                    json=payload,
-                    headers={"x-api-key": key, "Accept": "application/json, image/*"},
-                    timeout=(min(self._connect_timeout, remaining), remaining),
-                )
+                response = self._exchange(method, url, payload, key, deadline)
+            except _TooSlow:
+                failure = _Failure("timeout", detail=TOO_SLOW)
             except requests.Timeout:
-                failure = _Failure("timeout", detail="Segmind did not answer in time")
-            except requests.ConnectionError:
-                failure = _Failure("connection", detail="could not connect to Segmind")
+                failure = _Failure("timeout", detail="Segmind was too slow to answer")
+            except requests.ConnectionError as exc:
+                if _read_timed_out(exc):  # a stall in the middle of the body: requests reports it as a connection error
+                    failure = _Failure("timeout", detail=TOO_SLOW)
+                else:
+                    failure = _Failure("connection", detail="could not connect to Segmind")
             except requests.RequestException:
                 # A broken 200 body (e.g. truncated): credits may be spent, so no blind retry.
                 self._on_attempt_error("invalid_response")
@@ -140,9 +164,33 @@ class SegmindClient:
                 raise _to_error(failure)
             self._sleep(delay)
 
-    def _generation(
-        self, response: requests.Response, payload: dict[str, Any], attempts: int, started: float
-    ) -> Generation:
+    def _exchange(self, method: str, url: str, payload: dict[str, Any] | None, key: str, deadline: float) -> _Answer:
+        """One HTTP exchange, from connecting to the body's last byte, within the deadline (see `_exchanges`)."""
+        remaining = deadline - self._clock()
+        fetching = _exchanges.submit(self._fetch, method, url, payload, key, deadline)
+        try:
+            return fetching.result(timeout=max(0.0, remaining))
+        except WaitTimedOut:
+            raise _TooSlow from None
+
+    def _fetch(self, method: str, url: str, payload: dict[str, Any] | None, key: str, deadline: float) -> _Answer:
+        remaining = max(0.001, deadline - self._clock())
+        with self._session.request(
+            method,
+            url,
+            json=payload,
+            headers={"x-api-key": key, "Accept": "application/json, image/*"},
+            timeout=(min(self._connect_timeout, remaining), remaining),
+            stream=True,
+        ) as response:
+            chunks = []
+            for chunk in response.iter_content(BODY_CHUNK_BYTES):
+                if self._clock() > deadline:  # abandoned by `_exchange` already: stop reading
+                    raise _TooSlow
+                chunks.append(chunk)
+            return _Answer(response.status_code, response.headers, b"".join(chunks))
+
+    def _generation(self, response: _Answer, payload: dict[str, Any], attempts: int, started: float) -> Generation:
         images = _decode_images(response)
         formats = {sniff_format(image) for image in images}
         if not images or None in formats or len(formats) != 1:
@@ -160,7 +208,11 @@ class SegmindClient:
         )
 
 
-def _decode_images(response: requests.Response) -> list[bytes]:
+def _read_timed_out(exc: requests.ConnectionError) -> bool:
+    return bool(exc.args) and isinstance(exc.args[0], ReadTimeoutError)
+
+
+def _decode_images(response: _Answer) -> list[bytes]:
     content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if content_type.startswith("image/"):
         return [response.content]
@@ -178,7 +230,7 @@ def _decode_images(response: requests.Response) -> list[bytes]:
         return []
 
 
-def _classify(response: requests.Response, key: str) -> _Failure:
+def _classify(response: _Answer, key: str) -> _Failure:
     status = response.status_code
     detail = _upstream_message(response, key)
     if status == 401:
@@ -229,7 +281,7 @@ def _suffix(detail: str) -> str:
     return f": {detail}" if detail else ""
 
 
-def _upstream_message(response: requests.Response, key: str) -> str:
+def _upstream_message(response: _Answer, key: str) -> str:
     """Segmind's own message, without the key; redacted before it is cut, so no prefix of the key is left."""
     try:
         body = response.json()
@@ -242,7 +294,7 @@ def _upstream_message(response: requests.Response, key: str) -> str:
     return (message.replace(key, "[redacted]") if key else message)[:300]
 
 
-def _reset_wait(response: requests.Response) -> float | None:
+def _reset_wait(response: _Answer) -> float | None:
     """Seconds until `x-rate-limit-reset-at-utc` (ISO 8601 or epoch seconds), if given."""
     raw = response.headers.get("x-rate-limit-reset-at-utc")
     if not raw:
