@@ -48,6 +48,9 @@ def bootstrap(stack: Stack, endpoint: str, *, segmind_key: str, dev_api_key: str
             AttributeDefinitions=props["AttributeDefinitions"],
             KeySchema=props["KeySchema"],
             BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+            **(
+                {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}
+            ),
         )
         stack.physical[logical_id] = name
         stack.arns[logical_id] = table["TableDescription"]["TableArn"]

@@ -1,11 +1,15 @@
-"""Lambda's SQS event source mapping, locally: pollers receive from the queue (moto), invoke the function with an SQS
+"""Lambda's event sources, locally. SQS: pollers receive from the queue (moto), invoke the function with an SQS
 event, delete what succeeded and leave failures (and crashes) to be delivered again after the visibility timeout;
-moto's redrive policy moves a message to the dead-letter queue after maxReceiveCount."""
+moto's redrive policy moves a message to the dead-letter queue after maxReceiveCount. Schedules: EventBridge's
+rate() rules invoke their function with a scheduled event, once per period."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from .lambda_runtime import LocalFunction
@@ -66,3 +70,48 @@ class SqsPoller(threading.Thread):
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
             )
+
+
+_RATE = re.compile(r"^rate\((\d+)\s+(minutes?|hours?|days?)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> float | None:
+    """The period of an EventBridge `rate(...)` expression; None for anything else (cron rules are not run locally)."""
+    match = _RATE.match(expression.strip())
+    return int(match[1]) * _UNIT_SECONDS[match[2].rstrip("s")] if match else None
+
+
+def scheduled_event(rule_arn: str, region: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+class ScheduledRule(threading.Thread):
+    """Invokes its function once per period, the first time one period after the start; as the template's rules
+    have no retries, a failed invocation waits for the next period."""
+
+    def __init__(self, function: LocalFunction, period: float, region: str) -> None:
+        super().__init__(daemon=True)
+        self.function, self.period, self.region = function, period, region
+        self.rule_arn = f"arn:aws:events:{region}:123456789012:rule/{function.spec.logical_id}-schedule"
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.period):
+            try:
+                self.function.invoke(scheduled_event(self.rule_arn, self.region)).result(
+                    timeout=self.function.spec.timeout + 5
+                )
+            except Exception as exc:
+                if not self.stopped.is_set():
+                    print(f"[schedule {self.function.spec.logical_id}] invocation failed: {exc!r}", flush=True)

@@ -29,7 +29,9 @@ class FakeState:
     credits: float = 1000.0
     latency_ms: float = 0.0
     calls: list[dict[str, Any]] = field(default_factory=list)
-    # Injected failures, consumed one per call: {"status": 500} or {"status": 429, "reset_in": 1} or {"body": "..."}.
+    # Injected failures, consumed one per call: {"status": 500} or {"status": 429, "reset_in": 1} or {"body": "..."};
+    # or a 200 that misbehaves: {"trickle_seconds": 20} sends its body spread over that long, {"image_format": "jpeg"}
+    # renders another format than asked, {"images": 1} returns fewer images than `batch_size`.
     faults: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -68,6 +70,22 @@ def render(prompt: str, seed: int, width: int, height: int, image_format: str, q
     options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {"compress_level": 1}
     image.save(out, format=pil_format, **options)
     return out.getvalue()
+
+
+MISBEHAVIOURS = frozenset({"trickle_seconds", "image_format", "images"})
+
+
+def _trickled(answer: Response, seconds: float, pieces: int = 40) -> Response:
+    """The answer's headers at once, then its body in `pieces` spread over `seconds`: a slow upstream link."""
+    body = answer.get_data()
+    size = max(1, -(-len(body) // pieces))
+
+    def drip() -> Any:
+        for start in range(0, len(body), size):
+            yield body[start : start + size]
+            time.sleep(seconds / pieces)
+
+    return Response(drip(), status=answer.status_code, headers=dict(answer.headers), direct_passthrough=True)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -134,8 +152,9 @@ class FakeSegmind:
             latency = state.latency_ms
         if latency:
             time.sleep(latency / 1000)
-        if fault:
+        if fault and not fault.keys() & MISBEHAVIOURS:
             return self._fault(fault)
+        fault = fault or {}
         width, height = int(body.get("width", 1024)), int(body.get("height", 1024))
         steps, batch = int(body.get("steps", 4)), int(body.get("batch_size", 1))
         cost = CREDITS_PER_MEGAPIXEL_STEP * width * height / 1e6 * steps * batch
@@ -147,10 +166,11 @@ class FakeSegmind:
         seed = int(body.get("seed", 98552302))
         if seed == -1:
             seed = random.randrange(0, 2**32)
-        image_format = str(body.get("image_format", "jpeg"))
+        image_format = str(fault.get("image_format", body.get("image_format", "jpeg")))
         quality = int(body.get("image_quality", 95))
         started = time.monotonic()
-        images = [render(prompt, seed + i, width, height, image_format, quality) for i in range(batch)]
+        made = int(fault.get("images", batch))
+        images = [render(prompt, seed + i, width, height, image_format, quality) for i in range(made)]
         headers = {
             "x-remaining-credits": f"{remaining:.6f}",
             "x-seed-value": str(seed),
@@ -161,8 +181,12 @@ class FakeSegmind:
         if body.get("base64", True) in (True, 1, "true"):
             encoded = [base64.b64encode(image).decode() for image in images]
             payload = {"image": encoded[0]} if batch == 1 else {"images": encoded}
-            return Response(json.dumps(payload), content_type="application/json", headers=headers)
-        return Response(images[0], content_type=PIL_FORMATS[image_format][1], headers=headers)
+            answer = Response(json.dumps(payload), content_type="application/json", headers=headers)
+        else:
+            answer = Response(images[0], content_type=PIL_FORMATS[image_format][1], headers=headers)
+        if "trickle_seconds" in fault:
+            return _trickled(answer, float(fault["trickle_seconds"]))
+        return answer
 
     @staticmethod
     def _fault(fault: dict[str, Any]) -> Response:

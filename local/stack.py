@@ -19,7 +19,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .event_sources import SqsPoller
+from .event_sources import ScheduledRule, SqsPoller, rate_seconds
 from .fake_segmind import FakeSegmind
 from .gateway import ApiKeys, LocalGateway
 from .lambda_runtime import LocalFunction
@@ -45,6 +45,7 @@ class LocalConfig:
     concurrency: int = 4
     allowed_origins: str = ""
     parameter_overrides: str = ""
+    schedule_seconds: float | None = None  # every scheduled function this often instead of its rule's rate
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LocalConfig:
@@ -62,6 +63,7 @@ class LocalConfig:
             concurrency=int(env.get("LOCAL_LAMBDA_CONCURRENCY", cls.concurrency)),
             allowed_origins=env.get("ALLOWED_ORIGINS", ""),
             parameter_overrides=env.get("PARAMETER_OVERRIDES", ""),
+            schedule_seconds=float(env["LOCAL_SCHEDULE_SECONDS"]) if env.get("LOCAL_SCHEDULE_SECONDS") else None,
         )
 
 
@@ -117,6 +119,7 @@ class LocalStack:
         self._servers: list[Any] = []
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: list[SqsPoller] = []
+        self.schedules: list[ScheduledRule] = []
         self._own_run_dir = not os.environ.get("LOCAL_STACK_RUN_DIR")
         self.run_dir = os.environ.get("LOCAL_STACK_RUN_DIR") or tempfile.mkdtemp(prefix="segmind-proxy-local-")
         self.fake: FakeSegmind | None = None
@@ -195,13 +198,32 @@ class LocalStack:
                 poller.start()
                 self.pollers.append(poller)
 
+        self._start_schedules(aws_env)
+
         apigw = session.client("apigateway", endpoint_url=self.moto_endpoint)
         gateway = LocalGateway(self.stack, self.functions, ApiKeys(apigw), config.stage)
         server = make_server(config.host, config.port, gateway, threaded=True, request_handler=GatewayAccessLog)
         _serve(server)
         self._servers.append(server)
 
+    def _start_schedules(self, aws_env: dict[str, str]) -> None:
+        """The template's scheduled functions (the reservation sweeper, the credits probe). Their containers start
+        on their first invocation, not with the stack: nothing waits on them."""
+        for function_id, expression in self.stack.schedule_sources():
+            period = self.config.schedule_seconds or rate_seconds(expression)
+            if period is None:
+                print(f"{function_id}: schedule '{expression}' is not run locally (only rate() is)", flush=True)
+                continue
+            spec = self.stack.function(function_id)
+            environment = {**spec.environment, **aws_env, "AWS_LAMBDA_FUNCTION_NAME": function_id}
+            self.functions[function_id] = LocalFunction(spec, environment, 1)  # ReservedConcurrentExecutions: 1
+            rule = ScheduledRule(self.functions[function_id], period, self.stack.region)
+            rule.start()
+            self.schedules.append(rule)
+
     def stop(self) -> None:
+        for rule in self.schedules:
+            rule.stopped.set()
         for poller in self.pollers:
             poller.stopped.set()
         for function in self.functions.values():

@@ -201,5 +201,14 @@ class Stack:
                     sources.append((logical_id, queue, int(event["Properties"].get("BatchSize", 10))))
         return sources
 
+    def schedule_sources(self) -> list[tuple[str, str]]:
+        """(function, schedule expression) for every Schedule event source in the template, parameters resolved."""
+        sources = []
+        for logical_id, resource in self.resources_of("AWS::Serverless::Function").items():
+            for event in resource["Properties"].get("Events", {}).values():
+                if event["Type"] == "Schedule":
+                    sources.append((logical_id, str(self.resolve(event["Properties"]["Schedule"]))))
+        return sources
+
     def binary_media_types(self, api_id: str = "GatewayApi") -> list[str]:
         return [t.replace("~1", "/") for t in self.api(api_id).get("BinaryMediaTypes", [])]

@@ -254,11 +254,13 @@ def create_table(resource: Any, logical_id: str, name: str) -> None:
     from local.template import load_template
 
     props = load_template()["Resources"][logical_id]["Properties"]
+    indexes = {"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}
     resource.create_table(
         TableName=name,
         AttributeDefinitions=props["AttributeDefinitions"],
         KeySchema=props["KeySchema"],
         BillingMode=props["BillingMode"],
+        **indexes,
     )
 
 

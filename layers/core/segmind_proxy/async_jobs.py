@@ -47,6 +47,7 @@ def urls(base_url: str, job_id: str) -> dict[str, str]:
 def submit(
     request: Txt2ImgRequest,
     *,
+    job_id: str,
     namespace: str,
     tenant_id: str | None,
     policy: CachePolicy,
@@ -62,7 +63,7 @@ def submit(
     prefetched: Future[ImageResult | None] | None = None,
 ) -> dict[str, Any]:
     job = Job(
-        job_id=Job.new_id(),
+        job_id=job_id,
         namespace=namespace,
         tenant_id=tenant_id,
         request=request.model_dump(),

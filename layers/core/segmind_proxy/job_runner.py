@@ -18,7 +18,7 @@ from .cache_policy import CachePolicy
 from .errors import GatewayError
 from .generation import GenerationService
 from .jobs import TERMINAL, Job, JobStore
-from .metering import Meter, Reservation, TenantBilling
+from .metering import Hold, Meter, Reservation, TenantBilling
 from .models import Txt2ImgRequest
 from .observability import MetricUnit, logger, metrics
 from .tenants import Tenant, TenantRegistry
@@ -41,7 +41,9 @@ class JobBilling(TenantBilling):
     """TenantBilling whose reservation lives on the job record and is settled only once the job is COMPLETED."""
 
     def __init__(self, meter: Meter, tenant: Tenant, job: Job, jobs: JobStore) -> None:
-        super().__init__(meter, tenant, job.estimate, int(job.request.get("batch_size", 1)))
+        super().__init__(
+            meter, tenant, job.estimate, int(job.request.get("batch_size", 1)), hold=Hold.for_job(job.job_id)
+        )
         self.jobs = jobs
         self.job = job
         self.reservation = Reservation(**job.reservation) if job.reservation else None

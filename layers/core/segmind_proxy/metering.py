@@ -4,12 +4,20 @@ A generation first *reserves* its estimated cost with one conditional update, so
 take a tenant past its budget; after the upstream call it *settles* (estimate replaced by the charge), or
 *releases* on failure. Condition expressions cannot add, so each budget is enforced on a running
 `*_committed` total (spent + reserved) compared with `budget - this request's cost`, computed before the call.
+
+A Lambda process can vanish at any instruction (timeout, crash, out of memory), so no reservation may depend on its
+request to be given back. Each one is also written, in the same update, as an entry on the usage item naming its
+holder and the time by which the holder is surely gone (`Hold`); settling or releasing removes the entry, on
+condition that it is still there, so each reservation is resolved exactly once. The item's `reservations_due` (the
+earliest time one of its entries may need taking back) puts it in a sparse index, where `sweeper.ReservationSweeper`
+finds what dead requests left behind.
 """
 
 from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -36,6 +44,20 @@ COUNTERS = (
     "images_committed",
 )
 
+
+# A usage item's open reservations: one attribute per holder, `reservation#<holder>`, counted by `reservations_open`.
+ENTRY_PREFIX = "reservation#"
+OPEN_COUNT = "reservations_open"
+# The sparse index of usage items that have, or had, open reservations: partition `reservations_sweep` (always
+# SWEEP_PARTITION), sort `reservations_due` (epoch seconds). Small: one item per tenant and month at most.
+SWEEP_INDEX = "ReservationsDue"
+SWEEP_PARTITION = "open"
+DUE, SWEEP = "reservations_due", "reservations_sweep"
+# No Lambda invocation outlives 15 minutes: a reservation whose holder gave no time of its own is surely abandoned then.
+MAX_INVOCATION_SECONDS = 900
+# A v2 job's reservation lives across SQS deliveries: the sweeper asks the job store about it this often.
+JOB_HOLD_SECONDS = 300
+JOB_HOLDER_PREFIX = "job-"
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"  # also the OpenAPI spec's
 _MONTH = re.compile(MONTH_PATTERN)
@@ -101,11 +123,39 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Who holds a reservation, and until when (epoch seconds): past it, the holder is gone and the sweeper may take
+    the reservation back. A request holds it until its invocation's end plus a grace; a job, for JOB_HOLD_SECONDS
+    at a time, renewed while the job is queued or running."""
+
+    holder: str
+    until: int
+
+    @classmethod
+    def for_request(cls, holder: str, seconds_left: float, grace_seconds: float) -> Hold:
+        """`seconds_left`: until Lambda ends the invocation, its work after the answer included."""
+        return cls(holder, int(time.time() + seconds_left + grace_seconds) + 1)
+
+    @classmethod
+    def for_job(cls, job_id: str) -> Hold:
+        return cls(f"{JOB_HOLDER_PREFIX}{job_id}", int(time.time()) + JOB_HOLD_SECONDS)
+
+    @classmethod
+    def unnamed(cls) -> Hold:
+        return cls(uuid.uuid4().hex, int(time.time()) + MAX_INVOCATION_SECONDS)
+
+
+@dataclass(frozen=True)
 class Reservation:
     tenant_id: str
     month: str
     credits: float
     images: int
+    holder: str = ""  # empty on reservations made before holders were recorded: resolved without an entry
+
+    @property
+    def entry(self) -> str:
+        return f"{ENTRY_PREFIX}{self.holder}"
 
 
 class Meter(DynamoTable):
@@ -117,12 +167,13 @@ class Meter(DynamoTable):
         """A month's usage item, under its tenant's partition (next to the profile: both can be read at once)."""
         return f"USAGE#{month}"
 
-    def _add(self, tenant_id: str, month: str, deltas: dict[str, Any], **extra: Any) -> Usage:
+    def _add(self, tenant_id: str, month: str, deltas: dict[str, Any], *, before: str = "", **extra: Any) -> Usage:
+        """ADD the deltas; `before`: SET or REMOVE clauses that go with them, in the same atomic update."""
         names = {f"#{k}": k for k in deltas}
         values = {f":{k}": v for k, v in deltas.items()}
         result = self.table.update_item(
             Key=self._key(tenant_id, month),
-            UpdateExpression="ADD " + ", ".join(f"#{k} :{k}" for k in deltas),
+            UpdateExpression=f"{before} ADD " + ", ".join(f"#{k} :{k}" for k in deltas),
             ExpressionAttributeNames={**names, **extra.pop("names", {})},
             ExpressionAttributeValues={**values, **extra.pop("values", {})},
             ReturnValues="ALL_NEW",
@@ -142,10 +193,21 @@ class Meter(DynamoTable):
     def record_rejected(self, tenant: Tenant) -> None:
         self._add(tenant.tenant_id, current_month(), {"requests": 1, "rejected_requests": 1})
 
-    def reserve(self, tenant: Tenant, credits: float, images: int) -> tuple[Reservation, Usage]:
-        """Reserve the estimated cost, or raise BudgetExceeded without touching anything."""
+    def reserve(
+        self, tenant: Tenant, credits: float, images: int, hold: Hold | None = None
+    ) -> tuple[Reservation, Usage]:
+        """Reserve the estimated cost, or raise BudgetExceeded without touching anything. The reservation is recorded
+        under its holder (see the module's docstring); the item's due time only ever moves later by the sweeper."""
         month = current_month()
-        conditions, values, names = [], {}, {}
+        hold = hold or Hold.unnamed()
+        reservation = Reservation(tenant.tenant_id, month, credits, images, hold.holder)
+        names = {"#entry": reservation.entry, "#due": DUE, "#sweep": SWEEP}
+        values: dict[str, Any] = {
+            ":entry": {"credits": _dec(credits), "images": images, "until": hold.until},
+            ":due": hold.until,
+            ":sweep": SWEEP_PARTITION,
+        }
+        conditions = []
         if tenant.budget_credits is not None:
             headroom = tenant.budget_credits - credits
             if headroom < 0:
@@ -160,12 +222,13 @@ class Meter(DynamoTable):
             conditions.append("(attribute_not_exists(#ic) OR #ic <= :image_headroom)")
             values[":image_headroom"] = headroom_images
             names["#ic"] = "images_committed"
-        deltas = {"requests": 1, "credits_committed": _dec(credits), "images_committed": images}
+        deltas = {"requests": 1, "credits_committed": _dec(credits), "images_committed": images, OPEN_COUNT: 1}
         extra: dict[str, Any] = {"names": names, "values": values}
         if conditions:
             extra["ConditionExpression"] = " AND ".join(conditions)
+        entry = "SET #entry = :entry, #due = if_not_exists(#due, :due), #sweep = :sweep"
         try:
-            usage = self._add(tenant.tenant_id, month, deltas, **extra)
+            usage = self._add(tenant.tenant_id, month, deltas, before=entry, **extra)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 usage = self.usage(tenant.tenant_id, month)
@@ -175,33 +238,115 @@ class Meter(DynamoTable):
                 over = "images" if images_short or tenant.budget_credits is None else "credits"
                 raise self._refusal(tenant, over, images if over == "images" else credits) from None
             raise
-        return Reservation(tenant.tenant_id, month, credits, images), usage
+        return reservation, usage
 
-    def settle(self, reservation: Reservation, credits: float, images: int) -> Usage:
-        """Replace the estimate by the charge for what was generated."""
-        return self._add(
-            reservation.tenant_id,
-            reservation.month,
-            {
-                "credits_committed": _dec(credits - reservation.credits),
-                "credits_spent": _dec(credits),
-                "images_committed": images - reservation.images,
-                "images_generated": images,
-                "upstream_calls": 1,
-            },
-        )
+    def settle(self, reservation: Reservation, credits: float, images: int) -> Usage | None:
+        """Replace the estimate by the charge for what was generated. None: already resolved (by the sweeper)."""
+        deltas = {
+            "credits_committed": _dec(credits - reservation.credits),
+            "credits_spent": _dec(credits),
+            "images_committed": images - reservation.images,
+            "images_generated": images,
+            "upstream_calls": 1,
+        }
+        return self._resolve(reservation, deltas)
 
-    def release(self, reservation: Reservation, *, failed: bool = True) -> Usage:
-        """Nothing is charged: the generation failed (counted), or was not needed (a cache hit after all)."""
-        return self._add(
-            reservation.tenant_id,
-            reservation.month,
-            {
-                "credits_committed": _dec(-reservation.credits),
-                "images_committed": -reservation.images,
-                "failed_generations": int(failed),
-            },
-        )
+    def release(self, reservation: Reservation, *, failed: bool = True) -> Usage | None:
+        """Nothing is charged: the generation failed (counted), or was not needed (a cache hit after all).
+        None: already resolved (by the sweeper)."""
+        deltas = {
+            "credits_committed": _dec(-reservation.credits),
+            "images_committed": -reservation.images,
+            "failed_generations": int(failed),
+        }
+        return self._resolve(reservation, deltas)
+
+    def _resolve(self, reservation: Reservation, deltas: dict[str, Any]) -> Usage | None:
+        """Apply a settlement or a release once: only while the reservation's entry is there, removing it."""
+        if not reservation.holder:
+            return self._add(reservation.tenant_id, reservation.month, deltas)
+        try:
+            return self._add(
+                reservation.tenant_id,
+                reservation.month,
+                {**deltas, OPEN_COUNT: -1},
+                before="REMOVE #entry",
+                names={"#entry": reservation.entry},
+                ConditionExpression="attribute_exists(#entry)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            logger.warning("Reservation already resolved", extra={"holder": reservation.holder})
+            metrics.add_metric(name="ReservationsAlreadyResolved", unit=MetricUnit.Count, value=1)
+            return None
+
+    def extend(self, reservation: Reservation, until: int) -> bool:
+        """Hold an open reservation longer (a job still queued or running); False if it is resolved already."""
+        try:
+            self.table.update_item(
+                Key=self._key(reservation.tenant_id, reservation.month),
+                UpdateExpression="SET #entry.#until = :until",
+                ConditionExpression="attribute_exists(#entry)",
+                ExpressionAttributeNames={"#entry": reservation.entry, "#until": "until"},
+                ExpressionAttributeValues={":until": until},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def due(self, now: float) -> list[tuple[str, str]]:
+        """The (tenant id, month) of every usage item with a reservation that may need taking back by `now`."""
+        found, start = [], None
+        while True:
+            page = self.table.query(
+                IndexName=SWEEP_INDEX,
+                KeyConditionExpression="#sweep = :open AND #due <= :now",
+                ExpressionAttributeNames={"#sweep": SWEEP, "#due": DUE},
+                ExpressionAttributeValues={":open": SWEEP_PARTITION, ":now": int(now)},
+                **({"ExclusiveStartKey": start} if start else {}),
+            )
+            found += [(item["pk"].removeprefix("TENANT#"), item["sk"].removeprefix("USAGE#")) for item in page["Items"]]
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return found
+
+    def open_reservations(self, tenant_id: str, month: str) -> tuple[dict[Reservation, int], int, int | None]:
+        """The item's open reservations with the time each is held until, the count of them it records (which
+        counts ones written since this read too), and its due time."""
+        item = self.table.get_item(Key=self._key(tenant_id, month), ConsistentRead=True).get("Item") or {}
+        held = {
+            Reservation(
+                tenant_id, month, float(entry["credits"]), int(entry["images"]), name[len(ENTRY_PREFIX) :]
+            ): int(entry["until"])
+            for name, entry in item.items()
+            if name.startswith(ENTRY_PREFIX)
+        }
+        due = item.get(DUE)
+        return held, int(item.get(OPEN_COUNT, 0)), None if due is None else int(due)
+
+    def reschedule(self, tenant_id: str, month: str, *, seen_open: int, next_due: int | None) -> bool:
+        """After a sweep: the item's next due time, or out of the index when nothing is open. Only if no reservation
+        was made or resolved meanwhile (the count is as seen); otherwise the item stays due and is swept again."""
+        update = "SET #due = :next" if next_due is not None else "REMOVE #due, #sweep"
+        names = {"#due": DUE, "#open": OPEN_COUNT} | ({} if next_due is not None else {"#sweep": SWEEP})
+        values: dict[str, Any] = {":seen": seen_open} | ({":next": next_due} if next_due is not None else {})
+        condition = "#open = :seen" if seen_open else "(attribute_not_exists(#open) OR #open = :seen)"
+        try:
+            self.table.update_item(
+                Key=self._key(tenant_id, month),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def refund(self, reservation: Reservation, credits: float, images: int) -> Usage:
         """Undo a settlement: the images were paid to Segmind but never reached the tenant (counted as failed)."""
@@ -258,9 +403,19 @@ def _balance_due() -> bool:
 class TenantBilling:
     """Billing of one request for one tenant: hits are free, generations reserve then settle or release."""
 
-    def __init__(self, meter: Meter, tenant: Tenant, estimate: float, images: int, usage: Usage | None = None) -> None:
-        """`usage`: the month's figures as read with the tenant's profile, if they were."""
+    def __init__(
+        self,
+        meter: Meter,
+        tenant: Tenant,
+        estimate: float,
+        images: int,
+        usage: Usage | None = None,
+        hold: Hold | None = None,
+    ) -> None:
+        """`usage`: the month's figures as read with the tenant's profile, if they were. `hold`: who holds the
+        reservation and until when (a request that gives none holds it for the longest invocation Lambda allows)."""
         self.meter = meter
+        self.hold = hold
         self.tenant = tenant
         self.estimate = estimate
         self.images = images
@@ -283,7 +438,7 @@ class TenantBilling:
 
     def reserve(self) -> None:
         try:
-            self.reservation, self.usage = self.meter.reserve(self.tenant, self.estimate, self.images)
+            self.reservation, self.usage = self.meter.reserve(self.tenant, self.estimate, self.images, self.hold)
         except AwsErrors:
             logger.exception("Usage ledger unavailable; refusing before any credit is spent")
             raise GatewayError(

@@ -20,6 +20,8 @@ class Settings(BaseModel):
     upstream_connect_timeout_seconds: float = Field(3.05, gt=0, alias="UPSTREAM_CONNECT_TIMEOUT_SECONDS")
     # Time kept back from the Lambda deadline to store the image and answer.
     deadline_margin_seconds: float = Field(3.0, ge=0, alias="DEADLINE_MARGIN_SECONDS")
+    # How long past its invocation's timeout a budget reservation is held before the sweeper takes it back.
+    reservation_grace_seconds: float = Field(60.0, ge=0, alias="RESERVATION_GRACE_SECONDS")
     max_body_bytes: int = Field(65536, ge=1024, alias="MAX_BODY_BYTES")
     # Lambda's response limit is 6 MB for the whole serialised answer; leave room for headers.
     inline_response_max_bytes: int = Field(6_000_000, ge=1, alias="INLINE_RESPONSE_MAX_BYTES")

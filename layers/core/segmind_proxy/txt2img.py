@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from .delivery import Reply, ResponseMode, deliver, fits_inline, undeliverable
 from .errors import GatewayError, RequestInvalid
 from .generation import Billing, GenerationService, ImageResult, NoBilling
 from .idempotency import idempotency_key, run_once
-from .metering import BudgetExceeded, Meter, TenantBilling, Usage
+from .metering import BudgetExceeded, Hold, Meter, TenantBilling, Usage
 from .models import Txt2ImgRequest, parse_request
 from .observability import logger, metrics
 from .pricing import price_table
@@ -91,14 +92,22 @@ def billing_for(
     meter: Meter | None,
     api_key_id: str | None,
     usage: Usage | None = None,
+    hold: Hold | None = None,
 ) -> tuple[float, Billing, str]:
     """The request's estimated cost, how it is billed, and the cache/job namespace it belongs to. `usage`: the
-    tenant's figures this month, if read with its profile."""
+    tenant's figures this month, if read with its profile. `hold`: who holds its reservation, until when."""
     estimate = price_table().estimate(request)
     billing: Billing = (
-        TenantBilling(meter, tenant, estimate, request.batch_size, usage) if tenant and meter else NoBilling()
+        TenantBilling(meter, tenant, estimate, request.batch_size, usage, hold) if tenant and meter else NoBilling()
     )
     return estimate, billing, namespace_of(tenant, api_key_id)
+
+
+def request_hold(request_id: str, deadline: float, settings: Settings) -> Hold:
+    """The reservation of a request is its own until Lambda has surely ended its invocation (the deadline is the
+    invocation's end less the margin kept for answering), plus a grace; then the sweeper may take it back."""
+    seconds_left = deadline - time.monotonic() + settings.deadline_margin_seconds
+    return Hold.for_request(request_id, seconds_left, settings.reservation_grace_seconds)
 
 
 def prefetch_cache_read(
@@ -143,7 +152,9 @@ def handle_txt2img(
     with counting_rejections(tenant, meter, service.later):
         request, mode = validate(body, headers, settings)
         key = idempotency_key(headers) if settings.jobs_table else None
-    estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id, usage)
+    estimate, billing, namespace = billing_for(
+        request, tenant, meter, api_key_id, usage, request_hold(request_id, deadline, settings)
+    )
     # An answer that carries the images whole need not wait for them to be cached (see `after_response`).
     store_later = (
         partial(fits_inline, as_base64=request.base64, limit=settings.inline_response_max_bytes)

@@ -14,8 +14,8 @@ from .cache_policy import CachePolicy
 from .errors import GatewayError, RequestInvalid
 from .generation import GenerationService, ImageResult
 from .idempotency import idempotency_key, run_once
-from .jobs import JobStore
-from .metering import Meter
+from .jobs import Job, JobStore
+from .metering import Hold, Meter
 from .settings import Settings
 from .tenants import Tenant
 from .txt2img import billing_for, counting_rejections, validate
@@ -53,11 +53,14 @@ def handle_submit(
             check_url(webhook, allow_private=settings.allow_private_webhooks)
             if tenant is None:
                 raise RequestInvalid("Webhooks need a tenant key (they are signed with the tenant's secret)")
-    estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id)
+    job_id = Job.new_id()
+    # The job holds the reservation, across SQS deliveries: the sweeper asks the job store before taking it back.
+    estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id, hold=Hold.for_job(job_id))
 
     def produce() -> dict[str, Any]:
         return submit(
             request,
+            job_id=job_id,
             namespace=namespace,
             tenant_id=tenant.tenant_id if tenant else None,
             policy=CachePolicy.from_header(headers.get("cache-control")),

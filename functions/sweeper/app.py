@@ -1,0 +1,25 @@
+"""Reservation sweeper: on a schedule, gives back the budget reservations of requests that died before settling
+(see `segmind_proxy.sweeper`), so a crash, a timeout or an out-of-memory kill never keeps a tenant's budget held."""
+
+from dataclasses import asdict
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from segmind_proxy.dependencies import job_store, meter
+from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
+from segmind_proxy.sweeper import ReservationSweeper
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    ledger = meter()
+    if ledger is None:  # metering off: no reservations exist
+        return {"items": 0}
+    report = ReservationSweeper(ledger, job_store()).sweep()
+    metrics.add_metric(name="ReservationsTakenBack", unit=MetricUnit.Count, value=report.released + report.settled)
+    if report.items:
+        logger.info("Reservations swept", extra=asdict(report))
+    return asdict(report)
