@@ -106,6 +106,7 @@ def test_each_bad_field_is_a_400_naming_it_with_no_upstream_call(stack, fake_cal
         (b"", "application/json", 400, "empty"),
         (b"{oops", "application/json", 400, "not valid JSON"),
         (b"[]", "application/json", 400, "JSON object"),
+        (b'{"prompt": "cat", "seed": 1, "seed": 2}', "application/json", 400, "Duplicate key 'seed'"),
         (b"prompt=cat", "application/x-www-form-urlencoded", 415, "Content-Type"),
         (b'{"prompt": "cat"}', "text/plain", 415, "Content-Type"),
     ],

@@ -255,6 +255,26 @@ def test_bad_bodies_are_400_with_no_upstream_call(invoke, upstream, raw, fragmen
     assert upstream.calls() == []
 
 
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        (b'{"prompt": "a fox", "seed": 1, "seed": 2}', "seed"),
+        (b'{"prompt": "a fox", "seed": 2, "seed": 2}', "seed"),
+        (b'{"prompt": "a fox", "seed": 2, "steps": {"n": 1, "n": 2}}', "steps.n"),
+    ],
+)
+def test_a_key_given_twice_is_400_naming_it_even_when_the_last_value_is_cached(invoke, upstream, raw, key):
+    upstream.succeed()
+    assert header(invoke(api_event({"prompt": "a fox", "seed": 2})), "x-cache") == "MISS"
+    response = invoke(api_event(raw=raw))
+    assert response["statusCode"] == 400
+    assert body_json(response) == {
+        "error": f"Duplicate key '{key}' in the JSON body",
+        "errors": [{"field": key, "message": f"Duplicate key '{key}' in the JSON body"}],
+    }
+    assert len(upstream.calls()) == 1
+
+
 def test_oversized_body_is_413(invoke, upstream):
     response = invoke(api_event(raw=b'{"prompt": "' + b"x" * 70000 + b'"}'))
     assert response["statusCode"] == 413

@@ -132,6 +132,20 @@ def test_invalid_requests_are_counted_not_charged(invoke, upstream, tenancy):
     assert (usage["requests"], usage["rejected_requests"], usage["credits_spent"]) == (1, 1, 0)
 
 
+def test_a_key_given_twice_is_counted_as_rejected_and_not_charged(invoke, upstream, tenancy):
+    make_tenant(tenancy, budget_credits=1.0)
+    refused = invoke(api_event(raw=b'{"prompt": "x", "seed": 1, "seed": 2}', api_key_id="key-acme"))
+    assert refused["statusCode"] == 400 and "'seed'" in body_json(refused)["error"]
+    usage = usage_of(invoke, "key-acme")
+    assert (usage["requests"], usage["rejected_requests"], usage["credits_spent"], usage["credits_reserved"]) == (
+        1,
+        1,
+        0,
+        0,
+    )
+    assert upstream.calls() == []
+
+
 def test_tenant_is_identified_only_by_api_gateway_key_id(invoke, upstream, tenancy):
     make_tenant(tenancy, name="acme", key_id="key-acme")
     make_tenant(tenancy, name="globex", key_id="key-globex")

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from segmind_proxy.errors import RequestInvalid
-from segmind_proxy.models import CATALOG, parse_request
+from segmind_proxy.models import CATALOG, load_json_object, parse_request
 from tests.unit.conftest import SAMPLE
 
 
@@ -163,3 +163,52 @@ def test_integral_floats_are_integers_as_json_schema_says():
 @pytest.mark.parametrize("prompt", ["\u00a0\u2003", "\t\n", "\ufeff "])
 def test_unicode_whitespace_only_prompts_are_blank(prompt):
     assert "'prompt'" in error_of({"prompt": prompt}).message
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        (b'{"prompt": "x", "seed": 1, "seed": 2}', "seed"),
+        (b'{"prompt": "x", "prompt": "x"}', "prompt"),  # the same value twice is still two answers to one question
+        (b'{"prompt": "x", "se\\u0065d": 1, "seed": 1}', "seed"),  # an escape spells the same key
+        (b'{"prompt": "x", "width": 512, "seed": 1, "width": 512, "seed": 2}', "width"),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_it(raw, key):
+    error = error_of(raw)
+    assert error.status == 400
+    assert error.message == f"Duplicate key '{key}' in the JSON body"
+    assert error.details == [{"field": key, "message": error.message}]
+    assert error.body()["error"] == error.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        (b'{"prompt": "x", "steps": {"a": 1, "a": 2}}', "steps.a"),
+        (b'{"prompt": "x", "steps": [{"a": 1}, {"b": 1, "b": 1}]}', "steps.1.b"),
+        (b'[{"a": {"b": {"c": 1, "c": 1}}}]', "0.a.b.c"),  # found before the body is seen not to be an object
+        # The inner duplicate sits in a value the outer one overwrites: the outer one is what can be pointed at.
+        (b'{"prompt": "x", "steps": {"a": 1, "a": 2}, "steps": 4}', "steps"),
+    ],
+)
+def test_a_nested_key_given_twice_is_refused_naming_its_path(raw, path):
+    assert error_of(raw).message == f"Duplicate key '{path}' in the JSON body"
+
+
+def test_keys_repeated_only_across_objects_are_not_duplicates():
+    raw = b'{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}], "c": {}}'
+    assert load_json_object(raw) == {"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}], "c": {}}
+    assert parse_request(b'{"prompt": "x", "seed": 1}').seed == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b'{"prompt": "x", "seed": 1, "seed": 2', "not valid JSON"),  # the JSON is judged whole first
+        (b'{"a": {"b": 1, "b": 2}, oops}', "not valid JSON"),
+        (b'{"prompt": "x", "seed": 1, "seed": NaN}', "NaN"),
+    ],
+)
+def test_invalid_json_is_reported_as_such_even_with_a_key_given_twice(raw, fragment):
+    assert fragment in error_of(raw).message

@@ -143,6 +143,21 @@ def test_validation_is_v1s(invoke, upstream, jobs_env):
     assert "'steps'" in body_json(bad)["error"] and "colour" in body_json(bad)["error"]
 
 
+def test_a_submit_with_a_key_given_twice_is_400_naming_it_and_makes_no_job(invoke, upstream, jobs_env):
+    import boto3
+
+    make_tenant(jobs_env["registry"], budget_credits=1.0)
+    raw = b'{"prompt": "x", "width": 256, "height": 256, "seed": 1, "seed": 2}'
+    refused = invoke(api_event(raw=raw, path=f"/v2/{SLUG}", api_key_id="key-acme", headers={"Host": "gw.example"}))
+    assert refused["statusCode"] == 400
+    assert body_json(refused)["error"] == "Duplicate key 'seed' in the JSON body"
+    assert boto3.resource("dynamodb").Table(JOBS_TABLE).scan()["Items"] == []
+    assert jobs_env["sqs"].receive_message(QueueUrl=jobs_env["queue"]).get("Messages") is None
+    usage = body_json(get(invoke, "/v1/usage"))
+    assert (usage["requests"], usage["rejected_requests"], usage["credits_reserved"]) == (1, 1, 0)
+    assert upstream.calls() == []
+
+
 def test_non_retryable_upstream_error_fails_the_job_and_releases_budget(invoke, upstream, jobs_env, worker):
     make_tenant(jobs_env["registry"], budget_credits=1.0)
     upstream.fail(400, {"error": "nsfw prompt"})

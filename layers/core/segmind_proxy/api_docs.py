@@ -140,7 +140,7 @@ TXT2IMG_RESPONSES: dict[int, dict[str, Any]] = {
             "application/json": {"model": Base64Images | ImageUrls},
         },
     },
-    400: error("Invalid request: every bad field is named"),
+    400: error("Invalid request: every bad field is named; a key given twice in the JSON body is named"),
     402: error("The tenant's monthly budget cannot cover this request (nothing was called or charged)"),
     403: error("Missing or invalid x-api-key"),
     409: error("A request with the same Idempotency-Key is still in progress; see Retry-After"),

@@ -123,18 +123,72 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_request(body: bytes | str | None) -> Txt2ImgRequest:
-    """Parse a JSON body into a request, or raise RequestInvalid naming every bad field."""
+def _first_repeated(pairs: list[tuple[str, Any]]) -> str:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return key
+        seen.add(key)
+    raise AssertionError("called only for an object with a repeated key")
+
+
+def _paths_from(root: Any, targets: set[int]) -> dict[int, str]:
+    """The dotted path (as validation errors name fields) to each object of `targets` (by id) still in the tree.
+    Iterative: the tree may be nested as deeply as the JSON decoder allows."""
+    found: dict[int, str] = {}
+    stack: list[tuple[Any, str]] = [(root, "")]
+    while stack and len(found) < len(targets):
+        node, path = stack.pop()
+        if id(node) in targets:
+            found[id(node)] = path
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((child, f"{path}.{key}" if path else str(key)) for key, child in children)
+    return found
+
+
+def _duplicate_key(root: Any, repeats: list[tuple[dict[str, Any], str]]) -> str:
+    """The path of the first repeated key found. An object whose repeat lies in a value that a repeat further out
+    overwrote is no longer in the tree: that outer repeat is named instead (its object closes later)."""
+    paths = _paths_from(root, {id(obj) for obj, _ in repeats})
+    for obj, key in repeats:
+        if id(obj) in paths:
+            return f"{paths[id(obj)]}.{key}" if paths[id(obj)] else key
+    return repeats[0][1]
+
+
+def load_json_object(body: bytes | str | None) -> dict[str, Any]:
+    """A request body as a JSON object, or RequestInvalid. A key given twice, at any depth, is refused: the JSON RFC
+    leaves its meaning open and `json.loads` would silently keep the last value; a gateway in front of paid calls
+    never guesses."""
     if body is None or (body.strip() if isinstance(body, (bytes, str)) else body) in (b"", ""):
         raise RequestInvalid("Request body is empty: send a JSON object with at least 'prompt'")
+    # Repeats are noted, not raised, while decoding, so a body that is also not valid JSON is reported as that.
+    repeats: list[tuple[dict[str, Any], str]] = []  # holding each object keeps its id unique until the paths are found
+
+    def as_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) < len(pairs):
+            repeats.append((obj, _first_repeated(pairs)))
+        return obj
+
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
+        data = json.loads(body, parse_constant=_reject_constant, object_pairs_hook=as_dict)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestInvalid(f"Request body is not valid JSON: {exc}") from None
     except RecursionError:  # deep nesting fits in a small body; no Segmind field nests at all
         raise RequestInvalid("Request body is not valid JSON: nested too deeply") from None
+    if repeats:
+        key = _duplicate_key(data, repeats)
+        message = f"Duplicate key '{key}' in the JSON body"
+        raise RequestInvalid(message, details=[{"field": key, "message": message}])
     if not isinstance(data, dict):
         raise RequestInvalid("Request body must be a JSON object")
+    return data
+
+
+def parse_request(body: bytes | str | None) -> Txt2ImgRequest:
+    """Parse a JSON body into a request, or raise RequestInvalid naming every bad field."""
+    data = load_json_object(body)
     try:
         return Txt2ImgRequest.model_validate(data)
     except ValidationError as exc:
