@@ -33,6 +33,7 @@ EXPOSED_HEADERS = [
     "x-cache",
     "x-request-id",
     "x-seed-value",
+    "x-images-delivered",
     "x-response-mode",
     "x-budget-remaining-credits",
     "x-budget-remaining-images",

@@ -104,6 +104,11 @@ _HEADERS = {
     "x-cache": {"description": "HIT, MISS or BYPASS", "schema": {"type": "string"}},
     "x-request-id": {"description": "The gateway's request id", "schema": {"type": "string"}},
     "x-seed-value": {"description": "The seed used", "schema": {"type": "string"}},
+    "x-images-delivered": {
+        "description": "How many images the answer carries: fewer than batch_size when Segmind returned fewer "
+        "(only those are charged)",
+        "schema": {"type": "string"},
+    },
     "x-response-mode": {
         "description": "inline or url (url also when too large to inline)",
         "schema": {"type": "string"},

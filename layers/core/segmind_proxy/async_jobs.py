@@ -25,10 +25,12 @@ def result_of(result: ImageResult) -> dict[str, Any]:
     return {
         "prefix": result.stored.prefix,
         "count": result.stored.count,
-        "image_format": result.stored.image_format,
+        "image_format": result.stored.image_format,  # the objects' extension, which finds them (`stored_set`)
+        "format": result.image_format,  # what their bytes are: Segmind may answer another format than asked
         "content_type": result.content_type,
         "seed": result.seed,
         "cache": result.cache.value,
+        "asked": result.asked,
     }
 
 

@@ -13,6 +13,8 @@ from .image_store import StoredSet
 from .observability import logger
 from .schemas import Base64Images, ImageUrl, ImageUrls
 
+# How many images the answer carries: fewer than `batch_size` when Segmind returned fewer (charged for those only).
+IMAGES_DELIVERED = "x-images-delivered"
 # Headroom for the status line, headers and JSON keys around the image bytes.
 _ENVELOPE_BYTES = 8192
 
@@ -42,7 +44,7 @@ def inline_size(result: ImageResult, as_base64: bool) -> int:
     if not as_base64:
         return _b64_len(len(images[0])) + _ENVELOPE_BYTES
     total = sum(_b64_len(len(image)) for image in images)
-    if len(images) > 1:
+    if len(images) > 1 or result.asked > 1:
         total += _b64_len(len(images[0]))  # "image" repeats the first of "images"
     return total + _ENVELOPE_BYTES
 
@@ -72,7 +74,7 @@ def deliver(
     url_ttl: int,
     inline_limit: int,
 ) -> Reply:
-    headers = {"x-cache": result.cache.value}
+    headers = {"x-cache": result.cache.value, IMAGES_DELIVERED: str(result.count)}
     if result.seed is not None:
         headers["x-seed-value"] = str(result.seed)
     fits = fits_inline(result, as_base64, inline_limit)
@@ -91,7 +93,8 @@ def deliver(
     images = result.images or []
     if as_base64:
         encoded = [base64.b64encode(image).decode() for image in images]
-        body = Base64Images(image=encoded[0], images=encoded if len(encoded) > 1 else None)
+        # A batch keeps its shape (`images`) even when Segmind returned fewer images than asked, or one.
+        body = Base64Images(image=encoded[0], images=encoded if result.asked > 1 or len(encoded) > 1 else None)
         return Reply(200, "application/json", body.model_dump_json(exclude_none=True), headers)
     return Reply(200, result.content_type, images[0], headers)
 

@@ -65,12 +65,13 @@ class ImageResult:
     content_type: str
     seed: int | None
     cache: CacheStatus
-    count: int
+    count: int  # images delivered: Segmind may return fewer than asked
     images: list[bytes] | None = None  # None for a hit answered by URL, read from storage never
     stored: StoredSet | None = None  # where the images are in S3, if they are
     coalesced: bool = False  # served from an identical request's generation
     storing: StoredSet | None = None  # where they are being cached after the answer (`store_later`)
     generated_by: str | None = None  # the owner (request or job) whose upstream call made them, kept in S3
+    asked: int = 1  # the request's batch_size: a batch keeps its batch shape however many images came
 
     @property
     def cached(self) -> bool:
@@ -247,6 +248,7 @@ class GenerationService:
             count=len(generation.images),
             images=generation.images,
             generated_by=owner,
+            asked=request.batch_size,
         )
         # An answer that carries the images whole need not wait for their ledger record nor their cache copy.
         answered_whole = not must_store and store_later is not None and store_later(result)
@@ -266,7 +268,7 @@ class GenerationService:
                 result.stored = stored
         if must_store and result.stored is None:
             transient = (
-                _own_set(request, namespace, owner)  # where a redelivered job looks (see `generate`)
+                _own_set(request, namespace, owner, result.count)  # where a redelivered job looks (see `generate`)
                 if resumable and owner
                 else StoredSet.transient(
                     namespace, generation.upstream_request_id or unique_id(), result.count, request.image_format
@@ -283,7 +285,13 @@ class GenerationService:
 
     def keep(self, stored: StoredSet, result: ImageResult, upstream_request_id: str | None = None) -> bool:
         """Write the images; a storage failure is logged and reported, never raised: the client still gets its image."""
-        metadata = {"seed": str(result.seed) if result.seed is not None else "", "format": result.image_format}
+        # Each object records the format its bytes are in (Segmind may answer another than asked) and how many
+        # images its set holds (it may return fewer than asked): a hit or a replay reads both back.
+        metadata = {
+            "seed": str(result.seed) if result.seed is not None else "",
+            "format": result.image_format,
+            "count": str(result.count),
+        }
         if upstream_request_id:
             metadata["upstream-request-id"] = upstream_request_id
         if result.generated_by:
@@ -325,15 +333,18 @@ class GenerationService:
             return None
         if found is None:
             return None
+        image_format = stored_format(found, request.image_format)
+        count = _int(found.get("count"), stored.count)
         return ImageResult(
-            image_format=request.image_format,
-            content_type=request.content_type,
+            image_format=image_format,
+            content_type=CATALOG.image_formats[image_format],
             seed=request.seed,
             cache=CacheStatus.HIT,
-            count=request.batch_size,
-            images=images,
-            stored=stored,
+            count=count,
+            images=images[:count] if images is not None else None,
+            stored=StoredSet(stored.prefix, count, stored.image_format),
             generated_by=found.get("generated-by"),
+            asked=request.batch_size,
         )
 
     # -- coalescing ------------------------------------------------------------
@@ -376,9 +387,24 @@ class GenerationService:
         raise GatewayError(504, "Timed out waiting for an identical request's images; retry", kind="coalesce_timeout")
 
 
-def _own_set(request: Txt2ImgRequest, namespace: str, owner: str) -> StoredSet:
-    """Where a resumable owner (a job) keeps images that do not go into the cache: found again by its name."""
-    return StoredSet.transient(namespace, owner, request.batch_size, request.image_format)
+def _own_set(request: Txt2ImgRequest, namespace: str, owner: str, count: int | None = None) -> StoredSet:
+    """Where a resumable owner (a job) keeps images that do not go into the cache: found again by its name. Read
+    back, its first object says how many there are (`count` when written)."""
+    return StoredSet.transient(namespace, owner, count or request.batch_size, request.image_format)
+
+
+def stored_format(metadata: dict[str, str], fallback: str) -> str:
+    """The format a stored image's bytes are in, as recorded when it was written (sets written before formats were
+    recorded, and any unknown value, fall back to the format asked)."""
+    recorded = metadata.get("format", "")
+    return recorded if recorded in CATALOG.image_formats else fallback
+
+
+def _int(value: str | None, fallback: int) -> int:
+    try:
+        return int(value) if value else fallback
+    except ValueError:
+        return fallback
 
 
 def _charged_as_generated(found: ImageResult, billing: Billing, *, looked_up: bool) -> ImageResult:

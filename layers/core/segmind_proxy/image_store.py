@@ -88,6 +88,7 @@ class ImageStore:
                 return None
             raise
         images = [first["Body"].read()]
+        keys = keys[: _recorded_count(first.get("Metadata", {}), len(keys))]  # a short batch holds fewer
         if len(keys) > 1:
             with ThreadPoolExecutor(max_workers=min(8, len(keys) - 1)) as pool:
                 images += pool.map(lambda key: client.get_object(Bucket=self.bucket, Key=key)["Body"].read(), keys[1:])
@@ -162,6 +163,14 @@ def _rest_then_first(keys: list[str], action: Callable[[str], None]) -> None:
         with ThreadPoolExecutor(max_workers=min(8, len(keys) - 1)) as pool:
             list(pool.map(action, keys[1:]))
     action(keys[0])
+
+
+def _recorded_count(metadata: dict[str, str], fallback: int) -> int:
+    """How many images a set holds, as its first object records (sets written before counts were, hold `fallback`)."""
+    try:
+        return max(1, min(fallback, int(metadata["count"])))
+    except (KeyError, ValueError):
+        return fallback
 
 
 def _is_missing(exc: ClientError) -> bool:

@@ -236,13 +236,14 @@ def _replay(outcome: dict[str, Any], service: GenerationService, *, by_url: bool
             raise GatewayError(410, "The images of this Idempotency-Key have expired from storage", kind="expired")
         images = read[0]
     return ImageResult(
-        image_format=outcome["image_format"],
+        image_format=outcome.get("format", outcome["image_format"]),
         content_type=outcome["content_type"],
         seed=outcome.get("seed"),
         cache=CacheStatus(outcome.get("cache", "MISS")),
         count=int(outcome["count"]),
         images=images,
         stored=stored,
+        asked=int(outcome.get("asked", outcome["count"])),
     )
 
 
