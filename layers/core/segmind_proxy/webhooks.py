@@ -1,6 +1,7 @@
-"""Job webhooks: HTTPS only, never to private, loopback or link-local addresses (checked at submit, at delivery,
-and on the address each connection reached, so DNS rebinding cannot slip past the checks), signed with
-HMAC-SHA256 under the tenant's secret, retried with backoff.
+"""Job webhooks: HTTPS only, to public addresses only (checked at submit, at delivery, and on the address each
+connection reached, so DNS rebinding cannot slip past the checks), signed with HMAC-SHA256 under the tenant's
+secret, retried with backoff. An IPv6 address carrying an IPv4 one (IPv4-mapped, NAT64, 6to4) is judged by the
+IPv4 one; Teredo and IPv4-compatible addresses are refused.
 
 Signature header: `x-webhook-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`."""
 
@@ -29,9 +30,13 @@ HEADER = "x-webhook-url"
 SIGNATURE_HEADER = "x-webhook-signature"
 MAX_URL_LENGTH = 2048  # also the OpenAPI spec's
 BACKOFF_SECONDS = (0, 2, 4, 8)  # four attempts
+PUBLIC_ONLY = "webhooks go to public addresses only"
 
 
-def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _addresses(host: str) -> list[Address]:
     try:
         infos = socket.getaddrinfo(host, None)
     except socket.gaierror:
@@ -39,8 +44,104 @@ def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
 
 
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return address.is_global and not address.is_multicast
+# Explicit ranges from IANA's special-purpose address registries, not `is_global` alone: its lists differ between
+# Python versions (3.11 locally, 3.13 on Lambda), and neither refuses every range below.
+_IPV4_RANGES = tuple(
+    (ipaddress.IPv4Network(network), kind)
+    for network, kind in (
+        ("0.0.0.0/8", "in 0.0.0.0/8 (this network)"),
+        ("10.0.0.0/8", "private"),
+        ("100.64.0.0/10", "shared address space (carrier-grade NAT)"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("172.16.0.0/12", "private"),
+        ("192.0.0.0/24", "in 192.0.0.0/24 (IETF protocol assignments)"),
+        ("192.0.2.0/24", "documentation"),
+        ("192.88.99.0/24", "in 192.88.99.0/24 (6to4 relays, deprecated)"),
+        ("192.168.0.0/16", "private"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+    )
+)
+_IPV6_RANGES = tuple(
+    (ipaddress.IPv6Network(network), kind)
+    for network, kind in (
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("64:ff9b:1::/48", "in 64:ff9b:1::/48 (local-use NAT64)"),
+        ("100::/64", "discard-only"),
+        ("2001::/23", "in 2001::/23 (IETF protocol assignments)"),
+        ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
+        ("fc00::/7", "unique local (private)"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local (deprecated)"),
+        ("ff00::/8", "multicast"),
+    )
+)
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix: the IPv4 address is the last 32 bits
+
+
+def _ipv4_kind(address: ipaddress.IPv4Address) -> str | None:
+    """What makes an IPv4 address non-public ("loopback", "private", ...), or None if it is public."""
+    for network, kind in _IPV4_RANGES:
+        if address in network:
+            return kind
+    # Refuses what a later Python's lists add and the ranges above lack; it adds nothing on 3.11 to 3.13.
+    return None if address.is_global else "not globally reachable"
+
+
+def _carried(address: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address this IPv6 address stands for, and the form: a connection to it ends there."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped, "IPv4-mapped"
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF), "NAT64"
+    if address.sixtofour is not None:
+        return address.sixtofour, "6to4"
+    return None
+
+
+def _tunnelled(address: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, str] | None:
+    """Forms refused whatever they carry (deprecated, not routed to ordinary hosts): Teredo's client address (XORed
+    with all ones, as `.teredo` undoes) and IPv4-compatible ::a.b.c.d (::/96 but :: and ::1)."""
+    if address.teredo is not None:
+        return address.teredo[1], "Teredo"
+    if int(address) >> 32 == 0 and int(address) > 1:
+        return ipaddress.IPv4Address(int(address)), "IPv4-compatible"
+    return None
+
+
+def _ipv6_refusal(address: ipaddress.IPv6Address) -> str | None:
+    if (carried := _carried(address)) is not None:
+        ipv4, form = carried
+        kind = _ipv4_kind(ipv4)
+        return None if kind is None else f"embeds {ipv4} ({form}), which is {kind}"
+    if (tunnelled := _tunnelled(address)) is not None:
+        ipv4, form = tunnelled
+        kind = _ipv4_kind(ipv4)
+        if kind is None:
+            return f"is {form} (deprecated), refused whatever it embeds"
+        return f"embeds {ipv4} ({form}), which is {kind}"
+    for network, kind in _IPV6_RANGES:
+        if address in network:
+            return f"is {kind}"
+    if address not in _GLOBAL_UNICAST:
+        return "is reserved (outside 2000::/3, the global unicast range)"
+    return None if address.is_global else "is not globally reachable"  # as for IPv4
+
+
+def _refusal(address: Address) -> str | None:
+    """Why webhooks may not go to this address, as a predicate ("is loopback", "embeds 127.0.0.1 (NAT64), which is
+    loopback"), or None if it is public. An IPv6 address carrying an IPv4 one is judged by the IPv4 one."""
+    if isinstance(address, ipaddress.IPv4Address):
+        kind = _ipv4_kind(address)
+        return None if kind is None else f"is {kind}"
+    return _ipv6_refusal(address)
 
 
 class NonPublicAddress(NewConnectionError):
@@ -57,9 +158,9 @@ class _PublicOnlyConnection(HTTPSConnection):
         # address actually reached is checked before a byte is sent.
         sock = super()._new_conn()
         peer = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
-        if not _public(peer):
+        if (reason := _refusal(peer)) is not None:
             sock.close()
-            raise NonPublicAddress(self, f"'{self.host}' led to {peer}, which is not a public address")
+            raise NonPublicAddress(self, f"'{self.host}' led to {peer}, which {reason}")
         return sock
 
 
@@ -76,6 +177,8 @@ class _PublicOnlyAdapter(HTTPAdapter):
 def public_only_session() -> requests.Session:
     """A session that connects to public addresses only (https; check_url refuses every other scheme)."""
     session = requests.Session()
+    # No proxy or .netrc from the environment: through a proxy, the address checked would be the proxy's.
+    session.trust_env = False
     session.mount("https://", _PublicOnlyAdapter())
     return session
 
@@ -100,9 +203,19 @@ def check_url(url: str, *, allow_private: bool) -> str:
     if not addresses:
         raise RequestInvalid(f"Header '{HEADER}': host '{parts.hostname}' does not resolve")
     for address in addresses:
-        if not _public(address):
-            raise RequestInvalid(f"Header '{HEADER}': private, loopback and link-local addresses are not allowed")
+        if (reason := _refusal(address)) is not None:
+            raise RequestInvalid(f"Header '{HEADER}': {_explained(parts.hostname, address, reason)}; {PUBLIC_ONLY}")
     return url
+
+
+def _explained(host: str, address: Address, reason: str) -> str:
+    """The refusal, naming the address as the client wrote it, or the host and what it resolved to."""
+    try:
+        if ipaddress.ip_address(host) == address:
+            return f"address {address} {reason}"
+    except ValueError:
+        pass
+    return f"host '{host}' resolves to {address}, which {reason}"
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
