@@ -45,6 +45,7 @@ class LocalConfig:
     concurrency: int = 4
     allowed_origins: str = ""
     parameter_overrides: str = ""
+    webhook_targets: str = "loopback"  # the receivers of the tests and of `make dev` listen on loopback
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LocalConfig:
@@ -62,7 +63,19 @@ class LocalConfig:
             concurrency=int(env.get("LOCAL_LAMBDA_CONCURRENCY", cls.concurrency)),
             allowed_origins=env.get("ALLOWED_ORIGINS", ""),
             parameter_overrides=env.get("PARAMETER_OVERRIDES", ""),
+            webhook_targets=_webhook_targets(env.get("ALLOW_PRIVATE_WEBHOOKS", cls.webhook_targets)),
         )
+
+
+def _webhook_targets(value: str) -> str:
+    """ALLOW_PRIVATE_WEBHOOKS, checked at start: a value the functions refuse would fail every request instead."""
+    from segmind_proxy.settings import WebhookTargets  # not at the top: see LocalStack.start
+
+    try:
+        return WebhookTargets(value.strip().lower()).value
+    except ValueError:
+        allowed = "'false' (https, public addresses only, as on AWS) or 'loopback' (http or https, loopback only)"
+        raise SystemExit(f"ALLOW_PRIVATE_WEBHOOKS is '{value}': it must be {allowed}") from None
 
 
 class GatewayAccessLog(WSGIRequestHandler):
@@ -129,7 +142,7 @@ class LocalStack:
     def start(self) -> None:
         # Imported here, not at the top: spawned containers re-import this module first, and the domain package
         # (which bootstrap uses) must first be imported in a container after the function's environment is set.
-        from .aws_bootstrap import LOCAL_CREDENTIALS, bootstrap, local_session
+        from .aws_bootstrap import bootstrap, local_session
 
         config = self.config
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -162,17 +175,7 @@ class LocalStack:
         )
         session = local_session(self.stack.region)
 
-        aws_env = {
-            "AWS_ENDPOINT_URL": self.moto_endpoint,
-            "AWS_DEFAULT_REGION": self.stack.region,
-            "AWS_REGION": self.stack.region,
-            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "ALLOW_PRIVATE_WEBHOOKS": "true",  # the local stack's webhook receivers live on loopback
-            "LOCAL_STACK_RUN_DIR": self.run_dir,
-            "POWERTOOLS_DEV": os.environ.get("POWERTOOLS_DEV", "false"),
-        }
+        aws_env = self.function_environment()
         sources = self.stack.sqs_sources()
         for logical_id in {route.function for route in self.stack.routes()} | {f for f, _, _ in sources}:
             spec = self.stack.function(logical_id)
@@ -200,6 +203,22 @@ class LocalStack:
         server = make_server(config.host, config.port, gateway, threaded=True, request_handler=GatewayAccessLog)
         _serve(server)
         self._servers.append(server)
+
+    def function_environment(self) -> dict[str, str]:
+        """What every function's environment has on top of the template's."""
+        from .aws_bootstrap import LOCAL_CREDENTIALS
+
+        return {
+            "AWS_ENDPOINT_URL": self.moto_endpoint,
+            "AWS_DEFAULT_REGION": self.stack.region,
+            "AWS_REGION": self.stack.region,
+            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "ALLOW_PRIVATE_WEBHOOKS": self.config.webhook_targets,
+            "LOCAL_STACK_RUN_DIR": self.run_dir,
+            "POWERTOOLS_DEV": os.environ.get("POWERTOOLS_DEV", "false"),
+        }
 
     def stop(self) -> None:
         for poller in self.pollers:

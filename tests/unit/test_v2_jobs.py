@@ -330,6 +330,7 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
     import threading
 
     from segmind_proxy import webhooks
+    from segmind_proxy.settings import WebhookTargets
 
     listener = socket.create_server(("127.0.0.1", 0))
     received: list[bytes] = []
@@ -345,7 +346,11 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
     monkeypatch.setattr(webhooks, "_addresses", lambda host: [ipaddress.ip_address("93.184.216.34")])
     port = listener.getsockname()[1]
     outcome = webhooks.deliver(
-        f"https://localhost:{port}/hook", {"status": "COMPLETED"}, "whsec_x", allow_private=False, sleep=lambda s: None
+        f"https://localhost:{port}/hook",
+        {"status": "COMPLETED"},
+        "whsec_x",
+        targets=WebhookTargets.PUBLIC,
+        sleep=lambda s: None,
     )
     accepting.join(timeout=10)  # the refused connection is accepted and read to its end
     listener.close()
