@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -116,11 +117,9 @@ class MotoProcess:
         raise RuntimeError(f"moto did not start listening on {self.host}:{self.port}")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        # SIGKILL, as SIGTERM is blocked (see main); moto keeps nothing but memory.
+        self.process.kill()
+        self.process.wait()
 
 
 class LocalStack:
@@ -227,6 +226,7 @@ class LocalStack:
             function.shutdown()
         for server in reversed(self._servers):
             server.shutdown()
+        _end_containers()  # before moto, which a container mid-invocation may still be calling
         if self._moto is not None:
             self._moto.stop()
         if self._own_run_dir:
@@ -257,20 +257,33 @@ Press Ctrl+C to stop.
 """
 
 
+def _end_containers(timeout: float = 10.0) -> None:
+    """Ends every container (SIGKILL, as SIGTERM is blocked, see main) and waits for it: one still busy (a worker
+    mid-call) would take its pool's shutdown only after its call."""
+    containers = multiprocessing.active_children()
+    for container in containers:
+        container.kill()
+    for container in containers:
+        container.join(timeout)
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def main() -> None:
+    # Ctrl+C (or a SIGTERM to the group) reaches every process of the group: blocked before any thread or child
+    # starts, so every child (moto's process, the containers) inherits the block and runs on until stopped in
+    # order; only this thread takes the signals, in sigwait. multiprocessing's resource tracker is started first:
+    # starting it unblocks both signals in the thread that does, which would hand them to later containers.
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     local = LocalStack(LocalConfig.from_env())
     local.start()
     print(local.banner(), flush=True)
-    stopped = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopped.set())
-    stopped.wait()
+    signal.sigwait(STOP_SIGNALS)
     local.stop()
-    # Containers still busy (a worker mid-call) would hold the interpreter's exit on its pool joins: end them.
-    for child in multiprocessing.active_children():
-        child.terminate()
-    sys.stdout.flush()
-    os._exit(0)
+    print("Stopped.", flush=True)
+    os._exit(0)  # not the interpreter's exit, which would wait for the executors' threads
 
 
 if __name__ == "__main__":
