@@ -43,6 +43,8 @@ class SqsPoller(threading.Thread):
             try:
                 self.poll_once()
             except Exception as exc:  # a poller never dies: it logs and goes on, as the real mapping does
+                if self.stopped.is_set():  # the stack is stopping: moto may be gone already
+                    return
                 print(f"[sqs poller {self.function.spec.logical_id}] {type(exc).__name__}: {exc}", flush=True)
                 self.stopped.wait(1)
 
@@ -60,6 +62,8 @@ class SqsPoller(threading.Thread):
         try:
             result = self.function.invoke(event).result(timeout=self.function.spec.timeout + 5)
         except Exception as exc:  # the invocation failed or its container died: the batch comes back later
+            if self.stopped.is_set():  # ended by the stack's stop
+                return
             cause = getattr(exc, "__cause__", None)
             print(f"[sqs poller {self.function.spec.logical_id}] invocation failed: {exc!r}\n{cause or ''}", flush=True)
             return

@@ -80,6 +80,9 @@ def start_stack(extra_env: dict[str, str] | None = None) -> RunningStack:
         "DEV_API_KEY": DEV_KEY,
         "LOCAL_LAMBDA_CONCURRENCY": "6",
         "PYTHONUNBUFFERED": "1",
+        # This checkout's domain package, as the tests import it, whichever checkout the virtualenv was installed
+        # from (worktrees can share one).
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "layers" / "core"), os.environ.get("PYTHONPATH")])),
         **(extra_env or {}),
     }
     for name in ("AWS_ENDPOINT_URL", "SEGMIND_API_KEY", "SEGMIND_BASE_URL"):

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ class LocalConfig:
     allowed_origins: str = ""
     parameter_overrides: str = ""
     schedule_seconds: float | None = None  # every scheduled function this often instead of its rule's rate
+    webhook_targets: str = "loopback"  # the receivers of the tests and of `make dev` listen on loopback
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LocalConfig:
@@ -64,7 +66,19 @@ class LocalConfig:
             allowed_origins=env.get("ALLOWED_ORIGINS", ""),
             parameter_overrides=env.get("PARAMETER_OVERRIDES", ""),
             schedule_seconds=float(env["LOCAL_SCHEDULE_SECONDS"]) if env.get("LOCAL_SCHEDULE_SECONDS") else None,
+            webhook_targets=_webhook_targets(env.get("ALLOW_PRIVATE_WEBHOOKS", cls.webhook_targets)),
         )
+
+
+def _webhook_targets(value: str) -> str:
+    """ALLOW_PRIVATE_WEBHOOKS, checked at start: a value the functions refuse would fail every request instead."""
+    from segmind_proxy.settings import WebhookTargets  # not at the top: see LocalStack.start
+
+    try:
+        return WebhookTargets(value.strip().lower()).value
+    except ValueError:
+        allowed = "'false' (https, public addresses only, as on AWS) or 'loopback' (http or https, loopback only)"
+        raise SystemExit(f"ALLOW_PRIVATE_WEBHOOKS is '{value}': it must be {allowed}") from None
 
 
 class GatewayAccessLog(WSGIRequestHandler):
@@ -105,11 +119,9 @@ class MotoProcess:
         raise RuntimeError(f"moto did not start listening on {self.host}:{self.port}")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        # SIGKILL, as SIGTERM is blocked (see main); moto keeps nothing but memory.
+        self.process.kill()
+        self.process.wait()
 
 
 class LocalStack:
@@ -132,7 +144,7 @@ class LocalStack:
     def start(self) -> None:
         # Imported here, not at the top: spawned containers re-import this module first, and the domain package
         # (which bootstrap uses) must first be imported in a container after the function's environment is set.
-        from .aws_bootstrap import LOCAL_CREDENTIALS, bootstrap, local_session
+        from .aws_bootstrap import bootstrap, local_session
 
         config = self.config
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -165,17 +177,7 @@ class LocalStack:
         )
         session = local_session(self.stack.region)
 
-        aws_env = {
-            "AWS_ENDPOINT_URL": self.moto_endpoint,
-            "AWS_DEFAULT_REGION": self.stack.region,
-            "AWS_REGION": self.stack.region,
-            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "ALLOW_PRIVATE_WEBHOOKS": "true",  # the local stack's webhook receivers live on loopback
-            "LOCAL_STACK_RUN_DIR": self.run_dir,
-            "POWERTOOLS_DEV": os.environ.get("POWERTOOLS_DEV", "false"),
-        }
+        aws_env = self.function_environment()
         sources = self.stack.sqs_sources()
         for logical_id in {route.function for route in self.stack.routes()} | {f for f, _, _ in sources}:
             spec = self.stack.function(logical_id)
@@ -221,6 +223,22 @@ class LocalStack:
             rule.start()
             self.schedules.append(rule)
 
+    def function_environment(self) -> dict[str, str]:
+        """What every function's environment has on top of the template's."""
+        from .aws_bootstrap import LOCAL_CREDENTIALS
+
+        return {
+            "AWS_ENDPOINT_URL": self.moto_endpoint,
+            "AWS_DEFAULT_REGION": self.stack.region,
+            "AWS_REGION": self.stack.region,
+            "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"],
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "ALLOW_PRIVATE_WEBHOOKS": self.config.webhook_targets,
+            "LOCAL_STACK_RUN_DIR": self.run_dir,
+            "POWERTOOLS_DEV": os.environ.get("POWERTOOLS_DEV", "false"),
+        }
+
     def stop(self) -> None:
         for rule in self.schedules:
             rule.stopped.set()
@@ -230,6 +248,7 @@ class LocalStack:
             function.shutdown()
         for server in reversed(self._servers):
             server.shutdown()
+        _end_containers()  # before moto, which a container mid-invocation may still be calling
         if self._moto is not None:
             self._moto.stop()
         if self._own_run_dir:
@@ -260,20 +279,33 @@ Press Ctrl+C to stop.
 """
 
 
+def _end_containers(timeout: float = 10.0) -> None:
+    """Ends every container (SIGKILL, as SIGTERM is blocked, see main) and waits for it: one still busy (a worker
+    mid-call) would take its pool's shutdown only after its call."""
+    containers = multiprocessing.active_children()
+    for container in containers:
+        container.kill()
+    for container in containers:
+        container.join(timeout)
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def main() -> None:
+    # Ctrl+C (or a SIGTERM to the group) reaches every process of the group: blocked before any thread or child
+    # starts, so every child (moto's process, the containers) inherits the block and runs on until stopped in
+    # order; only this thread takes the signals, in sigwait. multiprocessing's resource tracker is started first:
+    # starting it unblocks both signals in the thread that does, which would hand them to later containers.
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     local = LocalStack(LocalConfig.from_env())
     local.start()
     print(local.banner(), flush=True)
-    stopped = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopped.set())
-    stopped.wait()
+    signal.sigwait(STOP_SIGNALS)
     local.stop()
-    # Containers still busy (a worker mid-call) would hold the interpreter's exit on its pool joins: end them.
-    for child in multiprocessing.active_children():
-        child.terminate()
-    sys.stdout.flush()
-    os._exit(0)
+    print("Stopped.", flush=True)
+    os._exit(0)  # not the interpreter's exit, which would wait for the executors' threads
 
 
 if __name__ == "__main__":

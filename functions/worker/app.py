@@ -30,7 +30,7 @@ def runner() -> JobRunner:
         meter=meter(),
         max_attempts=settings.max_job_attempts,
         url_ttl=settings.presigned_url_ttl_seconds,
-        allow_private_webhooks=settings.allow_private_webhooks,
+        webhook_targets=settings.webhook_targets,
     )
 
 

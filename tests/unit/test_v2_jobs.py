@@ -309,6 +309,8 @@ def test_webhook_is_signed_with_the_tenants_secret(invoke, upstream, jobs_env, w
         "https://10.0.0.8/x",
         "https://169.254.169.254/x",
         "https://[::1]/x",
+        "https://[64:ff9b::7f00:1]/x",  # NAT64 of 127.0.0.1
+        "https://[2002:a9fe:a9fe::]/x",  # 6to4 of 169.254.169.254
         "ftp://x",
     ],
 )
@@ -343,6 +345,7 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
     import threading
 
     from segmind_proxy import webhooks
+    from segmind_proxy.settings import WebhookTargets
 
     listener = socket.create_server(("127.0.0.1", 0))
     received: list[bytes] = []
@@ -358,12 +361,16 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
     monkeypatch.setattr(webhooks, "_addresses", lambda host: [ipaddress.ip_address("93.184.216.34")])
     port = listener.getsockname()[1]
     outcome = webhooks.deliver(
-        f"https://localhost:{port}/hook", {"status": "COMPLETED"}, "whsec_x", allow_private=False, sleep=lambda s: None
+        f"https://localhost:{port}/hook",
+        {"status": "COMPLETED"},
+        "whsec_x",
+        targets=WebhookTargets.PUBLIC,
+        sleep=lambda s: None,
     )
     accepting.join(timeout=10)  # the refused connection is accepted and read to its end
     listener.close()
     assert outcome["delivered"] is False and outcome["attempts"] == 1
-    assert "127.0.0.1" in outcome["error"] and "not a public address" in outcome["error"]
+    assert outcome["error"] == "refused: 'localhost' led to 127.0.0.1, which is loopback"
     assert received == [b""]  # connected, then closed without a byte
 
 

@@ -21,6 +21,7 @@ from .jobs import TERMINAL, Job, JobStore
 from .metering import Hold, Meter, Reservation, TenantBilling
 from .models import Txt2ImgRequest
 from .observability import MetricUnit, logger, metrics
+from .settings import WebhookTargets
 from .tenants import Tenant, TenantRegistry
 from .webhooks import deliver
 
@@ -86,7 +87,7 @@ class JobRunner:
     meter: Meter | None
     max_attempts: int
     url_ttl: int
-    allow_private_webhooks: bool
+    webhook_targets: WebhookTargets
 
     def run(self, job_id: str, receive_count: int, deadline: float) -> None:
         """`deadline` on the monotonic clock. Raises RetryLater to have SQS deliver the job again."""
@@ -181,7 +182,7 @@ class JobRunner:
         if job.result:
             links = self.service.store.presign(stored_set(job.result), self.url_ttl)
             payload |= {"output": links[0] if len(links) == 1 else links, "outputs": links, "expires_in": self.url_ttl}
-        outcome = deliver(job.webhook_url, payload, tenant.webhook_secret, allow_private=self.allow_private_webhooks)
+        outcome = deliver(job.webhook_url, payload, tenant.webhook_secret, targets=self.webhook_targets)
         metrics.add_metric(
             name="WebhooksDelivered" if outcome["delivered"] else "WebhooksFailed", unit=MetricUnit.Count, value=1
         )

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from functools import cache
 
 from pydantic import BaseModel, Field, field_validator
+
+
+class WebhookTargets(StrEnum):
+    """Where webhooks may go: the values of ALLOW_PRIVATE_WEBHOOKS."""
+
+    PUBLIC = "false"  # https, public addresses only: AWS's rule and the default
+    LOOPBACK = "loopback"  # http or https, loopback addresses only: the local stack's receivers
 
 
 class Settings(BaseModel):
@@ -31,8 +39,8 @@ class Settings(BaseModel):
     job_retention_hours: int = Field(24, ge=1, le=720, alias="JOB_RETENTION_HOURS")
     max_job_attempts: int = Field(3, ge=1, le=10, alias="MAX_JOB_ATTEMPTS")
     jobs_dead_letter_arn: str = Field("", alias="JOBS_DEAD_LETTER_ARN")
-    # Webhooks to private, loopback or link-local addresses: only ever true in the local stack.
-    allow_private_webhooks: bool = Field(False, alias="ALLOW_PRIVATE_WEBHOOKS")
+    # Never set on AWS; the local stack sets `loopback`.
+    webhook_targets: WebhookTargets = Field(WebhookTargets.PUBLIC, alias="ALLOW_PRIVATE_WEBHOOKS")
     price_table: str = Field("", alias="PRICE_TABLE")
     log_prompts: bool = Field(True, alias="LOG_PROMPTS")
     # X-Ray subsegments per AWS and Segmind call (Powertools Tracer). Off, the X-Ray SDK is never imported:
@@ -50,6 +58,11 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("webhook_targets", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("segmind_base_url")
     @classmethod

@@ -50,7 +50,7 @@ def handle_submit(
         key = idempotency_key(headers)
         webhook = headers.get(WEBHOOK_HEADER)
         if webhook is not None:
-            check_url(webhook, allow_private=settings.allow_private_webhooks)
+            check_url(webhook, targets=settings.webhook_targets)
             if tenant is None:
                 raise RequestInvalid("Webhooks need a tenant key (they are signed with the tenant's secret)")
     job_id = Job.new_id()
