@@ -24,6 +24,10 @@ from .template import FunctionSpec
 _handler: Any = None
 _extensions: ExtensionsApi | None = None
 _watchdog: threading.Timer | None = None
+# The watchdog and the end of an invocation's extension work can meet at its deadline (the after-answer extension
+# gives up right then): whichever takes this first decides, so a container is never handed back while ending.
+_ending = threading.Lock()
+_finished: set[str] = set()
 
 
 class LocalContext:
@@ -63,6 +67,7 @@ def _invoke(event: dict[str, Any], name: str, memory_mb: int, timeout_s: int) ->
     context = LocalContext(name, memory_mb, timeout_s)
     # Lambda's timeout covers the whole invoke phase: the handler and its extensions' work after the response.
     # Counted from here, not from the submit, as Lambda does not count the init phase.
+    _finished.clear()
     _watchdog = threading.Timer(timeout_s, _time_out, (context.aws_request_id, timeout_s))
     _watchdog.daemon = True
     _watchdog.start()
@@ -73,8 +78,11 @@ def _invoke(event: dict[str, Any], name: str, memory_mb: int, timeout_s: int) ->
 
 def _time_out(request_id: str, timeout_s: int) -> None:
     """As Lambda: the log line, then the environment is gone (its next invocation starts a fresh one)."""
-    print(f"{request_id} Task timed out after {timeout_s:.2f} seconds", file=sys.stderr, flush=True)
-    os._exit(1)
+    with _ending:  # held until the process is gone
+        if request_id in _finished:  # its work ended in time, just now
+            return
+        print(f"{request_id} Task timed out after {timeout_s:.2f} seconds", file=sys.stderr, flush=True)
+        os._exit(1)
 
 
 def _warm() -> int:
@@ -85,9 +93,12 @@ def _extensions_done(timeout_s: float) -> bool:
     """Until the container's extensions have finished the invocation that just returned (Lambda's freeze point);
     the watchdog ends the container first if that outlasts the invocation's timeout."""
     done = _extensions is None or _extensions.wait_idle(timeout_s)
-    if done and _watchdog is not None:
+    if not done or _watchdog is None:
+        return done
+    with _ending:  # if the watchdog took it first, the process ends here and the container is lost
+        _finished.add(_watchdog.args[0])
         _watchdog.cancel()
-    return done
+    return True
 
 
 class _Container:
