@@ -42,7 +42,14 @@ def tenant_key(stack: RunningStack, name: str) -> str:
 
 
 def usage(stack: RunningStack, key: str) -> dict:
-    return requests.get(f"{stack.base}/v1/usage", headers={"x-api-key": key}, timeout=30).json()
+    """The tenant's figures; asked again while the answer is no usage report (a request that reached a container
+    being killed is answered 502, as on Lambda)."""
+    for _ in range(20):
+        answer = requests.get(f"{stack.base}/v1/usage", headers={"x-api-key": key}, timeout=30)
+        if answer.status_code == 200:
+            return answer.json()
+        time.sleep(0.5)
+    raise AssertionError(f"no usage report: {answer.status_code} {answer.text}")
 
 
 def post(stack: RunningStack, key: str, body: dict, **headers: str) -> requests.Response:
