@@ -18,7 +18,7 @@ from .aws_clients import AwsErrors
 from .cache_key import cache_key
 from .cache_policy import CachePolicy, CacheStatus
 from .errors import GatewayError
-from .image_store import ImageStore, StoredSet
+from .image_store import ImageStore, StoredSet, recorded_count
 from .leases import LeaseStore
 from .models import CATALOG, Txt2ImgRequest
 from .observability import MetricUnit, logger, metrics, tracer
@@ -334,7 +334,7 @@ class GenerationService:
         if found is None:
             return None
         image_format = stored_format(found, request.image_format)
-        count = _int(found.get("count"), stored.count)
+        count = recorded_count(found, stored.count)
         return ImageResult(
             image_format=image_format,
             content_type=CATALOG.image_formats[image_format],
@@ -398,13 +398,6 @@ def stored_format(metadata: dict[str, str], fallback: str) -> str:
     recorded, and any unknown value, fall back to the format asked)."""
     recorded = metadata.get("format", "")
     return recorded if recorded in CATALOG.image_formats else fallback
-
-
-def _int(value: str | None, fallback: int) -> int:
-    try:
-        return int(value) if value else fallback
-    except ValueError:
-        return fallback
 
 
 def _charged_as_generated(found: ImageResult, billing: Billing, *, looked_up: bool) -> ImageResult:

@@ -88,7 +88,7 @@ class ImageStore:
                 return None
             raise
         images = [first["Body"].read()]
-        keys = keys[: _recorded_count(first.get("Metadata", {}), len(keys))]  # a short batch holds fewer
+        keys = keys[: recorded_count(first.get("Metadata", {}), len(keys))]  # a short batch holds fewer
         if len(keys) > 1:
             with ThreadPoolExecutor(max_workers=min(8, len(keys) - 1)) as pool:
                 images += pool.map(lambda key: client.get_object(Bucket=self.bucket, Key=key)["Body"].read(), keys[1:])
@@ -165,7 +165,7 @@ def _rest_then_first(keys: list[str], action: Callable[[str], None]) -> None:
     action(keys[0])
 
 
-def _recorded_count(metadata: dict[str, str], fallback: int) -> int:
+def recorded_count(metadata: dict[str, str], fallback: int) -> int:
     """How many images a set holds, as its first object records (sets written before counts were, hold `fallback`)."""
     try:
         return max(1, min(fallback, int(metadata["count"])))

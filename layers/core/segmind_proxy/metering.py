@@ -283,19 +283,13 @@ class Meter(DynamoTable):
 
     def extend(self, reservation: Reservation, until: int) -> bool:
         """Hold an open reservation longer (a job still queued or running); False if it is resolved already."""
-        try:
-            self.table.update_item(
-                Key=self._key(reservation.tenant_id, reservation.month),
-                UpdateExpression="SET #entry.#until = :until",
-                ConditionExpression="attribute_exists(#entry)",
-                ExpressionAttributeNames={"#entry": reservation.entry, "#until": "until"},
-                ExpressionAttributeValues={":until": until},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._update_if(
+            Key=self._key(reservation.tenant_id, reservation.month),
+            UpdateExpression="SET #entry.#until = :until",
+            ConditionExpression="attribute_exists(#entry)",
+            ExpressionAttributeNames={"#entry": reservation.entry, "#until": "until"},
+            ExpressionAttributeValues={":until": until},
+        )
 
     def due(self, now: float) -> list[tuple[str, str]]:
         """The (tenant id, month) of every usage item with a reservation that may need taking back by `now`."""
@@ -334,14 +328,18 @@ class Meter(DynamoTable):
         names = {"#due": DUE, "#open": OPEN_COUNT} | ({} if next_due is not None else {"#sweep": SWEEP})
         values: dict[str, Any] = {":seen": seen_open} | ({":next": next_due} if next_due is not None else {})
         condition = "#open = :seen" if seen_open else "(attribute_not_exists(#open) OR #open = :seen)"
+        return self._update_if(
+            Key=self._key(tenant_id, month),
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def _update_if(self, **update: Any) -> bool:
+        """A conditional update_item: False, and nothing written, when its condition does not hold."""
         try:
-            self.table.update_item(
-                Key=self._key(tenant_id, month),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
+            self.table.update_item(**update)
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
