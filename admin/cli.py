@@ -16,8 +16,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from segmind_proxy.metering import Meter
-from segmind_proxy.tenants import Tenant, TenantRegistry
+from segmind_proxy.adapters.dynamo_tenants import Tenant, TenantRegistry
+from segmind_proxy.adapters.dynamo_usage import Meter
 
 from .service import AdminError, CreatedTenant, StackRefs, TenantAdmin
 

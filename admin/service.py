@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.metering import Meter, Usage, current_month, is_month
-from segmind_proxy.tenants import (
+from segmind_proxy.adapters.dynamo_tenants import (
     RegistryConflict,
     RegistryError,
     Tenant,
@@ -24,6 +23,7 @@ from segmind_proxy.tenants import (
     new_tenant_id,
     new_webhook_secret,
 )
+from segmind_proxy.adapters.dynamo_usage import Meter, Usage, current_month, is_month
 
 PLAN_OUTPUT_SUFFIX = "UsagePlanId"
 # Times a change is re-read and re-applied when another operator changed the profile in between.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import requests
 
 from local.harness import RunningStack, start_stack, stop_stack
-from segmind_proxy.images import sniff_format
+from segmind_proxy.domain.image_formats import sniff_format
 
 LOAD_OVERRIDES = "EnterpriseRateLimit=5000 EnterpriseBurstLimit=10000 EnterpriseMonthlyQuota=10000000"
 

@@ -221,7 +221,7 @@ def in_process(env: dict[str, str], key_id: str) -> tuple[dict[str, PathCalls], 
 @contextmanager
 def upstream_timed() -> Iterator[tuple[list[float], list[float]]]:
     """The warm container's upstream client, noting when each call went out and when Segmind answered."""
-    from segmind_proxy.dependencies import generation_service
+    from segmind_proxy.composition import generation_service
 
     service = generation_service()
     upstream = service.upstream

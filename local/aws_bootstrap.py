@@ -10,8 +10,8 @@ from typing import Any
 import boto3
 
 from admin.service import StackRefs, TenantAdmin
-from segmind_proxy.metering import Meter
-from segmind_proxy.tenants import TenantRegistry
+from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
+from segmind_proxy.adapters.dynamo_usage import Meter
 
 from .template import Stack
 

@@ -11,23 +11,23 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segmind_proxy import api_docs
-from segmind_proxy.access import AccessRefused, authorize, authorize_reading, known_namespace, namespace_of
-from segmind_proxy.after_response import AFTER_RESPONSE
-from segmind_proxy.aws_clients import AwsErrors
-from segmind_proxy.cache_policy import NOT_CACHED
-from segmind_proxy.catalog import sd35_turbo
-from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
-from segmind_proxy.errors import GatewayError
-from segmind_proxy.metering import Usage, current_month, is_month
-from segmind_proxy.models import Txt2ImgRequest
+from segmind_proxy.adapters.after_response import AFTER_RESPONSE
+from segmind_proxy.adapters.aws_clients import AwsErrors
+from segmind_proxy.adapters.dynamo_tenants import Tenant
+from segmind_proxy.adapters.dynamo_usage import Usage, current_month, is_month
+from segmind_proxy.api import docs as api_docs
+from segmind_proxy.api.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
+from segmind_proxy.api.segmind_v1 import handle_txt2img, prefetch_cache_read
+from segmind_proxy.api.segmind_v2 import handle_result, handle_status, handle_submit
+from segmind_proxy.composition import generation_service, job_store, meter, tenant_registry
+from segmind_proxy.domain.cache_policy import NOT_CACHED
+from segmind_proxy.domain.catalog import sd35_turbo
+from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.flows.access import AccessRefused, authorize, authorize_reading, known_namespace, namespace_of
+from segmind_proxy.flows.usage import usage_report
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
-from segmind_proxy.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
 from segmind_proxy.settings import get_settings
-from segmind_proxy.tenants import Tenant
-from segmind_proxy.txt2img import handle_txt2img, prefetch_cache_read
-from segmind_proxy.usage_report import usage_report
-from segmind_proxy.v2 import handle_result, handle_status, handle_submit
 
 EXPOSED_HEADERS = [
     "x-cache",

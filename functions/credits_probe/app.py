@@ -6,8 +6,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segmind_proxy.dependencies import generation_service
-from segmind_proxy.errors import GatewayError
+from segmind_proxy.composition import generation_service
+from segmind_proxy.domain.errors import GatewayError
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 from segmind_proxy.settings import get_settings
 

@@ -1,14 +1,14 @@
 """Reservation sweeper: on a schedule, gives back the budget reservations of requests that died before settling
-(see `segmind_proxy.sweeper`), so a crash, a timeout or an out-of-memory kill never keeps a tenant's budget held."""
+(see `segmind_proxy.flows.sweeper`), so a crash, a timeout or an out-of-memory kill never keeps a tenant's budget held."""
 
 from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segmind_proxy.dependencies import job_store, meter
+from segmind_proxy.composition import job_store, meter
+from segmind_proxy.flows.sweeper import ReservationSweeper
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
-from segmind_proxy.sweeper import ReservationSweeper
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)

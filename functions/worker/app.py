@@ -8,9 +8,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segmind_proxy.aws_clients import sqs
-from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
-from segmind_proxy.job_runner import JobRunner, RetryLater
+from segmind_proxy.adapters.aws_clients import sqs
+from segmind_proxy.composition import generation_service, job_store, meter, tenant_registry
+from segmind_proxy.flows.job_runner import JobRunner, RetryLater
 from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.settings import get_settings
 

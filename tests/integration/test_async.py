@@ -17,8 +17,8 @@ from typing import ClassVar
 import pytest
 import requests
 
-from segmind_proxy.images import sniff_format
-from segmind_proxy.webhooks import verify
+from segmind_proxy.adapters.webhooks import verify
+from segmind_proxy.domain.image_formats import sniff_format
 from tests.integration.conftest import SLUG, start_stack, stop_stack
 
 pytestmark = pytest.mark.integration

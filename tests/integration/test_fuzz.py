@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import unsupported_method
 
 from local.openapi_export import SPEC_PATH
-from segmind_proxy.models import CATALOG
+from segmind_proxy.domain.request import CATALOG
 
 pytestmark = pytest.mark.integration
 

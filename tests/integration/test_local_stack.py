@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from local.fake_segmind import FakeSegmind
-from segmind_proxy.images import sniff_format
+from segmind_proxy.domain.image_formats import sniff_format
 from tests.integration.conftest import DEV_KEY, start_stack, stop_stack
 from tests.samples import SEGMIND_SAMPLE
 

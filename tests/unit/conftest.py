@@ -35,10 +35,10 @@ def aws_unreachable(*args: Any, **kwargs: Any) -> Any:
 
 
 def _clear_caches() -> None:
-    from segmind_proxy import idempotency, upstream_key
-    from segmind_proxy.aws_clients import dynamodb, dynamodb_client, s3, secrets_manager, session, sqs
-    from segmind_proxy.dependencies import generation_service, job_store, meter, tenant_registry
-    from segmind_proxy.pricing import price_table
+    from segmind_proxy.adapters import idempotency, upstream_key
+    from segmind_proxy.adapters.aws_clients import dynamodb, dynamodb_client, s3, secrets_manager, session, sqs
+    from segmind_proxy.composition import generation_service, job_store, meter, tenant_registry
+    from segmind_proxy.domain.pricing import price_table
     from segmind_proxy.settings import get_settings
 
     for cached in (
@@ -131,7 +131,7 @@ def upstream() -> Iterator[Upstream]:
 def order_against_tenant_check(s3_operation: str) -> list[str]:
     """Slows the tenant check (DynamoDB GetItem, or BatchGetItem with the month's usage) by 0.3 s; the returned list
     fills, in time order, with when it ends and when each S3 `s3_operation` starts."""
-    from segmind_proxy.aws_clients import dynamodb, s3
+    from segmind_proxy.adapters.aws_clients import dynamodb, s3
 
     seen: list[tuple[float, str]] = []
     order: list[str] = []
@@ -169,7 +169,7 @@ class Later:
 def later(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Later:
     """The handler's work after the answer, held until `run`. List it after the fixtures that set the environment
     (`tenancy`, `jobs_env`): they rebuild the generation service it patches."""
-    from segmind_proxy.dependencies import generation_service
+    from segmind_proxy.composition import generation_service
 
     held = Later()
     monkeypatch.setattr(generation_service(), "later", held)
@@ -277,7 +277,7 @@ def ddb(aws: dict[str, Any]) -> Any:
 
 @pytest.fixture
 def registry(ddb: Any) -> Any:
-    from segmind_proxy.tenants import TenantRegistry
+    from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 
     return TenantRegistry(TENANTS_TABLE, lambda: ddb)
 
@@ -285,7 +285,7 @@ def registry(ddb: Any) -> Any:
 @pytest.fixture
 def tenancy(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The handler with tenancy on (TENANTS_TABLE set), as deployed; returns the handler's own registry."""
-    from segmind_proxy.dependencies import tenant_registry
+    from segmind_proxy.composition import tenant_registry
 
     monkeypatch.setenv("TENANTS_TABLE", TENANTS_TABLE)
     _clear_caches()
@@ -294,13 +294,13 @@ def tenancy(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 @pytest.fixture
 def meter(ddb: Any) -> Any:
-    from segmind_proxy.metering import Meter
+    from segmind_proxy.adapters.dynamo_usage import Meter
 
     return Meter(TENANTS_TABLE, lambda: ddb)
 
 
 def make_tenant(registry: Any, name: str = "acme", key_id: str = "key-acme", **fields: Any) -> Any:
-    from segmind_proxy.tenants import Tenant, new_tenant_id
+    from segmind_proxy.adapters.dynamo_tenants import Tenant, new_tenant_id
 
     return registry.create(Tenant(tenant_id=new_tenant_id(), name=name, plan="pro", api_key_id=key_id, **fields))
 

@@ -94,7 +94,7 @@ def test_budgets_out_of_range_are_clear_errors_and_leave_no_key(deployed, capsys
 
 
 def test_a_create_whose_registry_write_fails_leaves_no_key(deployed, capsys, monkeypatch):
-    from segmind_proxy.tenants import TenantRegistry
+    from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 
     monkeypatch.setattr(TenantRegistry, "create", aws_unreachable)
     code, _, err = cli(capsys, "tenants", "create", "acme", "--plan", "pro")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from local.extensions_api import ExtensionsApi, deadline_ms
-from segmind_proxy.after_response import AfterResponse
+from segmind_proxy.adapters.after_response import AfterResponse
 from segmind_proxy.observability import metrics
 
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"

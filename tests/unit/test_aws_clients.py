@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 
-from segmind_proxy import aws_clients, idempotency, upstream_key
+from segmind_proxy.adapters import aws_clients, idempotency, upstream_key
 
 
 def test_every_client_comes_from_one_session(aws, monkeypatch):

@@ -1,7 +1,7 @@
 import pytest
 
-from segmind_proxy.cache_key import cache_key, pixel_fields
-from segmind_proxy.models import Txt2ImgRequest
+from segmind_proxy.domain.cache_key import cache_key, pixel_fields
+from segmind_proxy.domain.request import Txt2ImgRequest
 
 BASE = {"prompt": "a lighthouse at dusk"}
 

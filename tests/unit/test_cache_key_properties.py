@@ -3,8 +3,8 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segmind_proxy.cache_key import cache_key
-from segmind_proxy.models import ALLOWED_VALUES, CATALOG, Txt2ImgRequest
+from segmind_proxy.domain.cache_key import cache_key
+from segmind_proxy.domain.request import ALLOWED_VALUES, CATALOG, Txt2ImgRequest
 
 low_high = CATALOG.ranges
 

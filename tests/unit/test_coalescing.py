@@ -12,13 +12,13 @@ import pytest
 
 from local.fake_segmind import render
 from local.moto_server import start_moto
-from segmind_proxy.cache_policy import CachePolicy, CacheStatus
-from segmind_proxy.errors import GatewayError
-from segmind_proxy.generation import GenerationService
-from segmind_proxy.image_store import ImageStore
-from segmind_proxy.leases import LeaseStore
-from segmind_proxy.models import Txt2ImgRequest
-from segmind_proxy.upstream import Generation
+from segmind_proxy.adapters.dynamo_leases import LeaseStore
+from segmind_proxy.adapters.s3_images import ImageStore
+from segmind_proxy.adapters.segmind import Generation
+from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
+from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.flows.generate import GenerationService
 from tests.unit.conftest import Later, create_table
 
 REQUEST = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128})
@@ -114,7 +114,7 @@ def test_other_tenants_and_other_requests_do_not_coalesce(service_factory):
 
 
 def test_a_crashed_owners_lease_expires_and_the_request_takes_over(service_factory):
-    from segmind_proxy.cache_key import cache_key
+    from segmind_proxy.domain.cache_key import cache_key
 
     upstream = SlowUpstream(0.0)
     service = service_factory(upstream)
@@ -128,7 +128,7 @@ def test_a_crashed_owners_lease_expires_and_the_request_takes_over(service_facto
 
 
 def test_a_redelivered_job_takes_its_dead_attempts_lease_at_once(service_factory):
-    from segmind_proxy.cache_key import cache_key
+    from segmind_proxy.domain.cache_key import cache_key
 
     upstream = SlowUpstream(0.0)
     service = service_factory(upstream)
@@ -169,7 +169,7 @@ def test_uncached_url_answers_without_an_upstream_request_id_never_share_objects
 def test_random_seeds_and_no_store_never_wait(service_factory):
     upstream = SlowUpstream(0.0)
     service = service_factory(upstream)
-    from segmind_proxy.cache_key import cache_key
+    from segmind_proxy.domain.cache_key import cache_key
 
     service_factory.leases.acquire(f"tenant-a#{cache_key(REQUEST)}", "someone", 30)
     started = time.monotonic()
@@ -226,7 +226,7 @@ def test_a_waiter_refused_by_its_budget_still_shares_the_images_for_free(service
 
 
 def test_refused_with_nobody_generating_is_refused_and_frees_the_lease(service_factory):
-    from segmind_proxy.cache_key import cache_key
+    from segmind_proxy.domain.cache_key import cache_key
 
     upstream = SlowUpstream(0.0)
     service = service_factory(upstream)
@@ -240,7 +240,7 @@ def test_refused_with_nobody_generating_is_refused_and_frees_the_lease(service_f
 
 
 def test_a_request_that_times_out_waiting_for_an_identical_one_gives_its_reservation_back(service_factory):
-    from segmind_proxy.cache_key import cache_key
+    from segmind_proxy.domain.cache_key import cache_key
 
     upstream = SlowUpstream(0.0)
     service = service_factory(upstream)
@@ -261,7 +261,7 @@ def test_a_request_that_times_out_waiting_for_an_identical_one_gives_its_reserva
 
 
 def test_a_stored_generation_lets_its_lease_lapse_and_a_failed_one_frees_it_at_once(service_factory):
-    from segmind_proxy.cache_key import cache_key
+    from segmind_proxy.domain.cache_key import cache_key
 
     class Broken:
         def txt2img(self, slug, payload, *, deadline):
@@ -285,7 +285,7 @@ def test_a_stored_generation_lets_its_lease_lapse_and_a_failed_one_frees_it_at_o
 
 
 def test_an_inline_answer_goes_before_its_images_are_cached_and_identical_requests_wait_for_them(service_factory):
-    from segmind_proxy.cache_key import cache_key
+    from segmind_proxy.domain.cache_key import cache_key
 
     upstream, later = SlowUpstream(0.0), Later()
     service = service_factory(upstream, later)
@@ -310,7 +310,7 @@ def test_an_inline_answer_goes_before_its_images_are_cached_and_identical_reques
 
 
 def test_a_failed_write_after_the_answer_frees_the_lease_at_once(service_factory):
-    from segmind_proxy.cache_key import cache_key
+    from segmind_proxy.domain.cache_key import cache_key
 
     later = Later()
     service = service_factory(SlowUpstream(0.0), later, bucket="no-such-bucket")

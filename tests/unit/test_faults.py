@@ -10,8 +10,8 @@ import responses
 from botocore.exceptions import ClientError
 
 from local.fake_segmind import render
-from segmind_proxy.image_store import ImageStore
-from segmind_proxy.images import sniff_format
+from segmind_proxy.adapters.s3_images import ImageStore
+from segmind_proxy.domain.image_formats import sniff_format
 from tests.unit.conftest import (
     SAMPLE,
     SECRET_NAME,
@@ -129,7 +129,7 @@ def test_an_answer_that_can_neither_be_inlined_nor_stored_is_503_and_refunded(
 
 
 def test_secrets_manager_unavailable_is_502_with_no_call_and_no_charge(invoke, upstream, tenant, monkeypatch):
-    from segmind_proxy.aws_clients import secrets_manager
+    from segmind_proxy.adapters.aws_clients import secrets_manager
 
     monkeypatch.setattr(secrets_manager(), "get_secret_value", aws_unreachable)
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
@@ -146,7 +146,7 @@ def throttled(*args, **kwargs):
 
 
 def test_dynamodb_throttling_before_the_call_refuses_without_spending(invoke, upstream, tenant, monkeypatch):
-    from segmind_proxy.metering import Meter
+    from segmind_proxy.adapters.dynamo_usage import Meter
 
     monkeypatch.setattr(Meter, "reserve", throttled)
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
@@ -155,7 +155,7 @@ def test_dynamodb_throttling_before_the_call_refuses_without_spending(invoke, up
 
 
 def test_dynamodb_throttling_after_the_call_still_delivers(invoke, upstream, tenant, monkeypatch, capsys):
-    from segmind_proxy.metering import Meter
+    from segmind_proxy.adapters.dynamo_usage import Meter
 
     monkeypatch.setattr(Meter, "settle", throttled)
     upstream.succeed()
@@ -167,7 +167,7 @@ def test_dynamodb_throttling_after_the_call_still_delivers(invoke, upstream, ten
 
 
 def test_hit_survives_a_ledger_outage(invoke, upstream, tenant, monkeypatch):
-    from segmind_proxy.metering import Meter
+    from segmind_proxy.adapters.dynamo_usage import Meter
 
     upstream.succeed()
     invoke(api_event(SMALL, api_key_id="key-acme"))
@@ -177,7 +177,7 @@ def test_hit_survives_a_ledger_outage(invoke, upstream, tenant, monkeypatch):
 
 
 def test_ledger_unreachable_after_the_call_still_delivers(invoke, upstream, tenant, monkeypatch):
-    from segmind_proxy.metering import Meter
+    from segmind_proxy.adapters.dynamo_usage import Meter
 
     monkeypatch.setattr(Meter, "settle", aws_unreachable)
     upstream.succeed()
@@ -186,7 +186,7 @@ def test_ledger_unreachable_after_the_call_still_delivers(invoke, upstream, tena
 
 
 def test_ledger_unreachable_before_the_call_is_503_without_spending(invoke, upstream, tenant, monkeypatch):
-    from segmind_proxy.metering import Meter
+    from segmind_proxy.adapters.dynamo_usage import Meter
 
     monkeypatch.setattr(Meter, "reserve", aws_unreachable)
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
@@ -194,7 +194,7 @@ def test_ledger_unreachable_before_the_call_is_503_without_spending(invoke, upst
 
 
 def test_registry_unreachable_is_a_segmind_style_503(invoke, upstream, tenant, monkeypatch):
-    from segmind_proxy.tenants import TenantRegistry
+    from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 
     monkeypatch.setattr(TenantRegistry, "by_api_key", aws_unreachable)
     response = invoke(api_event(SMALL, api_key_id="key-acme"))

@@ -6,7 +6,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from segmind_proxy.images import sniff_format
+from segmind_proxy.domain.image_formats import sniff_format
 from tests.unit.conftest import BUCKET, SAMPLE, SECRET_NAME, SEGMIND_KEY, api_event, body_bytes, body_json
 
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from segmind_proxy.metering import Meter
-from segmind_proxy.tenants import TenantStatus
+from segmind_proxy.adapters.dynamo_tenants import TenantStatus
+from segmind_proxy.adapters.dynamo_usage import Meter
 from tests.unit.conftest import (
     SAMPLE,
     TENANTS_TABLE,
@@ -68,7 +68,7 @@ def test_a_hit_is_answered_with_its_figures_before_it_is_counted(invoke, upstrea
 
 def test_a_hit_for_a_key_new_to_the_container_is_counted_before_it_goes(invoke, upstream, tenancy, later):
     """Its tenant is unknown here, so its month's usage could not be read with the profile in one round trip."""
-    from segmind_proxy.dependencies import tenant_registry
+    from segmind_proxy.composition import tenant_registry
 
     tenant = make_tenant(tenancy, budget_credits=1.0)
     upstream.succeed()
@@ -226,7 +226,7 @@ def test_usage_for_another_month_and_bad_month(invoke, tenancy):
 
 
 def test_reported_balance_is_kept_for_reconciliation(invoke, upstream, tenancy, ddb, monkeypatch):
-    monkeypatch.setattr("segmind_proxy.metering.BALANCE_WRITE_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr("segmind_proxy.adapters.dynamo_usage.BALANCE_WRITE_INTERVAL_SECONDS", 0.0)
     make_tenant(tenancy)
     upstream.succeed(times=2)
     invoke(api_event(SMALL, api_key_id="key-acme"))

@@ -92,7 +92,7 @@ def test_malformed_keys_are_400(invoke, upstream, jobs_env, bad):
 @pytest.fixture
 def storage_down(monkeypatch):
     """S3 writes fail while `down` is true."""
-    from segmind_proxy.image_store import ImageStore
+    from segmind_proxy.adapters.s3_images import ImageStore
 
     state = {"down": True}
     write = ImageStore.write

@@ -6,7 +6,7 @@ from typing import Any
 import boto3
 import pytest
 
-from segmind_proxy.image_store import DAY_SECONDS, ImageStore, StoredSet, renewal_age
+from segmind_proxy.adapters.s3_images import DAY_SECONDS, ImageStore, StoredSet, renewal_age
 from tests.unit.conftest import BUCKET, aws_unreachable
 
 METADATA = {"generated-by": "req-1"}

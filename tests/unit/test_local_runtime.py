@@ -17,7 +17,7 @@ from local.template import FunctionSpec
 
 HANDLER = """
 import os, time
-from segmind_proxy.after_response import AfterResponse
+from segmind_proxy.adapters.after_response import AfterResponse
 
 held = AfterResponse()
 held.start(os.environ["AWS_LAMBDA_RUNTIME_API"])

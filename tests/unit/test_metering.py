@@ -5,8 +5,8 @@ import boto3
 import pytest
 
 from local.moto_server import start_moto
-from segmind_proxy.metering import BudgetExceeded, Meter, TenantBilling
-from segmind_proxy.tenants import TenantRegistry
+from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
+from segmind_proxy.adapters.dynamo_usage import BudgetExceeded, Meter, TenantBilling
 from tests.unit.conftest import Later, create_tenants_table, make_tenant
 
 

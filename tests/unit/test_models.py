@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from segmind_proxy.errors import RequestInvalid
-from segmind_proxy.models import CATALOG, load_json_object, parse_request
+from segmind_proxy.domain.errors import RequestInvalid
+from segmind_proxy.domain.request import CATALOG, load_json_object, parse_request
 from tests.unit.conftest import SAMPLE
 
 

@@ -5,9 +5,9 @@ import time
 import boto3
 import pytest
 
-from segmind_proxy.jobs import Job, JobStatus, JobStore
-from segmind_proxy.metering import JOB_HOLD_SECONDS, Hold, TenantBilling
-from segmind_proxy.sweeper import ReservationSweeper
+from segmind_proxy.adapters.dynamo_jobs import Job, JobStatus, JobStore
+from segmind_proxy.adapters.dynamo_usage import JOB_HOLD_SECONDS, Hold, TenantBilling
+from segmind_proxy.flows.sweeper import ReservationSweeper
 from tests.unit.conftest import JOBS_TABLE, create_table, make_tenant
 
 NOW = time.time()

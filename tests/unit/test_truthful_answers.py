@@ -9,7 +9,7 @@ import pytest
 import responses
 
 from local.fake_segmind import render
-from segmind_proxy.images import sniff_format
+from segmind_proxy.domain.image_formats import sniff_format
 from tests.unit.conftest import BUCKET, SAMPLE, UPSTREAM_URL, api_event, body_bytes, body_json, make_tenant
 from tests.unit.test_handler import header
 

@@ -11,8 +11,8 @@ import requests
 import responses
 
 from local.fake_segmind import render
-from segmind_proxy.errors import UpstreamError
-from segmind_proxy.upstream import SegmindClient
+from segmind_proxy.adapters.segmind import SegmindClient
+from segmind_proxy.domain.errors import UpstreamError
 
 URL = "https://segmind.test/v1/model"
 JPEG = render("x", 1, 64, 64, "jpeg", 80)

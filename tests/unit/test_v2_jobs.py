@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from segmind_proxy.image_store import ImageStore
-from segmind_proxy.jobs import JobStatus, JobStore
-from segmind_proxy.webhooks import verify
+from segmind_proxy.adapters.dynamo_jobs import JobStatus, JobStore
+from segmind_proxy.adapters.s3_images import ImageStore
+from segmind_proxy.adapters.webhooks import verify
 from tests.unit.conftest import (
     BUCKET,
     JOBS_TABLE,
@@ -97,7 +97,7 @@ def test_a_refused_submit_is_answered_before_it_is_counted(invoke, upstream, job
 def test_a_submit_that_cannot_be_recorded_or_queued_is_503_and_reserves_nothing(
     invoke, upstream, jobs_env, monkeypatch, broken, message
 ):
-    from segmind_proxy.aws_clients import sqs
+    from segmind_proxy.adapters.aws_clients import sqs
 
     make_tenant(jobs_env["registry"], budget_images=2)
     if "create" in broken:
@@ -284,9 +284,9 @@ def test_webhook_is_signed_with_the_tenants_secret(invoke, upstream, jobs_env, w
 
     tenant = make_tenant(jobs_env["registry"])
     monkeypatch.setattr(
-        "segmind_proxy.webhooks._addresses", lambda host: [__import__("ipaddress").ip_address("93.184.216.34")]
+        "segmind_proxy.adapters.webhooks._addresses", lambda host: [__import__("ipaddress").ip_address("93.184.216.34")]
     )
-    monkeypatch.setattr("segmind_proxy.webhooks.BACKOFF_SECONDS", (0, 0))
+    monkeypatch.setattr("segmind_proxy.adapters.webhooks.BACKOFF_SECONDS", (0, 0))
     upstream.succeed()
     upstream.mock.add(responses.POST, "https://hooks.example/done", status=500)
     upstream.mock.add(responses.POST, "https://hooks.example/done", status=204)
@@ -322,7 +322,7 @@ def test_webhook_urls_must_be_public_https(invoke, upstream, jobs_env, url):
 
 
 def test_a_known_keys_submit_checks_the_cache_while_its_tenant_is_checked(invoke, upstream, jobs_env):
-    from segmind_proxy.tenants import TenantStatus
+    from segmind_proxy.adapters.dynamo_tenants import TenantStatus
 
     tenant = make_tenant(jobs_env["registry"])
     upstream.succeed()
@@ -344,7 +344,7 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
     import socket
     import threading
 
-    from segmind_proxy import webhooks
+    from segmind_proxy.adapters import webhooks
     from segmind_proxy.settings import WebhookTargets
 
     listener = socket.create_server(("127.0.0.1", 0))
@@ -377,7 +377,7 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
 def test_an_attempt_taken_over_can_no_longer_complete_or_requeue_the_job(jobs_env):
     import boto3
 
-    from segmind_proxy.jobs import Job
+    from segmind_proxy.adapters.dynamo_jobs import Job
 
     now = [1000.0]
     jobs = JobStore(JOBS_TABLE, lambda: boto3.resource("dynamodb"), clock=lambda: now[0])

@@ -11,8 +11,8 @@ import urllib3.connection
 from pydantic import ValidationError
 
 from local.template import load_template
-from segmind_proxy import webhooks
-from segmind_proxy.errors import RequestInvalid
+from segmind_proxy.adapters import webhooks
+from segmind_proxy.domain.errors import RequestInvalid
 from segmind_proxy.settings import Settings, WebhookTargets
 
 # Teredo hides the client's IPv4 address in the last 32 bits, XORed with all ones (server 65.54.227.120 here).

@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from .settings import get_settings
+from segmind_proxy.settings import get_settings
 
 logger = Logger()
 metrics = Metrics()

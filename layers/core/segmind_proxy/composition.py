@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from functools import cache
 
-from .after_response import AFTER_RESPONSE
-from .generation import GenerationService
-from .image_store import ImageStore, renewal_age
-from .jobs import JobStore
-from .leases import LeaseStore
-from .metering import Meter
-from .observability import record_upstream_error
-from .settings import get_settings
-from .tenants import TenantRegistry
-from .upstream import SegmindClient
-from .upstream_key import get_segmind_key
+from segmind_proxy.adapters.after_response import AFTER_RESPONSE
+from segmind_proxy.adapters.dynamo_jobs import JobStore
+from segmind_proxy.adapters.dynamo_leases import LeaseStore
+from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
+from segmind_proxy.adapters.dynamo_usage import Meter
+from segmind_proxy.adapters.s3_images import ImageStore, renewal_age
+from segmind_proxy.adapters.segmind import SegmindClient
+from segmind_proxy.adapters.upstream_key import get_segmind_key
+from segmind_proxy.flows.generate import GenerationService
+from segmind_proxy.observability import record_upstream_error
+from segmind_proxy.settings import get_settings
 
 
 @cache

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .metering import Meter, current_month
-from .schemas import UsageReport
-from .tenants import Tenant
+from segmind_proxy.adapters.dynamo_tenants import Tenant
+from segmind_proxy.adapters.dynamo_usage import Meter, current_month
+from segmind_proxy.api.schemas import UsageReport
 
 
 def usage_report(meter: Meter, tenant: Tenant, month: str | None = None) -> UsageReport:

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .jobs import TERMINAL, JobStatus, JobStore
-from .metering import JOB_HOLD_SECONDS, JOB_HOLDER_PREFIX, Meter, Reservation
-from .observability import logger
+from segmind_proxy.adapters.dynamo_jobs import TERMINAL, JobStatus, JobStore
+from segmind_proxy.adapters.dynamo_usage import JOB_HOLD_SECONDS, JOB_HOLDER_PREFIX, Meter, Reservation
+from segmind_proxy.observability import logger
 
 
 @dataclass

@@ -7,9 +7,9 @@ from functools import cache
 
 from aws_lambda_powertools.utilities import parameters
 
-from .aws_clients import secrets_manager
-from .errors import UpstreamError
-from .settings import get_settings
+from segmind_proxy.adapters.aws_clients import secrets_manager
+from segmind_proxy.domain.errors import UpstreamError
+from segmind_proxy.settings import get_settings
 
 PLACEHOLDER = "REPLACE_WITH_YOUR_SEGMIND_API_KEY"
 

@@ -27,7 +27,7 @@ class ModelCatalog:
 
 @cache
 def sd35_turbo() -> ModelCatalog:
-    raw = json.loads(resources.files(__package__).joinpath("data/sd35_turbo_txt2img.json").read_text("utf-8"))
+    raw = json.loads(resources.files("segmind_proxy").joinpath("data/sd35_turbo_txt2img.json").read_text("utf-8"))
     return ModelCatalog(
         slug=raw["slug"],
         defaults=raw["defaults"],

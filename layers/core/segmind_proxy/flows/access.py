@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import GatewayError
-from .image_store import namespace_for
-from .tenants import Tenant, TenantRegistry
+from segmind_proxy.adapters.dynamo_tenants import Tenant, TenantRegistry
+from segmind_proxy.adapters.s3_images import namespace_for
+from segmind_proxy.domain.errors import GatewayError
 
 
 class AccessRefused(GatewayError):

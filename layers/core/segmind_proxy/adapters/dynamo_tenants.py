@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .aws_clients import DynamoTable
+from segmind_proxy.adapters.aws_clients import DynamoTable
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 

@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from .observability import logger, metrics
+from segmind_proxy.observability import logger, metrics
 
 EXTENSION_NAME = "segmind-proxy-after-response"
 _API = "2020-01-01/extension"

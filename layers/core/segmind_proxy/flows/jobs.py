@@ -8,15 +8,15 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from .aws_clients import AwsErrors
-from .cache_policy import CachePolicy
-from .errors import GatewayError
-from .generation import Billing, GenerationService, ImageResult, NoBilling
-from .image_store import StoredSet
-from .jobs import Job, JobStatus, JobStore
-from .metering import TenantBilling
-from .models import Txt2ImgRequest
-from .observability import MetricUnit, logger, metrics
+from segmind_proxy.adapters.aws_clients import AwsErrors
+from segmind_proxy.adapters.dynamo_jobs import Job, JobStatus, JobStore
+from segmind_proxy.adapters.dynamo_usage import TenantBilling
+from segmind_proxy.adapters.s3_images import StoredSet
+from segmind_proxy.domain.cache_policy import CachePolicy
+from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.flows.generate import Billing, GenerationService, ImageResult, NoBilling
+from segmind_proxy.observability import MetricUnit, logger, metrics
 
 
 def result_of(result: ImageResult) -> dict[str, Any]:

@@ -12,20 +12,20 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .access import namespace_of
-from .after_response import Deferrer, RunNow
-from .async_jobs import result_of, stored_set
-from .cache_policy import CachePolicy, CacheStatus
-from .delivery import Reply, ResponseMode, deliver, fits_inline, undeliverable
-from .errors import GatewayError, RequestInvalid
-from .generation import Billing, GenerationService, ImageResult, NoBilling
-from .idempotency import idempotency_key, run_once
-from .metering import BudgetExceeded, Hold, Meter, TenantBilling, Usage
-from .models import Txt2ImgRequest, parse_request
-from .observability import logger, metrics
-from .pricing import price_table
-from .settings import Settings
-from .tenants import Tenant
+from segmind_proxy.adapters.after_response import Deferrer, RunNow
+from segmind_proxy.adapters.dynamo_tenants import Tenant
+from segmind_proxy.adapters.dynamo_usage import BudgetExceeded, Hold, Meter, TenantBilling, Usage
+from segmind_proxy.adapters.idempotency import idempotency_key, run_once
+from segmind_proxy.api.delivery import Reply, ResponseMode, deliver, fits_inline, undeliverable
+from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
+from segmind_proxy.domain.errors import GatewayError, RequestInvalid
+from segmind_proxy.domain.pricing import price_table
+from segmind_proxy.domain.request import Txt2ImgRequest, parse_request
+from segmind_proxy.flows.access import namespace_of
+from segmind_proxy.flows.generate import Billing, GenerationService, ImageResult, NoBilling
+from segmind_proxy.flows.jobs import result_of, stored_set
+from segmind_proxy.observability import logger, metrics
+from segmind_proxy.settings import Settings
 
 RESPONSE_MODE_HEADER = "x-response-mode"
 # An idempotency outcome whose images were answered inline but not stored.

@@ -17,8 +17,8 @@ from typing import Any
 import requests
 from urllib3.exceptions import ReadTimeoutError
 
-from .errors import GatewayError, UpstreamError
-from .images import sniff_format
+from segmind_proxy.domain.errors import GatewayError, UpstreamError
+from segmind_proxy.domain.image_formats import sniff_format
 
 KeyProvider = Callable[..., str]
 TOO_SLOW = "Segmind was too slow: its answer had not arrived in full by the gateway's deadline"

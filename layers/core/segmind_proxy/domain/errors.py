@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schemas import ErrorBody
+from segmind_proxy.api.schemas import ErrorBody
 
 
 class GatewayError(Exception):

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from .errors import GatewayError
+from segmind_proxy.domain.errors import GatewayError
 
 if TYPE_CHECKING:
-    from .models import Txt2ImgRequest
+    from segmind_proxy.domain.request import Txt2ImgRequest
 
 
 NOT_CACHED = "not_cached"  # the GatewayError kind of an only-if-cached miss

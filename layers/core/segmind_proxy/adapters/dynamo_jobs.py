@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .aws_clients import DynamoTable
+from segmind_proxy.adapters.aws_clients import DynamoTable
 
 
 class JobStatus(StrEnum):

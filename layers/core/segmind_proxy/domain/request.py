@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from .catalog import sd35_turbo
-from .errors import RequestInvalid
+from segmind_proxy.domain.catalog import sd35_turbo
+from segmind_proxy.domain.errors import RequestInvalid
 
 CATALOG = sd35_turbo()
 _D = CATALOG.defaults

@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from .after_response import Deferrer, RunNow
-from .aws_clients import AwsErrors
-from .cache_key import cache_key
-from .cache_policy import CachePolicy, CacheStatus
-from .errors import GatewayError
-from .image_store import ImageStore, StoredSet, recorded_count
-from .leases import LeaseStore
-from .models import CATALOG, Txt2ImgRequest
-from .observability import MetricUnit, logger, metrics, tracer
-from .upstream import SegmindClient
+from segmind_proxy.adapters.after_response import Deferrer, RunNow
+from segmind_proxy.adapters.aws_clients import AwsErrors
+from segmind_proxy.adapters.dynamo_leases import LeaseStore
+from segmind_proxy.adapters.s3_images import ImageStore, StoredSet, recorded_count
+from segmind_proxy.adapters.segmind import SegmindClient
+from segmind_proxy.domain.cache_key import cache_key
+from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
+from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.request import CATALOG, Txt2ImgRequest
+from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 
 WAIT_FIRST_POLL_SECONDS = 0.1
 WAIT_MAX_POLL_SECONDS = 1.0

@@ -11,8 +11,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .aws_clients import AwsErrors, s3
-from .observability import MetricUnit, logger, metrics
+from segmind_proxy.adapters.aws_clients import AwsErrors, s3
+from segmind_proxy.observability import MetricUnit, logger, metrics
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 

@@ -24,9 +24,9 @@ from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
-from .errors import RequestInvalid
-from .observability import logger
-from .settings import WebhookTargets
+from segmind_proxy.domain.errors import RequestInvalid
+from segmind_proxy.observability import logger
+from segmind_proxy.settings import WebhookTargets
 
 HEADER = "x-webhook-url"
 SIGNATURE_HEADER = "x-webhook-signature"

@@ -22,9 +22,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .aws_clients import dynamodb_client
-from .errors import GatewayError, RequestInvalid
-from .settings import get_settings
+from segmind_proxy.adapters.aws_clients import dynamodb_client
+from segmind_proxy.domain.errors import GatewayError, RequestInvalid
+from segmind_proxy.settings import get_settings
 
 HEADER = "idempotency-key"
 KEY_PATTERN = "^[!-~]{1,255}$"  # printable ASCII, no spaces; also the OpenAPI spec's

@@ -26,11 +26,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .after_response import Deferrer, RunNow
-from .aws_clients import AwsErrors, DynamoTable
-from .errors import GatewayError
-from .observability import MetricUnit, logger, metrics
-from .tenants import Tenant
+from segmind_proxy.adapters.after_response import Deferrer, RunNow
+from segmind_proxy.adapters.aws_clients import AwsErrors, DynamoTable
+from segmind_proxy.adapters.dynamo_tenants import Tenant
+from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.observability import MetricUnit, logger, metrics
 
 COUNTERS = (
     "requests",

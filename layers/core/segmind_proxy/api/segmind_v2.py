@@ -8,19 +8,19 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .async_jobs import find, result_body, status_body, submit
-from .aws_clients import sqs
-from .cache_policy import CachePolicy
-from .errors import GatewayError, RequestInvalid
-from .generation import GenerationService, ImageResult
-from .idempotency import idempotency_key, run_once
-from .jobs import Job, JobStore
-from .metering import Hold, Meter
-from .settings import Settings
-from .tenants import Tenant
-from .txt2img import billing_for, counting_rejections, validate
-from .webhooks import HEADER as WEBHOOK_HEADER
-from .webhooks import check_url
+from segmind_proxy.adapters.aws_clients import sqs
+from segmind_proxy.adapters.dynamo_jobs import Job, JobStore
+from segmind_proxy.adapters.dynamo_tenants import Tenant
+from segmind_proxy.adapters.dynamo_usage import Hold, Meter
+from segmind_proxy.adapters.idempotency import idempotency_key, run_once
+from segmind_proxy.adapters.webhooks import HEADER as WEBHOOK_HEADER
+from segmind_proxy.adapters.webhooks import check_url
+from segmind_proxy.api.segmind_v1 import billing_for, counting_rejections, validate
+from segmind_proxy.domain.cache_policy import CachePolicy
+from segmind_proxy.domain.errors import GatewayError, RequestInvalid
+from segmind_proxy.flows.generate import GenerationService, ImageResult
+from segmind_proxy.flows.jobs import find, result_body, status_body, submit
+from segmind_proxy.settings import Settings
 
 
 def _jobs(jobs: JobStore | None) -> JobStore:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from .models import Txt2ImgRequest
-from .settings import get_settings
+from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -41,4 +41,4 @@ def price_table() -> PriceTable:
     override = get_settings().price_table
     if override:
         return PriceTable.from_json(override)
-    return PriceTable.from_json(resources.files(__package__).joinpath("data/pricing.json").read_text("utf-8"))
+    return PriceTable.from_json(resources.files("segmind_proxy").joinpath("data/pricing.json").read_text("utf-8"))

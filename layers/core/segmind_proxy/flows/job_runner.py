@@ -12,18 +12,18 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .after_response import Deferrer
-from .async_jobs import result_of, stored_set
-from .cache_policy import CachePolicy
-from .errors import GatewayError
-from .generation import GenerationService
-from .jobs import TERMINAL, Job, JobStore
-from .metering import Hold, Meter, Reservation, TenantBilling
-from .models import Txt2ImgRequest
-from .observability import MetricUnit, logger, metrics
-from .settings import WebhookTargets
-from .tenants import Tenant, TenantRegistry
-from .webhooks import deliver
+from segmind_proxy.adapters.after_response import Deferrer
+from segmind_proxy.adapters.dynamo_jobs import TERMINAL, Job, JobStore
+from segmind_proxy.adapters.dynamo_tenants import Tenant, TenantRegistry
+from segmind_proxy.adapters.dynamo_usage import Hold, Meter, Reservation, TenantBilling
+from segmind_proxy.adapters.webhooks import deliver
+from segmind_proxy.domain.cache_policy import CachePolicy
+from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.flows.generate import GenerationService
+from segmind_proxy.flows.jobs import result_of, stored_set
+from segmind_proxy.observability import MetricUnit, logger, metrics
+from segmind_proxy.settings import WebhookTargets
 
 RETRYABLE_KINDS = frozenset(
     {"timeout", "connection", "server_error", "rate_limited", "storage", "coalesce_timeout", "secret", "ledger"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .models import CATALOG, Txt2ImgRequest
+from segmind_proxy.domain.request import CATALOG, Txt2ImgRequest
 
 
 def pixel_fields(request: Txt2ImgRequest, seed: int | None = None) -> dict[str, object]:

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from botocore.exceptions import ClientError
 
-from .aws_clients import DynamoTable
+from segmind_proxy.adapters.aws_clients import DynamoTable
 
 
 class LeaseStore(DynamoTable):
