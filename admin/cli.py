@@ -16,8 +16,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from segmind_proxy.adapters.dynamo_tenants import Tenant, TenantRegistry
+from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 from segmind_proxy.adapters.dynamo_usage import Meter
+from segmind_proxy.domain.tenants import Tenant
 
 from .service import AdminError, CreatedTenant, StackRefs, TenantAdmin
 

@@ -14,16 +14,17 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.dynamo_tenants import (
+from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
+from segmind_proxy.adapters.dynamo_usage import Meter
+from segmind_proxy.domain.tenants import (
     RegistryConflict,
     RegistryError,
     Tenant,
-    TenantRegistry,
     TenantStatus,
     new_tenant_id,
     new_webhook_secret,
 )
-from segmind_proxy.adapters.dynamo_usage import Meter, Usage, current_month, is_month
+from segmind_proxy.domain.usage import Usage, current_month, is_month
 
 PLAN_OUTPUT_SUFFIX = "UsagePlanId"
 # Times a change is re-read and re-applied when another operator changed the profile in between.

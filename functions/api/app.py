@@ -13,8 +13,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy.adapters.after_response import AFTER_RESPONSE
 from segmind_proxy.adapters.aws_clients import AwsErrors
-from segmind_proxy.adapters.dynamo_tenants import Tenant
-from segmind_proxy.adapters.dynamo_usage import Usage, current_month, is_month
 from segmind_proxy.api import docs as api_docs
 from segmind_proxy.api.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
 from segmind_proxy.api.segmind_v1 import handle_txt2img, prefetch_cache_read
@@ -24,6 +22,8 @@ from segmind_proxy.domain.cache_policy import NOT_CACHED
 from segmind_proxy.domain.catalog import sd35_turbo
 from segmind_proxy.domain.errors import GatewayError
 from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.tenants import Tenant
+from segmind_proxy.domain.usage import Usage, current_month, is_month
 from segmind_proxy.flows.access import AccessRefused, authorize, authorize_reading, known_namespace, namespace_of
 from segmind_proxy.flows.usage import usage_report
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer

@@ -300,7 +300,7 @@ def meter(ddb: Any) -> Any:
 
 
 def make_tenant(registry: Any, name: str = "acme", key_id: str = "key-acme", **fields: Any) -> Any:
-    from segmind_proxy.adapters.dynamo_tenants import Tenant, new_tenant_id
+    from segmind_proxy.domain.tenants import Tenant, new_tenant_id
 
     return registry.create(Tenant(tenant_id=new_tenant_id(), name=name, plan="pro", api_key_id=key_id, **fields))
 

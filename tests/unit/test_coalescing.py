@@ -14,10 +14,10 @@ from local.fake_segmind import render
 from local.moto_server import start_moto
 from segmind_proxy.adapters.dynamo_leases import LeaseStore
 from segmind_proxy.adapters.s3_images import ImageStore
-from segmind_proxy.adapters.segmind import Generation
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
 from segmind_proxy.domain.errors import GatewayError
 from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.upstream import Generation
 from segmind_proxy.flows.generate import GenerationService
 from tests.unit.conftest import Later, create_table
 

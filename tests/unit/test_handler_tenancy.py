@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from segmind_proxy.adapters.dynamo_tenants import TenantStatus
 from segmind_proxy.adapters.dynamo_usage import Meter
+from segmind_proxy.domain.tenants import TenantStatus
 from tests.unit.conftest import (
     SAMPLE,
     TENANTS_TABLE,
@@ -226,7 +226,7 @@ def test_usage_for_another_month_and_bad_month(invoke, tenancy):
 
 
 def test_reported_balance_is_kept_for_reconciliation(invoke, upstream, tenancy, ddb, monkeypatch):
-    monkeypatch.setattr("segmind_proxy.adapters.dynamo_usage.BALANCE_WRITE_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr("segmind_proxy.flows.billing.BALANCE_WRITE_INTERVAL_SECONDS", 0.0)
     make_tenant(tenancy)
     upstream.succeed(times=2)
     invoke(api_event(SMALL, api_key_id="key-acme"))

@@ -6,7 +6,9 @@ import pytest
 
 from local.moto_server import start_moto
 from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
-from segmind_proxy.adapters.dynamo_usage import BudgetExceeded, Meter, TenantBilling
+from segmind_proxy.adapters.dynamo_usage import Meter
+from segmind_proxy.domain.usage import BudgetExceeded
+from segmind_proxy.flows.billing import TenantBilling
 from tests.unit.conftest import Later, create_tenants_table, make_tenant
 
 

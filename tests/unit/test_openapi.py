@@ -4,10 +4,10 @@ import re
 import pytest
 
 from local.openapi_export import SPEC_PATH, generate
-from segmind_proxy.adapters.dynamo_usage import is_month
 from segmind_proxy.adapters.idempotency import idempotency_key
 from segmind_proxy.api.segmind_v1 import response_mode
 from segmind_proxy.domain.errors import RequestInvalid
+from segmind_proxy.domain.usage import is_month
 from tests.unit.conftest import api_event, body_bytes, body_json
 
 TXT2IMG = "/v1/stable-diffusion-3.5-turbo-txt2img"

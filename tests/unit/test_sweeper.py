@@ -5,8 +5,10 @@ import time
 import boto3
 import pytest
 
-from segmind_proxy.adapters.dynamo_jobs import Job, JobStatus, JobStore
-from segmind_proxy.adapters.dynamo_usage import JOB_HOLD_SECONDS, Hold, TenantBilling
+from segmind_proxy.adapters.dynamo_jobs import JobStore
+from segmind_proxy.domain.jobs import Job, JobStatus
+from segmind_proxy.domain.usage import JOB_HOLD_SECONDS, Hold
+from segmind_proxy.flows.billing import TenantBilling
 from segmind_proxy.flows.sweeper import ReservationSweeper
 from tests.unit.conftest import JOBS_TABLE, create_table, make_tenant
 

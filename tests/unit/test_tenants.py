@@ -2,7 +2,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from segmind_proxy.adapters.dynamo_tenants import RegistryError, TenantStatus
+from segmind_proxy.domain.tenants import RegistryError, TenantStatus
 from segmind_proxy.flows.access import AccessRefused, authorize, authorize_reading
 from tests.unit.conftest import make_tenant
 
@@ -81,7 +81,7 @@ def test_a_table_resource_is_built_once_per_thread(registry):
 
 
 def test_a_profile_changed_since_it_was_read_is_not_overwritten(registry):
-    from segmind_proxy.adapters.dynamo_tenants import RegistryConflict
+    from segmind_proxy.domain.tenants import RegistryConflict
 
     tenant = make_tenant(registry)
     first, second = registry.get(tenant.tenant_id), registry.get(tenant.tenant_id)

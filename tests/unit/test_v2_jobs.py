@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from segmind_proxy.adapters.dynamo_jobs import JobStatus, JobStore
+from segmind_proxy.adapters.dynamo_jobs import JobStore
 from segmind_proxy.adapters.s3_images import ImageStore
 from segmind_proxy.adapters.webhooks import verify
+from segmind_proxy.domain.jobs import JobStatus
 from tests.unit.conftest import (
     BUCKET,
     JOBS_TABLE,
@@ -322,7 +323,7 @@ def test_webhook_urls_must_be_public_https(invoke, upstream, jobs_env, url):
 
 
 def test_a_known_keys_submit_checks_the_cache_while_its_tenant_is_checked(invoke, upstream, jobs_env):
-    from segmind_proxy.adapters.dynamo_tenants import TenantStatus
+    from segmind_proxy.domain.tenants import TenantStatus
 
     tenant = make_tenant(jobs_env["registry"])
     upstream.succeed()
@@ -377,7 +378,7 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
 def test_an_attempt_taken_over_can_no_longer_complete_or_requeue_the_job(jobs_env):
     import boto3
 
-    from segmind_proxy.adapters.dynamo_jobs import Job
+    from segmind_proxy.domain.jobs import Job
 
     now = [1000.0]
     jobs = JobStore(JOBS_TABLE, lambda: boto3.resource("dynamodb"), clock=lambda: now[0])

@@ -20,23 +20,12 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from segmind_proxy.observability import logger, metrics
 
 EXTENSION_NAME = "segmind-proxy-after-response"
 _API = "2020-01-01/extension"
-
-
-class Deferrer(Protocol):
-    def defer(self, task: Callable[..., Any], *args: Any) -> None: ...
-
-
-class RunNow:
-    """For code paths that must finish their work before answering (the async worker, tests)."""
-
-    def defer(self, task: Callable[..., Any], *args: Any) -> None:
-        _guarded(task, *args)
 
 
 def _guarded(task: Callable[..., Any], *args: Any) -> None:

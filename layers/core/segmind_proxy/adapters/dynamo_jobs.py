@@ -4,62 +4,26 @@ repeated deliveries of one job agree on who does what, and a crashed worker's jo
 from __future__ import annotations
 
 import re
-import time
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from segmind_proxy.adapters.aws_clients import DynamoTable
+from segmind_proxy.domain.jobs import Job, JobStatus
 
 
-class JobStatus(StrEnum):
-    QUEUED = "QUEUED"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
+def job_item(job: Job) -> dict[str, Any]:
+    item = {k: v for k, v in asdict(job).items() if v is not None}
+    item["status"] = job.status.value
+    return {"pk": f"JOB#{job.job_id}", **_to_dynamo(item)}
 
 
-TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
-
-
-@dataclass
-class Job:
-    job_id: str
-    namespace: str  # the tenant (or key) the job belongs to: another namespace's id is a 404
-    request: dict[str, Any]  # the validated request fields
-    status: JobStatus = JobStatus.QUEUED
-    tenant_id: str | None = None
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
-    expires_at: int = 0  # DynamoDB TTL (epoch seconds)
-    attempts: int = 0
-    processing_until: float = 0.0  # a PROCESSING job whose worker passed this time is taken over
-    estimate: float = 0.0
-    reservation: dict[str, Any] | None = None  # held budget (metering.Reservation fields) until settled/released
-    result: dict[str, Any] | None = None  # prefix, count, image_format, content_type, seed, cache
-    error: str | None = None
-    webhook_url: str | None = None
-    webhook: dict[str, Any] | None = None  # delivery outcome
-    cache: dict[str, bool] | None = None  # the submit's Cache-Control (read, write); None: both (older jobs)
-
-    @staticmethod
-    def new_id() -> str:
-        return uuid.uuid4().hex
-
-    def to_item(self) -> dict[str, Any]:
-        item = {k: v for k, v in asdict(self).items() if v is not None}
-        item["status"] = self.status.value
-        return {"pk": f"JOB#{self.job_id}", **_to_dynamo(item)}
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Job:
-        data = _from_dynamo({k: v for k, v in item.items() if k != "pk"})
-        data["status"] = JobStatus(data["status"])
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+def job_from_item(item: dict[str, Any]) -> Job:
+    data = _from_dynamo({k: v for k, v in item.items() if k != "pk"})
+    data["status"] = JobStatus(data["status"])
+    return Job(**{k: v for k, v in data.items() if k in Job.__dataclass_fields__})
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -84,12 +48,12 @@ def _from_dynamo(value: Any) -> Any:
 
 class JobStore(DynamoTable):
     def create(self, job: Job) -> Job:
-        self.table.put_item(Item=job.to_item(), ConditionExpression="attribute_not_exists(pk)")
+        self.table.put_item(Item=job_item(job), ConditionExpression="attribute_not_exists(pk)")
         return job
 
     def get(self, job_id: str) -> Job | None:
         item = self.table.get_item(Key={"pk": f"JOB#{job_id}"}, ConsistentRead=True).get("Item")
-        return Job.from_item(item) if item else None
+        return job_from_item(item) if item else None
 
     def _update(
         self, job_id: str, sets: dict[str, Any], condition: str, values: dict[str, Any] | None = None
@@ -113,7 +77,7 @@ class JobStore(DynamoTable):
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
             raise
-        return Job.from_item(result["Attributes"])
+        return job_from_item(result["Attributes"])
 
     def start(self, job: Job, lease_seconds: float) -> Job | None:
         """Claim a queued job, or take over one whose worker's time ran out. None: finished, or someone has it."""

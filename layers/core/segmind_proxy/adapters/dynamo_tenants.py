@@ -4,91 +4,45 @@ Items:
   TENANT#{id} / PROFILE       the tenant (name, plan, status, budgets, allowed origins, current key id, version)
   APIKEY#{api_key_id} / TENANT which tenant an API Gateway key belongs to (never changes for a key id)
   NAME#{name} / TENANT        reserves a name, so names are unique
-  TENANT#{id} / USAGE#{yyyy-mm}  that month's usage (see metering.py)
+  TENANT#{id} / USAGE#{yyyy-mm}  that month's usage (see dynamo_usage.py)
 """
 
 from __future__ import annotations
 
-import re
-import secrets
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from segmind_proxy.adapters.aws_clients import DynamoTable
-
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
-
-
-class TenantStatus(StrEnum):
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
+from segmind_proxy.domain.tenants import NAME_PATTERN, RegistryConflict, RegistryError, Tenant, TenantStatus
 
 
-class RegistryError(Exception):
-    """A registry operation that cannot be done as asked (unknown tenant, duplicate name, ...)."""
+def tenant_item(tenant: Tenant) -> dict[str, Any]:
+    item = {k: v for k, v in asdict(tenant).items() if v is not None and v != []}
+    item["status"] = tenant.status.value
+    if tenant.budget_credits is not None:
+        item["budget_credits"] = Decimal(str(tenant.budget_credits))
+    return {"pk": f"TENANT#{tenant.tenant_id}", "sk": "PROFILE", **item}
 
 
-class RegistryConflict(RegistryError):
-    """The profile changed since it was read (another operator, another machine): read it again and retry."""
-
-
-@dataclass
-class Tenant:
-    tenant_id: str
-    name: str
-    plan: str
-    api_key_id: str
-    status: TenantStatus = TenantStatus.ACTIVE
-    budget_credits: float | None = None  # per calendar month (UTC); None: no credit budget
-    budget_images: int | None = None  # per calendar month (UTC); None: no image budget
-    allowed_origins: list[str] = field(default_factory=list)  # empty: any origin (server-side key)
-    created_at: str = ""
-    webhook_secret: str = field(default_factory=lambda: new_webhook_secret())  # signs this tenant's job webhooks
-    version: int = 0  # of the stored profile; a write must name the version it read (optimistic locking)
-
-    @property
-    def active(self) -> bool:
-        return self.status is TenantStatus.ACTIVE
-
-    def origin_allowed(self, origin: str | None) -> bool:
-        return not self.allowed_origins or (origin is not None and origin in self.allowed_origins)
-
-    def to_item(self) -> dict[str, Any]:
-        item = {k: v for k, v in asdict(self).items() if v is not None and v != []}
-        item["status"] = self.status.value
-        if self.budget_credits is not None:
-            item["budget_credits"] = Decimal(str(self.budget_credits))
-        return {"pk": f"TENANT#{self.tenant_id}", "sk": "PROFILE", **item}
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Tenant:
-        return cls(
-            tenant_id=item["tenant_id"],
-            name=item["name"],
-            plan=item["plan"],
-            api_key_id=item["api_key_id"],
-            status=TenantStatus(item.get("status", "active")),
-            budget_credits=float(item["budget_credits"]) if "budget_credits" in item else None,
-            budget_images=int(item["budget_images"]) if "budget_images" in item else None,
-            allowed_origins=list(item.get("allowed_origins", [])),
-            created_at=item.get("created_at", ""),
-            webhook_secret=item.get("webhook_secret", ""),
-            version=int(item.get("version", 0)),
-        )
-
-
-def new_webhook_secret() -> str:
-    return f"whsec_{secrets.token_hex(24)}"
-
-
-def new_tenant_id() -> str:
-    return f"t_{secrets.token_hex(6)}"
+def tenant_from_item(item: dict[str, Any]) -> Tenant:
+    return Tenant(
+        tenant_id=item["tenant_id"],
+        name=item["name"],
+        plan=item["plan"],
+        api_key_id=item["api_key_id"],
+        status=TenantStatus(item.get("status", "active")),
+        budget_credits=float(item["budget_credits"]) if "budget_credits" in item else None,
+        budget_images=int(item["budget_images"]) if "budget_images" in item else None,
+        allowed_origins=list(item.get("allowed_origins", [])),
+        created_at=item.get("created_at", ""),
+        webhook_secret=item.get("webhook_secret", ""),
+        version=int(item.get("version", 0)),
+    )
 
 
 def _now() -> str:
@@ -104,7 +58,7 @@ class TenantRegistry(DynamoTable):
     # -- reads ---------------------------------------------------------------
     def get(self, tenant_id: str) -> Tenant | None:
         item = self.table.get_item(Key={"pk": f"TENANT#{tenant_id}", "sk": "PROFILE"}, ConsistentRead=True).get("Item")
-        return Tenant.from_item(item) if item else None
+        return tenant_from_item(item) if item else None
 
     def known_owner(self, api_key_id: str) -> str | None:
         """The tenant id of a key this container has already looked up (a key id never changes owner), else None."""
@@ -142,7 +96,7 @@ class TenantRegistry(DynamoTable):
         if "PROFILE" in unread:  # throttled in part: the profile alone, as usual
             return self.by_api_key(api_key_id), None
         profile = items.get("PROFILE")
-        tenant = self._keyed_by(Tenant.from_item(profile) if profile else None, api_key_id)
+        tenant = self._keyed_by(tenant_from_item(profile) if profile else None, api_key_id)
         return tenant, None if sort_key in unread else items.get(sort_key, {})
 
     @staticmethod
@@ -167,7 +121,7 @@ class TenantRegistry(DynamoTable):
         }
         while True:
             page = self.table.scan(**kwargs)
-            yield from (Tenant.from_item(item) for item in page.get("Items", []))
+            yield from (tenant_from_item(item) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -182,7 +136,7 @@ class TenantRegistry(DynamoTable):
         self._transact(
             [
                 self._put({"pk": f"NAME#{tenant.name}", "sk": "TENANT", "tenant_id": tenant.tenant_id}, new=True),
-                self._put(tenant.to_item(), new=True),
+                self._put(tenant_item(tenant), new=True),
                 self._put({"pk": f"APIKEY#{tenant.api_key_id}", "sk": "TENANT", "tenant_id": tenant.tenant_id}),
             ],
             conflict=f"A tenant named '{tenant.name}' already exists",
@@ -221,7 +175,7 @@ class TenantRegistry(DynamoTable):
     @classmethod
     def _versioned_put(cls, tenant: Tenant) -> dict[str, Any]:
         """The profile at the next version, conditional on the stored one being the version read."""
-        return {"Item": tenant.to_item() | {"version": tenant.version + 1}, **cls._same_version(tenant)}
+        return {"Item": tenant_item(tenant) | {"version": tenant.version + 1}, **cls._same_version(tenant)}
 
     @staticmethod
     def _same_version(tenant: Tenant) -> dict[str, Any]:

@@ -1,55 +1,17 @@
-"""Generated images in S3: a per-tenant cache keyed by request hash, plus short-lived objects for URL delivery."""
+"""The image store in S3: a per-tenant cache keyed by request hash, plus short-lived objects for URL delivery."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from segmind_proxy.adapters.aws_clients import AwsErrors, s3
+from segmind_proxy.domain.images import StoredSet, recorded_count
 from segmind_proxy.observability import MetricUnit, logger, metrics
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def namespace_for(api_key_id: str | None) -> str:
-    """The tenant namespace: API Gateway's key id, made safe for an S3 key."""
-    return _UNSAFE.sub("_", api_key_id) if api_key_id else "anonymous"
-
-
-_CACHE_ROOT = "cache/"
-
-
-@dataclass(frozen=True)
-class StoredSet:
-    """Where a generation's images live: `{prefix}/{index}.{ext}` for index 0..count-1."""
-
-    prefix: str
-    count: int
-    image_format: str
-
-    @classmethod
-    def cached(cls, namespace: str, key: str, count: int, image_format: str) -> StoredSet:
-        return cls(f"{_CACHE_ROOT}{namespace}/{key}", count, image_format)
-
-    @property
-    def in_cache(self) -> bool:
-        """Under a cache key, where identical requests look (not a transient set behind presigned URLs)."""
-        return self.prefix.startswith(_CACHE_ROOT)
-
-    @classmethod
-    def transient(cls, namespace: str, request_id: str, count: int, image_format: str) -> StoredSet:
-        """Objects that only back presigned URLs (not cacheable); the bucket lifecycle removes them within a day."""
-        return cls(f"tmp/{namespace}/{_UNSAFE.sub('_', request_id)}", count, image_format)
-
-    def object_keys(self) -> list[str]:
-        return [f"{self.prefix}/{index}.{self.image_format}" for index in range(self.count)]
-
 
 DAY_SECONDS = 86400
 
@@ -163,14 +125,6 @@ def _rest_then_first(keys: list[str], action: Callable[[str], None]) -> None:
         with ThreadPoolExecutor(max_workers=min(8, len(keys) - 1)) as pool:
             list(pool.map(action, keys[1:]))
     action(keys[0])
-
-
-def recorded_count(metadata: dict[str, str], fallback: int) -> int:
-    """How many images a set holds, as its first object records (sets written before counts were, hold `fallback`)."""
-    try:
-        return max(1, min(fallback, int(metadata["count"])))
-    except (KeyError, ValueError):
-        return fallback
 
 
 def _is_missing(exc: ClientError) -> bool:

@@ -19,6 +19,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from segmind_proxy.domain.errors import GatewayError, UpstreamError
 from segmind_proxy.domain.image_formats import sniff_format
+from segmind_proxy.domain.upstream import Generation
 
 KeyProvider = Callable[..., str]
 TOO_SLOW = "Segmind was too slow: its answer had not arrived in full by the gateway's deadline"
@@ -34,19 +35,6 @@ BODY_CHUNK_BYTES = 64 * 1024
 # stops at its next chunk, or at its read timeout (itself no longer than the time that was left): a few spare workers
 # keep such a straggler from holding up the next request of the same container.
 _exchanges = ThreadPoolExecutor(max_workers=4, thread_name_prefix="segmind")
-
-
-@dataclass
-class Generation:
-    """What one upstream generation returned."""
-
-    images: list[bytes]
-    image_format: str
-    seed: int | None
-    remaining_credits: float | None
-    upstream_request_id: str | None
-    latency_ms: float
-    attempts: int
 
 
 @dataclass(frozen=True)

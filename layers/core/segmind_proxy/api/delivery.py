@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from segmind_proxy.adapters.s3_images import StoredSet
 from segmind_proxy.api.schemas import Base64Images, ImageUrl, ImageUrls
 from segmind_proxy.domain.errors import GatewayError
-from segmind_proxy.flows.generate import GenerationService, ImageResult
+from segmind_proxy.domain.images import ImageResult, StoredSet
+from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.observability import logger
 
 # How many images the answer carries: fewer than `batch_size` when Segmind returned fewer (charged for those only).

@@ -6,11 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from segmind_proxy.adapters.dynamo_usage import MONTH_PATTERN
 from segmind_proxy.adapters.idempotency import KEY_PATTERN
 from segmind_proxy.adapters.webhooks import MAX_URL_LENGTH
 from segmind_proxy.api.delivery import ResponseMode
 from segmind_proxy.api.schemas import Base64Images, ErrorBody, ImageUrls
+from segmind_proxy.domain.usage import MONTH_PATTERN
 
 TITLE = "Segmind image gateway"
 VERSION = "1.0.0"

@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
-from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segmind_proxy.adapters.after_response import Deferrer, RunNow
-from segmind_proxy.adapters.dynamo_tenants import Tenant
-from segmind_proxy.adapters.dynamo_usage import BudgetExceeded, Hold, Meter, TenantBilling, Usage
 from segmind_proxy.adapters.idempotency import idempotency_key, run_once
 from segmind_proxy.api.delivery import Reply, ResponseMode, deliver, fits_inline, undeliverable
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
 from segmind_proxy.domain.errors import GatewayError, RequestInvalid
-from segmind_proxy.domain.pricing import price_table
+from segmind_proxy.domain.images import ImageResult, result_of, stored_set
+from segmind_proxy.domain.ports import UsageLedger
 from segmind_proxy.domain.request import Txt2ImgRequest, parse_request
-from segmind_proxy.flows.access import namespace_of
-from segmind_proxy.flows.generate import Billing, GenerationService, ImageResult, NoBilling
-from segmind_proxy.flows.jobs import result_of, stored_set
+from segmind_proxy.domain.tenants import Tenant
+from segmind_proxy.domain.usage import Usage
+from segmind_proxy.flows.billing import (
+    TenantBilling,
+    billing_for,
+    counting_rejections,
+    request_hold,
+)
+from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.observability import logger, metrics
 from segmind_proxy.settings import Settings
 
@@ -74,42 +76,6 @@ def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings)
     return request, mode
 
 
-@contextmanager
-def counting_rejections(tenant: Tenant | None, meter: Meter | None, later: Deferrer | None = None) -> Iterator[None]:
-    """A request refused by validation or by its budget still counts for its tenant (as rejected, never charged).
-    `later`: the count can follow the refusal (see `after_response`)."""
-    try:
-        yield
-    except (RequestInvalid, BudgetExceeded):
-        if tenant and meter:
-            (later or RunNow()).defer(TenantBilling.best_effort, lambda: meter.record_rejected(tenant))
-        raise
-
-
-def billing_for(
-    request: Txt2ImgRequest,
-    tenant: Tenant | None,
-    meter: Meter | None,
-    api_key_id: str | None,
-    usage: Usage | None = None,
-    hold: Hold | None = None,
-) -> tuple[float, Billing, str]:
-    """The request's estimated cost, how it is billed, and the cache/job namespace it belongs to. `usage`: the
-    tenant's figures this month, if read with its profile. `hold`: who holds its reservation, until when."""
-    estimate = price_table().estimate(request)
-    billing: Billing = (
-        TenantBilling(meter, tenant, estimate, request.batch_size, usage, hold) if tenant and meter else NoBilling()
-    )
-    return estimate, billing, namespace_of(tenant, api_key_id)
-
-
-def request_hold(request_id: str, deadline: float, settings: Settings) -> Hold:
-    """The reservation of a request is its own until Lambda has surely ended its invocation (the deadline is the
-    invocation's end less the margin kept for answering), plus a grace; then the sweeper may take it back."""
-    seconds_left = deadline - time.monotonic() + settings.deadline_margin_seconds
-    return Hold.for_request(request_id, seconds_left, settings.reservation_grace_seconds)
-
-
 def prefetch_cache_read(
     body: bytes | None,
     headers: Mapping[str, str],
@@ -141,7 +107,7 @@ def handle_txt2img(
     service: GenerationService,
     settings: Settings,
     tenant: Tenant | None = None,
-    meter: Meter | None = None,
+    meter: UsageLedger | None = None,
     context: LambdaContext | None = None,
     prefetched: Future[ImageResult | None] | None = None,
     usage: Usage | None = None,

@@ -9,16 +9,19 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy.adapters.aws_clients import sqs
-from segmind_proxy.adapters.dynamo_jobs import Job, JobStore
-from segmind_proxy.adapters.dynamo_tenants import Tenant
-from segmind_proxy.adapters.dynamo_usage import Hold, Meter
 from segmind_proxy.adapters.idempotency import idempotency_key, run_once
 from segmind_proxy.adapters.webhooks import HEADER as WEBHOOK_HEADER
 from segmind_proxy.adapters.webhooks import check_url
-from segmind_proxy.api.segmind_v1 import billing_for, counting_rejections, validate
+from segmind_proxy.api.segmind_v1 import validate
 from segmind_proxy.domain.cache_policy import CachePolicy
 from segmind_proxy.domain.errors import GatewayError, RequestInvalid
-from segmind_proxy.flows.generate import GenerationService, ImageResult
+from segmind_proxy.domain.images import ImageResult
+from segmind_proxy.domain.jobs import Job
+from segmind_proxy.domain.ports import JobStore, UsageLedger
+from segmind_proxy.domain.tenants import Tenant
+from segmind_proxy.domain.usage import Hold
+from segmind_proxy.flows.billing import billing_for, counting_rejections
+from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.flows.jobs import find, result_body, status_body, submit
 from segmind_proxy.settings import Settings
 
@@ -39,7 +42,7 @@ def handle_submit(
     jobs: JobStore | None,
     settings: Settings,
     tenant: Tenant | None = None,
-    meter: Meter | None = None,
+    meter: UsageLedger | None = None,
     context: LambdaContext | None = None,
     prefetched: Future[ImageResult | None] | None = None,
 ) -> dict[str, Any]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from segmind_proxy.adapters.dynamo_tenants import Tenant, TenantRegistry
-from segmind_proxy.adapters.s3_images import namespace_for
 from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.images import namespace_for
+from segmind_proxy.domain.ports import TenantDirectory
+from segmind_proxy.domain.tenants import Tenant
 
 
 class AccessRefused(GatewayError):
@@ -22,7 +23,7 @@ def namespace_of(tenant: Tenant | None, api_key_id: str | None) -> str:
     return tenant.tenant_id if tenant else namespace_for(api_key_id)
 
 
-def known_namespace(registry: TenantRegistry | None, api_key_id: str | None) -> str | None:
+def known_namespace(registry: TenantDirectory | None, api_key_id: str | None) -> str | None:
     """A caller's namespace when it is known without a round trip, before `authorize` decides (None: not yet)."""
     if not api_key_id:
         return None
@@ -31,7 +32,7 @@ def known_namespace(registry: TenantRegistry | None, api_key_id: str | None) -> 
     return registry.known_owner(api_key_id)
 
 
-def authorize(registry: TenantRegistry | None, api_key_id: str | None, origin: str | None) -> Tenant | None:
+def authorize(registry: TenantDirectory | None, api_key_id: str | None, origin: str | None) -> Tenant | None:
     """The calling tenant, or None where tenancy is off (no registry) or the route needs no key."""
     if registry is None or not api_key_id:
         return None
@@ -39,10 +40,10 @@ def authorize(registry: TenantRegistry | None, api_key_id: str | None, origin: s
 
 
 def authorize_reading(
-    registry: TenantRegistry | None, api_key_id: str | None, origin: str | None, sort_key: str
+    registry: TenantDirectory | None, api_key_id: str | None, origin: str | None, sort_key: str
 ) -> tuple[Tenant | None, dict[str, Any] | None]:
     """`authorize`, and the tenant's item `sort_key` read alongside its profile when that costs no round trip
-    (see `TenantRegistry.by_api_key_with`); the item is None when it was not read."""
+    (see `TenantDirectory.by_api_key_with`); the item is None when it was not read."""
     if registry is None or not api_key_id:
         return None, None
     tenant, item = registry.by_api_key_with(api_key_id, sort_key)

@@ -9,19 +9,17 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
-from segmind_proxy.adapters.after_response import Deferrer, RunNow
 from segmind_proxy.adapters.aws_clients import AwsErrors
-from segmind_proxy.adapters.dynamo_leases import LeaseStore
-from segmind_proxy.adapters.s3_images import ImageStore, StoredSet, recorded_count
-from segmind_proxy.adapters.segmind import SegmindClient
 from segmind_proxy.domain.cache_key import cache_key
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
 from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.images import ImageResult, StoredSet, recorded_count, stored_format
+from segmind_proxy.domain.ports import Deferrer, ImageStore, Leases, Upstream
 from segmind_proxy.domain.request import CATALOG, Txt2ImgRequest
+from segmind_proxy.flows.billing import Billing, NoBilling
+from segmind_proxy.flows.run_now import RunNow
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 
 WAIT_FIRST_POLL_SECONDS = 0.1
@@ -31,60 +29,12 @@ WAIT_MAX_POLL_SECONDS = 1.0
 _background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overlap")
 
 
-class Billing(Protocol):
-    """How a request is charged: nothing for hits, a reservation before the upstream call, settled or released,
-    and a settlement refunded if its images never reach the client."""
-
-    def on_hit(self, later: Deferrer | None = None, *, answer_shows_usage: bool = True) -> None: ...
-    def reserve(self) -> None: ...
-    def settle(self, images: int, reported_balance: float | None, later: Deferrer | None = None) -> None: ...
-    def release(self, failed: bool = True) -> None: ...
-    def refund(self) -> None: ...
-
-
-class NoBilling:
-    def on_hit(self, later: Deferrer | None = None, *, answer_shows_usage: bool = True) -> None:
-        pass
-
-    def reserve(self) -> None:
-        pass
-
-    def settle(self, images: int, reported_balance: float | None, later: Deferrer | None = None) -> None:
-        pass
-
-    def release(self, failed: bool = True) -> None:
-        pass
-
-    def refund(self) -> None:
-        pass
-
-
-@dataclass
-class ImageResult:
-    image_format: str
-    content_type: str
-    seed: int | None
-    cache: CacheStatus
-    count: int  # images delivered: Segmind may return fewer than asked
-    images: list[bytes] | None = None  # None for a hit answered by URL, read from storage never
-    stored: StoredSet | None = None  # where the images are in S3, if they are
-    coalesced: bool = False  # served from an identical request's generation
-    storing: StoredSet | None = None  # where they are being cached after the answer (`store_later`)
-    generated_by: str | None = None  # the owner (request or job) whose upstream call made them, kept in S3
-    asked: int = 1  # the request's batch_size: a batch keeps its batch shape however many images came
-
-    @property
-    def cached(self) -> bool:
-        """In the shared cache, or on their way there."""
-        return self.storing is not None or (self.stored is not None and self.stored.in_cache)
-
-
 class GenerationService:
     def __init__(
         self,
         store: ImageStore,
-        upstream: SegmindClient,
-        leases: LeaseStore | None = None,
+        upstream: Upstream,
+        leases: Leases | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -391,13 +341,6 @@ def _own_set(request: Txt2ImgRequest, namespace: str, owner: str, count: int | N
     """Where a resumable owner (a job) keeps images that do not go into the cache: found again by its name. Read
     back, its first object says how many there are (`count` when written)."""
     return StoredSet.transient(namespace, owner, count or request.batch_size, request.image_format)
-
-
-def stored_format(metadata: dict[str, str], fallback: str) -> str:
-    """The format a stored image's bytes are in, as recorded when it was written (sets written before formats were
-    recorded, and any unknown value, fall back to the format asked)."""
-    recorded = metadata.get("format", "")
-    return recorded if recorded in CATALOG.image_formats else fallback
 
 
 def _charged_as_generated(found: ImageResult, billing: Billing, *, looked_up: bool) -> ImageResult:

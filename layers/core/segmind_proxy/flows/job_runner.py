@@ -12,16 +12,16 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from segmind_proxy.adapters.after_response import Deferrer
-from segmind_proxy.adapters.dynamo_jobs import TERMINAL, Job, JobStore
-from segmind_proxy.adapters.dynamo_tenants import Tenant, TenantRegistry
-from segmind_proxy.adapters.dynamo_usage import Hold, Meter, Reservation, TenantBilling
 from segmind_proxy.adapters.webhooks import deliver
 from segmind_proxy.domain.cache_policy import CachePolicy
 from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.images import result_of, stored_set
+from segmind_proxy.domain.jobs import TERMINAL, Job
+from segmind_proxy.domain.ports import JobStore, TenantDirectory, UsageLedger
 from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.usage import Reservation
+from segmind_proxy.flows.billing import JobBilling, TenantBilling
 from segmind_proxy.flows.generate import GenerationService
-from segmind_proxy.flows.jobs import result_of, stored_set
 from segmind_proxy.observability import MetricUnit, logger, metrics
 from segmind_proxy.settings import WebhookTargets
 
@@ -38,37 +38,6 @@ class RetryLater(Exception):
         self.delay = delay
 
 
-class JobBilling(TenantBilling):
-    """TenantBilling whose reservation lives on the job record and is settled only once the job is COMPLETED."""
-
-    def __init__(self, meter: Meter, tenant: Tenant, job: Job, jobs: JobStore) -> None:
-        super().__init__(
-            meter, tenant, job.estimate, int(job.request.get("batch_size", 1)), hold=Hold.for_job(job.job_id)
-        )
-        self.jobs = jobs
-        self.job = job
-        self.reservation = Reservation(**job.reservation) if job.reservation else None
-        self.generated: tuple[int, float | None] | None = None
-
-    def reserve(self) -> None:
-        if self.reservation is None:  # released by an earlier attempt: hold the budget again
-            super().reserve()
-            if self.reservation is not None:
-                self.jobs.hold(self.job.job_id, vars(self.reservation))
-
-    def settle(self, images: int, reported_balance: float | None, later: Deferrer | None = None) -> None:
-        self.generated = (images, reported_balance)  # charged in finalize(), after the job is COMPLETED
-
-    def finalize(self) -> None:
-        if self.generated is not None:
-            super().settle(*self.generated)
-
-    def release(self, failed: bool = True) -> None:
-        if self.reservation is not None:
-            super().release(failed)
-            self.jobs.hold(self.job.job_id, None)
-
-
 def _resumable(request: Txt2ImgRequest, policy: CachePolicy, job_id: str) -> tuple[Txt2ImgRequest, CachePolicy]:
     """A random seed (-1) is drawn here, once per job, from its id: every attempt then asks Segmind for the same
     images and stores them under the same key, so a redelivery finds what a dead attempt made instead of paying
@@ -83,8 +52,8 @@ def _resumable(request: Txt2ImgRequest, policy: CachePolicy, job_id: str) -> tup
 class JobRunner:
     jobs: JobStore
     service: GenerationService
-    registry: TenantRegistry | None
-    meter: Meter | None
+    registry: TenantDirectory | None
+    meter: UsageLedger | None
     max_attempts: int
     url_ttl: int
     webhook_targets: WebhookTargets

@@ -9,33 +9,15 @@ from concurrent.futures import Future
 from typing import Any
 
 from segmind_proxy.adapters.aws_clients import AwsErrors
-from segmind_proxy.adapters.dynamo_jobs import Job, JobStatus, JobStore
-from segmind_proxy.adapters.dynamo_usage import TenantBilling
-from segmind_proxy.adapters.s3_images import StoredSet
 from segmind_proxy.domain.cache_policy import CachePolicy
 from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.images import ImageResult, result_of, stored_set
+from segmind_proxy.domain.jobs import Job, JobStatus
+from segmind_proxy.domain.ports import JobStore
 from segmind_proxy.domain.request import Txt2ImgRequest
-from segmind_proxy.flows.generate import Billing, GenerationService, ImageResult, NoBilling
+from segmind_proxy.flows.billing import Billing, NoBilling, TenantBilling
+from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.observability import MetricUnit, logger, metrics
-
-
-def result_of(result: ImageResult) -> dict[str, Any]:
-    """What a job keeps of its images: where they are, never the bytes."""
-    assert result.stored is not None
-    return {
-        "prefix": result.stored.prefix,
-        "count": result.stored.count,
-        "image_format": result.stored.image_format,  # the objects' extension, which finds them (`stored_set`)
-        "format": result.image_format,  # what their bytes are: Segmind may answer another format than asked
-        "content_type": result.content_type,
-        "seed": result.seed,
-        "cache": result.cache.value,
-        "asked": result.asked,
-    }
-
-
-def stored_set(result: dict[str, Any]) -> StoredSet:
-    return StoredSet(result["prefix"], int(result["count"]), result["image_format"])
 
 
 def urls(base_url: str, job_id: str) -> dict[str, str]:

@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from segmind_proxy.adapters.dynamo_jobs import TERMINAL, JobStatus, JobStore
-from segmind_proxy.adapters.dynamo_usage import JOB_HOLD_SECONDS, JOB_HOLDER_PREFIX, Meter, Reservation
+from segmind_proxy.domain.jobs import TERMINAL, JobStatus
+from segmind_proxy.domain.ports import JobStore, UsageLedger
+from segmind_proxy.domain.usage import JOB_HOLD_SECONDS, JOB_HOLDER_PREFIX, Reservation
 from segmind_proxy.observability import logger
 
 
@@ -29,7 +30,7 @@ class SweepReport:
 
 
 class ReservationSweeper:
-    def __init__(self, meter: Meter, jobs: JobStore | None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, meter: UsageLedger, jobs: JobStore | None, clock: Callable[[], float] = time.time) -> None:
         self.meter = meter
         self.jobs = jobs
         self._clock = clock

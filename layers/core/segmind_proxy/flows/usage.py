@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from segmind_proxy.adapters.dynamo_tenants import Tenant
-from segmind_proxy.adapters.dynamo_usage import Meter, current_month
 from segmind_proxy.api.schemas import UsageReport
+from segmind_proxy.domain.ports import UsageLedger
+from segmind_proxy.domain.tenants import Tenant
+from segmind_proxy.domain.usage import current_month
 
 
-def usage_report(meter: Meter, tenant: Tenant, month: str | None = None) -> UsageReport:
+def usage_report(meter: UsageLedger, tenant: Tenant, month: str | None = None) -> UsageReport:
     usage = meter.usage(tenant.tenant_id, month or current_month())
     budget: dict[str, Any] = {"credits": tenant.budget_credits, "images": tenant.budget_images}
     return UsageReport(

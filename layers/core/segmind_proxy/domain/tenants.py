@@ -1,0 +1,53 @@
+"""Tenants: who resells the gateway's images, on what plan and budgets, and from which origins."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
+
+
+class TenantStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class RegistryError(Exception):
+    """A registry operation that cannot be done as asked (unknown tenant, duplicate name, ...)."""
+
+
+class RegistryConflict(RegistryError):
+    """The profile changed since it was read (another operator, another machine): read it again and retry."""
+
+
+@dataclass
+class Tenant:
+    tenant_id: str
+    name: str
+    plan: str
+    api_key_id: str
+    status: TenantStatus = TenantStatus.ACTIVE
+    budget_credits: float | None = None  # per calendar month (UTC); None: no credit budget
+    budget_images: int | None = None  # per calendar month (UTC); None: no image budget
+    allowed_origins: list[str] = field(default_factory=list)  # empty: any origin (server-side key)
+    created_at: str = ""
+    webhook_secret: str = field(default_factory=lambda: new_webhook_secret())  # signs this tenant's job webhooks
+    version: int = 0  # of the stored profile; a write must name the version it read (optimistic locking)
+
+    @property
+    def active(self) -> bool:
+        return self.status is TenantStatus.ACTIVE
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        return not self.allowed_origins or (origin is not None and origin in self.allowed_origins)
+
+
+def new_webhook_secret() -> str:
+    return f"whsec_{secrets.token_hex(24)}"
+
+
+def new_tenant_id() -> str:
+    return f"t_{secrets.token_hex(6)}"

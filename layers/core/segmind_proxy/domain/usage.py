@@ -1,0 +1,130 @@
+"""A tenant's monthly usage and budget: figures, reservations and who holds them (see adapters/dynamo_usage.py for
+how they are kept atomically)."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.tenants import Tenant
+
+COUNTERS = (
+    "requests",
+    "cache_hits",
+    "images_generated",
+    "upstream_calls",
+    "failed_generations",
+    "rejected_requests",
+    "credits_spent",
+    "credits_committed",
+    "images_committed",
+)
+
+# No Lambda invocation outlives 15 minutes: a reservation whose holder gave no time of its own is surely abandoned then.
+MAX_INVOCATION_SECONDS = 900
+# A v2 job's reservation lives across SQS deliveries: the sweeper asks the job store about it this often.
+JOB_HOLD_SECONDS = 300
+JOB_HOLDER_PREFIX = "job-"
+
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"  # also the OpenAPI spec's
+_MONTH = re.compile(MONTH_PATTERN)
+
+
+def current_month(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y-%m")
+
+
+def is_month(value: str) -> bool:
+    """A ledger month as it is written: YYYY-MM."""
+    return bool(_MONTH.match(value))
+
+
+class BudgetExceeded(GatewayError):
+    def __init__(self, message: str) -> None:
+        super().__init__(402, message, kind="budget")
+
+
+def budget_refusal(tenant: Tenant, over: str, cost: float) -> BudgetExceeded:
+    budget = tenant.budget_credits if over == "credits" else tenant.budget_images
+    return BudgetExceeded(
+        f"Monthly budget of {budget} {over} for tenant '{tenant.name}' does not cover this request "
+        f"({cost} {over}); it renews on the 1st (UTC) or the operator can raise it"
+    )
+
+
+@dataclass
+class Usage:
+    tenant_id: str
+    month: str
+    requests: int = 0
+    cache_hits: int = 0
+    images_generated: int = 0
+    upstream_calls: int = 0
+    failed_generations: int = 0
+    rejected_requests: int = 0
+    credits_spent: float = 0.0
+    credits_committed: float = 0.0  # spent + reserved by requests in flight
+    images_committed: int = 0
+
+    @classmethod
+    def from_item(cls, tenant_id: str, month: str, item: dict[str, Any] | None) -> Usage:
+        item = item or {}
+        usage = cls(tenant_id, month)
+        for name in COUNTERS:
+            if name in item:
+                kind = type(getattr(usage, name))
+                setattr(usage, name, kind(item[name]))
+        return usage
+
+    def remaining(self, tenant: Tenant) -> dict[str, float | int | None]:
+        return {
+            "credits": None
+            if tenant.budget_credits is None
+            else round(max(0.0, tenant.budget_credits - self.credits_committed), 6),
+            "images": None if tenant.budget_images is None else max(0, tenant.budget_images - self.images_committed),
+        }
+
+    def settled(self, reservation: Reservation, credits: float, images: int) -> Usage:
+        """These figures once `Meter.settle` has replaced the reservation by its charge (as far as budgets go)."""
+        return replace(
+            self,
+            credits_committed=self.credits_committed + credits - reservation.credits,
+            images_committed=self.images_committed + images - reservation.images,
+        )
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Who holds a reservation, and until when (epoch seconds): past it, the holder is gone and the sweeper may take
+    the reservation back. A request holds it until its invocation's end plus a grace; a job, for JOB_HOLD_SECONDS
+    at a time, renewed while the job is queued or running."""
+
+    holder: str
+    until: int
+
+    @classmethod
+    def for_request(cls, holder: str, seconds_left: float, grace_seconds: float) -> Hold:
+        """`seconds_left`: until Lambda ends the invocation, its work after the answer included."""
+        return cls(holder, int(time.time() + seconds_left + grace_seconds) + 1)
+
+    @classmethod
+    def for_job(cls, job_id: str) -> Hold:
+        return cls(f"{JOB_HOLDER_PREFIX}{job_id}", int(time.time()) + JOB_HOLD_SECONDS)
+
+    @classmethod
+    def unnamed(cls) -> Hold:
+        return cls(uuid.uuid4().hex, int(time.time()) + MAX_INVOCATION_SECONDS)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    tenant_id: str
+    month: str
+    credits: float
+    images: int
+    holder: str = ""  # empty on reservations made before holders were recorded: resolved without an entry
