@@ -17,15 +17,16 @@ from segmind_proxy.api import docs as api_docs
 from segmind_proxy.api.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
 from segmind_proxy.api.segmind_v1 import handle_txt2img, prefetch_cache_read
 from segmind_proxy.api.segmind_v2 import handle_result, handle_status, handle_submit
-from segmind_proxy.composition import generation_service, job_store, meter, tenant_registry
+from segmind_proxy.api.services import Incoming
+from segmind_proxy.api.usage import handle_usage
+from segmind_proxy.composition import meter, services, tenant_registry
 from segmind_proxy.domain.cache_policy import NOT_CACHED
 from segmind_proxy.domain.catalog import sd35_turbo
 from segmind_proxy.domain.errors import GatewayError
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.tenants import Tenant
-from segmind_proxy.domain.usage import Usage, current_month, is_month
+from segmind_proxy.domain.usage import Caller, Usage, current_month
 from segmind_proxy.flows.access import AccessRefused, authorize, authorize_reading, known_namespace, namespace_of
-from segmind_proxy.flows.usage import usage_report
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 from segmind_proxy.settings import get_settings
 
@@ -66,6 +67,27 @@ def _request_id() -> str:
 
 def _tenant() -> Tenant | None:
     return app.context.get("tenant")
+
+
+def _caller() -> Caller:
+    usage = app.context.get("usage")
+    return Caller(_tenant(), _namespace(), usage)
+
+
+def _incoming() -> Incoming:
+    """The request as the routes read it: the deadline is the invocation's end less the margin kept for answering."""
+    remaining_s = app.lambda_context.get_remaining_time_in_millis() / 1000
+    prefetched = app.context.get("prefetched") or (None, None)
+    return Incoming(
+        body=_body(),
+        headers=_headers(),
+        request_id=_request_id(),
+        deadline=time.monotonic() + remaining_s - get_settings().deadline_margin_seconds,
+        context=app.lambda_context,
+        prefetched=prefetched[1],
+        base_url=_base_url(),
+        parsed=prefetched[0],
+    )
 
 
 def _namespace() -> str:
@@ -116,22 +138,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 )
 @tracer.capture_method(capture_response=False)
 def txt2img() -> Any:  # the raw body is parsed by `handle_txt2img`, so errors keep Segmind's shape
-    settings = get_settings()
-    remaining_s = app.lambda_context.get_remaining_time_in_millis() / 1000
-    reply = handle_txt2img(
-        body=_body(),
-        headers=_headers(),
-        api_key_id=app.current_event.request_context.identity.api_key_id,
-        request_id=_request_id(),
-        deadline=time.monotonic() + remaining_s - settings.deadline_margin_seconds,
-        service=generation_service(),
-        settings=settings,
-        tenant=_tenant(),
-        meter=meter(),
-        context=app.lambda_context,
-        prefetched=app.context.get("prefetched"),
-        usage=app.context.get("usage"),
-    )
+    reply = handle_txt2img(_incoming(), _caller(), services())
     return Response(
         status_code=reply.status,
         content_type=reply.content_type,
@@ -159,21 +166,7 @@ def txt2img() -> Any:  # the raw body is parsed by `handle_txt2img`, so errors k
     tags=["Generation"],
 )
 def submit_v2() -> JobSubmitted:
-    return JobSubmitted.model_validate(
-        handle_submit(
-            body=_body(),
-            headers=_headers(),
-            api_key_id=app.current_event.request_context.identity.api_key_id,
-            base_url=_base_url(),
-            service=generation_service(),
-            jobs=job_store(),
-            settings=get_settings(),
-            tenant=_tenant(),
-            meter=meter(),
-            context=app.lambda_context,
-            prefetched=app.context.get("prefetched"),
-        )
-    )
+    return JobSubmitted.model_validate(handle_submit(_incoming(), _caller(), services()))
 
 
 @app.get(
@@ -192,7 +185,7 @@ def submit_v2() -> JobSubmitted:
     tags=["Generation"],
 )
 def job_status(request_id: str) -> Response[JobStatusBody]:
-    status, body = handle_status(request_id, _namespace(), job_store())
+    status, body = handle_status(request_id, _namespace(), services())
     return _json(status, body)
 
 
@@ -213,7 +206,7 @@ def job_status(request_id: str) -> Response[JobStatusBody]:
     tags=["Generation"],
 )
 def job_result(request_id: str) -> Response[JobResultBody]:
-    status, body = handle_result(request_id, _namespace(), job_store(), generation_service(), get_settings())
+    status, body = handle_result(request_id, _namespace(), services())
     return _json(status, body)
 
 
@@ -231,18 +224,7 @@ def job_result(request_id: str) -> Response[JobResultBody]:
     tags=["Usage"],
 )
 def usage() -> UsageReport:
-    tenant, ledger = _tenant(), meter()
-    if tenant is None or ledger is None:
-        raise GatewayError(404, "Usage metering is not enabled on this gateway", kind="not_found")
-    # A misspelt parameter (?mnth=) would otherwise silently report this month.
-    unknown = sorted(set(app.current_event.query_string_parameters or {}) - {"month"})
-    if unknown:
-        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
-        raise GatewayError(400, f"Unknown query parameter {shown}: only 'month' is read", kind="invalid_request")
-    month = app.current_event.get_query_string_value("month")
-    if month is not None and not is_month(month):
-        raise GatewayError(400, "'month' must be YYYY-MM", kind="invalid_request")
-    return usage_report(ledger, tenant, month)
+    return handle_usage(_tenant(), app.current_event.query_string_parameters, services().ledger)
 
 
 @app.get("/v1/health", summary="Liveness (no key needed)", tags=["Operations"])
@@ -326,7 +308,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     origin = headers.get("origin")
     prefetched = _prefetch(event, headers, identity.get("apiKeyId"))
     try:
-        tenant, usage = _caller(event, identity.get("apiKeyId"), origin, reads_cache=prefetched is not None)
+        tenant, usage = _authorized(event, identity.get("apiKeyId"), origin, reads_cache=prefetched[1] is not None)
     except AccessRefused as refused:
         return _refusal(event, refused, origin)
     except AwsErrors:
@@ -342,30 +324,26 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return response
 
 
-def _caller(
+def _authorized(
     event: dict[str, Any], api_key_id: str | None, origin: str | None, *, reads_cache: bool
 ) -> tuple[Tenant | None, Usage | None]:
     """The tenant; and for a v1 generation that reads the cache, its month's usage, read with its profile: a hit's
     answer then has its budget figures without waiting for the hit to be counted."""
-    ledger = meter()
-    if not reads_cache or ledger is None or event.get("resource") != TXT2IMG_PATH:
+    if not reads_cache or meter() is None or event.get("resource") != TXT2IMG_PATH:
         return authorize(tenant_registry(), api_key_id, origin), None
-    month = current_month()
-    tenant, item = authorize_reading(tenant_registry(), api_key_id, origin, ledger.sort_key(month))
-    return tenant, Usage.from_item(tenant.tenant_id, month, item) if tenant and item is not None else None
+    return authorize_reading(tenant_registry(), api_key_id, origin, current_month())
 
 
-def _prefetch(event: dict[str, Any], headers: dict[str, str], api_key_id: str | None) -> Future | None:
-    """A generation's cache read starts now, alongside the tenant check: one round trip in the time of two."""
+def _prefetch(event: dict[str, Any], headers: dict[str, str], api_key_id: str | None) -> tuple[Any, Future | None]:
+    """A generation's body is parsed once, here, and its cache read starts now, alongside the tenant check: one
+    round trip in the time of two."""
     resource = event.get("resource")
     if event.get("httpMethod") != "POST" or resource not in (TXT2IMG_PATH, V2_PATH):
-        return None
+        return None, None
     namespace = known_namespace(tenant_registry(), api_key_id)
     if namespace is None:
-        return None
-    return prefetch_cache_read(
-        _body(event), headers, namespace, generation_service(), get_settings(), v2=resource == V2_PATH
-    )
+        return None, None
+    return prefetch_cache_read(_body(event), headers, namespace, services(), v2=resource == V2_PATH)
 
 
 def _reflect_origin(response: dict[str, Any], origin: str) -> None:

@@ -6,8 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segmind_proxy.composition import job_store, meter
-from segmind_proxy.flows.sweeper import ReservationSweeper
+from segmind_proxy.composition import reservation_sweeper
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 
 
@@ -15,10 +14,10 @@ from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    ledger = meter()
-    if ledger is None:  # metering off: no reservations exist
+    sweeper = reservation_sweeper()
+    if sweeper is None:  # metering off: no reservations exist
         return {"items": 0}
-    report = ReservationSweeper(ledger, job_store()).sweep()
+    report = sweeper.sweep()
     metrics.add_metric(name="ReservationsTakenBack", unit=MetricUnit.Count, value=report.released + report.settled)
     if report.items:
         logger.info("Reservations swept", extra=asdict(report))

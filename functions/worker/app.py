@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy.adapters.aws_clients import sqs
-from segmind_proxy.composition import generation_service, job_store, meter, tenant_registry
+from segmind_proxy.composition import job_runner
 from segmind_proxy.flows.job_runner import JobRunner, RetryLater
 from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.settings import get_settings
@@ -20,18 +20,7 @@ _context: dict[str, Any] = {}
 
 
 def runner() -> JobRunner:
-    settings = get_settings()
-    jobs = job_store()
-    assert jobs is not None, "JOBS_TABLE must be set for the worker"
-    return JobRunner(
-        jobs=jobs,
-        service=generation_service(),
-        registry=tenant_registry(),
-        meter=meter(),
-        max_attempts=settings.max_job_attempts,
-        url_ttl=settings.presigned_url_ttl_seconds,
-        webhook_targets=settings.webhook_targets,
-    )
+    return job_runner()
 
 
 @tracer.capture_method(capture_response=False)

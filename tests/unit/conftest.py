@@ -37,13 +37,14 @@ def aws_unreachable(*args: Any, **kwargs: Any) -> Any:
 def _clear_caches() -> None:
     from segmind_proxy.adapters import idempotency, upstream_key
     from segmind_proxy.adapters.aws_clients import dynamodb, dynamodb_client, s3, secrets_manager, session, sqs
-    from segmind_proxy.composition import generation_service, job_store, meter, tenant_registry
+    from segmind_proxy.composition import generation_service, job_store, meter, services, tenant_registry
     from segmind_proxy.domain.pricing import price_table
     from segmind_proxy.settings import get_settings
 
     for cached in (
         get_settings,
         generation_service,
+        services,
         session,
         s3,
         dynamodb,

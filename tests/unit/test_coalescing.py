@@ -18,10 +18,23 @@ from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
 from segmind_proxy.domain.errors import GatewayError
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.upstream import Generation
+from segmind_proxy.domain.usage import Caller
+from segmind_proxy.flows.billing import NoBilling
 from segmind_proxy.flows.generate import GenerationService
+from segmind_proxy.flows.scope import InlineAnswer, Plan, RequestScope
 from tests.unit.conftest import Later, create_table
 
 REQUEST = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128})
+
+
+def generate(service, request, *, namespace, policy, by_url, deadline, owner="", billing=None, must_store=False, **kw):
+    """The flow called as a front door calls it: the request's scope and plan. `store_later(result)`: whether the
+    answer would carry the images whole (they fit inline, or not)."""
+    store_later = kw.pop("store_later", None)
+    if store_later is not None:
+        kw["inline"] = InlineAnswer(True, 10**12 if store_later(None) else 0)
+    scope = RequestScope(Caller(None, namespace), owner or uuid.uuid4().hex, deadline, billing or NoBilling())
+    return service.generate(request, scope, Plan(policy, by_url=by_url, must_store=must_store, **kw))
 
 
 class SlowUpstream:
@@ -74,7 +87,8 @@ def test_twenty_identical_concurrent_requests_make_one_upstream_call(service_fac
     service = service_factory(upstream)
 
     def one(i):
-        return service.generate(
+        return generate(
+            service,
             REQUEST,
             namespace="tenant-a",
             policy=CachePolicy(),
@@ -99,7 +113,8 @@ def test_other_tenants_and_other_requests_do_not_coalesce(service_factory):
     with ThreadPoolExecutor(max_workers=3) as pool:
         list(
             pool.map(
-                lambda job: service.generate(
+                lambda job: generate(
+                    service,
                     job[1],
                     namespace=job[0],
                     policy=CachePolicy(),
@@ -120,8 +135,14 @@ def test_a_crashed_owners_lease_expires_and_the_request_takes_over(service_facto
     service = service_factory(upstream)
     assert service_factory.leases.acquire(f"tenant-a#{cache_key(REQUEST)}", "dead-owner", 1.5)  # never released
     started = time.monotonic()
-    result = service.generate(
-        REQUEST, namespace="tenant-a", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20, owner="me"
+    result = generate(
+        service,
+        REQUEST,
+        namespace="tenant-a",
+        policy=CachePolicy(),
+        by_url=False,
+        deadline=time.monotonic() + 20,
+        owner="me",
     )
     assert result.cache is CacheStatus.MISS and upstream.calls == 1
     assert 1.0 <= time.monotonic() - started < 15  # waited for the expiry, then took over
@@ -137,8 +158,14 @@ def test_a_redelivered_job_takes_its_dead_attempts_lease_at_once(service_factory
     key = f"tenant-a#{cache_key(REQUEST)}"
     assert service_factory.leases.acquire(key, "job-42", 30)  # the killed attempt's, never released
     assert not service_factory.leases.acquire(key, "job-7", 30)  # still held against anyone else
-    result = service.generate(
-        REQUEST, namespace="tenant-a", policy=CachePolicy(), by_url=True, deadline=time.monotonic() + 20, owner="job-42"
+    result = generate(
+        service,
+        REQUEST,
+        namespace="tenant-a",
+        policy=CachePolicy(),
+        by_url=True,
+        deadline=time.monotonic() + 20,
+        owner="job-42",
     )
     assert result.cache is CacheStatus.MISS and upstream.calls == 1
     assert waits == []  # it did not wait for the old lease to lapse
@@ -151,7 +178,8 @@ def test_uncached_url_answers_without_an_upstream_request_id_never_share_objects
 
     service = service_factory(NoRequestId(0.0))
     first, second = (
-        service.generate(
+        generate(
+            service,
             REQUEST.model_copy(update={"prompt": prompt}),
             namespace="tenant-a",
             policy=CachePolicy(write=False),
@@ -173,11 +201,11 @@ def test_random_seeds_and_no_store_never_wait(service_factory):
 
     service_factory.leases.acquire(f"tenant-a#{cache_key(REQUEST)}", "someone", 30)
     started = time.monotonic()
-    service.generate(
-        REQUEST, namespace="tenant-a", policy=CachePolicy(write=False), by_url=False, deadline=started + 20
+    generate(
+        service, REQUEST, namespace="tenant-a", policy=CachePolicy(write=False), by_url=False, deadline=started + 20
     )
     random = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128, "seed": -1})
-    service.generate(random, namespace="tenant-a", policy=CachePolicy(), by_url=False, deadline=started + 20)
+    generate(service, random, namespace="tenant-a", policy=CachePolicy(), by_url=False, deadline=started + 20)
     assert upstream.calls == 2 and time.monotonic() - started < 2
 
 
@@ -209,7 +237,7 @@ def test_a_waiter_refused_by_its_budget_still_shares_the_images_for_free(service
     owner, waiter = Ledger(), Ledger(refuse=True)
 
     def run(billing, name):
-        return service.generate(
+        return generate(service, 
             REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
             billing=billing, owner=name,
         )  # fmt: skip
@@ -231,7 +259,7 @@ def test_refused_with_nobody_generating_is_refused_and_frees_the_lease(service_f
     upstream = SlowUpstream(0.0)
     service = service_factory(upstream)
     with pytest.raises(GatewayError) as refused:
-        service.generate(
+        generate(service, 
             REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
             billing=Ledger(refuse=True),
         )  # fmt: skip
@@ -247,7 +275,8 @@ def test_a_request_that_times_out_waiting_for_an_identical_one_gives_its_reserva
     assert service_factory.leases.acquire(f"tenant-a#{cache_key(REQUEST)}", "slow-owner", 30)
     ledger = Ledger()
     with pytest.raises(GatewayError) as caught:
-        service.generate(
+        generate(
+            service,
             REQUEST,
             namespace="tenant-a",
             policy=CachePolicy(),
@@ -268,8 +297,8 @@ def test_a_stored_generation_lets_its_lease_lapse_and_a_failed_one_frees_it_at_o
             raise GatewayError(502, "upstream down", kind="server_error")
 
     def run(service, request):
-        return service.generate(
-            request, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20
+        return generate(
+            service, request, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20
         )
 
     stored = service_factory(SlowUpstream(0.0))
@@ -291,7 +320,7 @@ def test_an_inline_answer_goes_before_its_images_are_cached_and_identical_reques
     service = service_factory(upstream, later)
 
     def run(owner, store_later=None):
-        return service.generate(
+        return generate(service, 
             REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
             owner=owner, store_later=store_later,
         )  # fmt: skip
@@ -314,7 +343,7 @@ def test_a_failed_write_after_the_answer_frees_the_lease_at_once(service_factory
 
     later = Later()
     service = service_factory(SlowUpstream(0.0), later, bucket="no-such-bucket")
-    result = service.generate(
+    result = generate(service, 
         REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
         store_later=lambda result: True,
     )  # fmt: skip
@@ -328,7 +357,7 @@ def test_stored_before_answering(service_factory, must_store, fits):
     """Images a replay needs, or that the answer cannot carry (URLs instead), are stored before answering."""
     later = Later()
     service = service_factory(SlowUpstream(0.0), later)
-    result = service.generate(
+    result = generate(service, 
         REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
         must_store=must_store, store_later=lambda result: fits,
     )  # fmt: skip

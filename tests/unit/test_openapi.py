@@ -4,7 +4,7 @@ import re
 import pytest
 
 from local.openapi_export import SPEC_PATH, generate
-from segmind_proxy.adapters.idempotency import idempotency_key
+from segmind_proxy.api.headers import idempotency_key
 from segmind_proxy.api.segmind_v1 import response_mode
 from segmind_proxy.domain.errors import RequestInvalid
 from segmind_proxy.domain.usage import is_month

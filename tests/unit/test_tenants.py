@@ -127,8 +127,8 @@ def test_a_known_keys_tenant_is_read_with_another_of_its_items_in_one_round_trip
     tenant.status = TenantStatus.SUSPENDED
     registry.update(tenant)
     with pytest.raises(AccessRefused, match="suspended"):
-        authorize_reading(registry, "key-new", None, "USAGE#2026-11")
-    assert authorize_reading(None, "key-new", None, "USAGE#2026-11") == (None, None)
+        authorize_reading(registry, "key-new", None, "2026-11")
+    assert authorize_reading(None, "key-new", None, "2026-11") == (None, None)
 
 
 def test_a_profile_left_unread_by_a_throttled_batch_is_read_alone(registry, monkeypatch):

@@ -1,4 +1,5 @@
-"""The container's long-lived objects, built on first use and reused across invocations."""
+"""The composition root: the container's adapters, built on first use and reused across invocations, handed to
+the flows and the front doors. The only module that knows both the adapters and the flows."""
 
 from __future__ import annotations
 
@@ -9,10 +10,18 @@ from segmind_proxy.adapters.dynamo_jobs import JobStore
 from segmind_proxy.adapters.dynamo_leases import LeaseStore
 from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 from segmind_proxy.adapters.dynamo_usage import Meter
+from segmind_proxy.adapters.idempotency import PowertoolsIdempotency
 from segmind_proxy.adapters.s3_images import ImageStore, renewal_age
 from segmind_proxy.adapters.segmind import SegmindClient
+from segmind_proxy.adapters.sqs_queue import SqsJobQueue
 from segmind_proxy.adapters.upstream_key import get_segmind_key
+from segmind_proxy.adapters.webhooks import WebhookSender
+from segmind_proxy.api.services import Services
 from segmind_proxy.flows.generate import GenerationService
+from segmind_proxy.flows.idempotent import OnceOnly
+from segmind_proxy.flows.job_runner import JobRunner
+from segmind_proxy.flows.jobs import AsyncJobs
+from segmind_proxy.flows.sweeper import ReservationSweeper
 from segmind_proxy.observability import record_upstream_error
 from segmind_proxy.settings import get_settings
 
@@ -51,3 +60,53 @@ def meter() -> Meter | None:
 def job_store() -> JobStore | None:
     table = get_settings().jobs_table
     return JobStore(table) if table else None
+
+
+@cache
+def services() -> Services:
+    """What the API function's front doors use."""
+    settings = get_settings()
+    generation = generation_service()
+    once = None
+    jobs = None
+    if settings.jobs_table:
+        once = OnceOnly(generation, PowertoolsIdempotency(), settings.inline_response_max_bytes)
+        jobs = AsyncJobs(
+            generation,
+            job_store(),
+            SqsJobQueue(settings.jobs_queue_url),
+            PowertoolsIdempotency(),
+            settings.job_retention_hours,
+            settings.presigned_url_ttl_seconds,
+        )
+    return Services(
+        generation,
+        settings,
+        tenants=tenant_registry(),
+        ledger=meter(),
+        once=once,
+        jobs=jobs,
+        webhooks=WebhookSender(settings.webhook_targets),
+    )
+
+
+def job_runner() -> JobRunner:
+    """What the worker function runs each job with."""
+    settings = get_settings()
+    jobs = job_store()
+    assert jobs is not None, "JOBS_TABLE must be set for the worker"
+    return JobRunner(
+        jobs=jobs,
+        service=generation_service(),
+        registry=tenant_registry(),
+        meter=meter(),
+        max_attempts=settings.max_job_attempts,
+        url_ttl=settings.presigned_url_ttl_seconds,
+        webhooks=WebhookSender(settings.webhook_targets),
+    )
+
+
+def reservation_sweeper() -> ReservationSweeper | None:
+    """None where metering is off: no reservations exist."""
+    ledger = meter()
+    return ReservationSweeper(ledger, job_store()) if ledger is not None else None

@@ -18,7 +18,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from segmind_proxy.adapters.aws_clients import DynamoTable
+from segmind_proxy.adapters.dynamo_usage import Meter
 from segmind_proxy.domain.tenants import NAME_PATTERN, RegistryConflict, RegistryError, Tenant, TenantStatus
+from segmind_proxy.domain.usage import Usage
 
 
 def tenant_item(tenant: Tenant) -> dict[str, Any]:
@@ -98,6 +100,12 @@ class TenantRegistry(DynamoTable):
         profile = items.get("PROFILE")
         tenant = self._keyed_by(tenant_from_item(profile) if profile else None, api_key_id)
         return tenant, None if sort_key in unread else items.get(sort_key, {})
+
+    def by_api_key_with_usage(self, api_key_id: str, month: str) -> tuple[Tenant | None, Usage | None]:
+        """`by_api_key_with` the month's usage: None when it was not read (the tenant's key is new to this
+        container, or the read was throttled in part)."""
+        tenant, item = self.by_api_key_with(api_key_id, Meter.sort_key(month))
+        return tenant, Usage.from_item(tenant.tenant_id, month, item) if tenant and item is not None else None
 
     @staticmethod
     def _keyed_by(tenant: Tenant | None, api_key_id: str) -> Tenant | None:

@@ -6,8 +6,7 @@ never the images, and the body's SHA-256 so reusing a key with a different body 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -23,22 +22,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy.adapters.aws_clients import dynamodb_client
-from segmind_proxy.domain.errors import GatewayError, RequestInvalid
+from segmind_proxy.domain.errors import GatewayError
 from segmind_proxy.settings import get_settings
-
-HEADER = "idempotency-key"
-KEY_PATTERN = "^[!-~]{1,255}$"  # printable ASCII, no spaces; also the OpenAPI spec's
-_KEY = re.compile(KEY_PATTERN)
-
-
-def idempotency_key(headers: Mapping[str, str]) -> str | None:
-    """The client's key, if any: 1 to 255 printable ASCII characters."""
-    value = headers.get(HEADER)
-    if value is None:
-        return None
-    if not _KEY.match(value):
-        raise RequestInvalid("Header 'Idempotency-Key' must be 1 to 255 printable ASCII characters without spaces")
-    return value
 
 
 @cache
@@ -58,49 +43,52 @@ def _config() -> IdempotencyConfig:
     )
 
 
-def run_once(
-    *,
-    key: str,
-    namespace: str,
-    route: str,
-    body: bytes | None,
-    produce: Callable[[], dict[str, Any]],
-    context: LambdaContext | None,
-) -> tuple[dict[str, Any], bool]:
-    """`produce()`'s outcome, computed once per (tenant, route, key) for the retention period. Returns (outcome, replayed)."""
-    ran: list[bool] = []
+class PowertoolsIdempotency:
+    """The Idempotency port over Powertools Idempotency, its records in JobsTable."""
 
-    def once(identity: dict[str, Any]) -> dict[str, Any]:
-        ran.append(True)
-        return produce()
+    def run_once(
+        self,
+        key: str,
+        scope: tuple[str, str],
+        body: bytes | None,
+        produce: Callable[[], dict[str, Any]],
+        context: LambdaContext | None,
+    ) -> tuple[dict[str, Any], bool]:
+        """`produce()`'s outcome, computed once per (tenant, route, key) for the retention period.
+        `scope`: (namespace, route). Returns (outcome, replayed)."""
+        ran: list[bool] = []
 
-    config = _config()
-    if context is not None:
-        config.register_lambda_context(context)
-    guarded = idempotent_function(
-        once,
-        data_keyword_argument="identity",
-        persistence_store=_persistence(),
-        config=config,
-        key_prefix="IDEMPOTENCY",
-    )
-    identity = {
-        "namespace": namespace,
-        "route": route,
-        "key": key,
-        "body_sha256": hashlib.sha256(body or b"").hexdigest(),
-    }
-    try:
-        outcome = guarded(identity=identity)
-    except IdempotencyValidationError:
-        raise GatewayError(
-            422, "This Idempotency-Key was used with a different request body", kind="idempotency"
-        ) from None
-    except IdempotencyAlreadyInProgressError:
-        raise GatewayError(
-            409,
-            "A request with this Idempotency-Key is still in progress; retry shortly",
-            kind="idempotency",
-            headers={"Retry-After": "2"},
-        ) from None
-    return outcome, not ran
+        def once(identity: dict[str, Any]) -> dict[str, Any]:
+            ran.append(True)
+            return produce()
+
+        config = _config()
+        if context is not None:
+            config.register_lambda_context(context)
+        guarded = idempotent_function(
+            once,
+            data_keyword_argument="identity",
+            persistence_store=_persistence(),
+            config=config,
+            key_prefix="IDEMPOTENCY",
+        )
+        identity = {
+            "namespace": scope[0],
+            "route": scope[1],
+            "key": key,
+            "body_sha256": hashlib.sha256(body or b"").hexdigest(),
+        }
+        try:
+            outcome = guarded(identity=identity)
+        except IdempotencyValidationError:
+            raise GatewayError(
+                422, "This Idempotency-Key was used with a different request body", kind="idempotency"
+            ) from None
+        except IdempotencyAlreadyInProgressError:
+            raise GatewayError(
+                409,
+                "A request with this Idempotency-Key is still in progress; retry shortly",
+                kind="idempotency",
+                headers={"Retry-After": "2"},
+            ) from None
+        return outcome, not ran

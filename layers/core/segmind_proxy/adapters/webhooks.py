@@ -25,12 +25,12 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
 from segmind_proxy.domain.errors import RequestInvalid
+from segmind_proxy.domain.jobs import MAX_WEBHOOK_URL_LENGTH
 from segmind_proxy.observability import logger
 from segmind_proxy.settings import WebhookTargets
 
-HEADER = "x-webhook-url"
+HEADER = "x-webhook-url"  # named in refusals: the header the URL came in
 SIGNATURE_HEADER = "x-webhook-signature"
-MAX_URL_LENGTH = 2048  # also the OpenAPI spec's
 BACKOFF_SECONDS = (0, 2, 4, 8)  # four attempts
 
 
@@ -244,8 +244,8 @@ def check_url(url: str, *, targets: WebhookTargets) -> str:
         raise RequestInvalid(f"Header '{HEADER}' must be an {' or '.join(f'{s}://' for s in rule.schemes)} URL")
     if not parts.hostname:
         raise RequestInvalid(f"Header '{HEADER}' has no host")
-    if len(url) > MAX_URL_LENGTH:
-        raise RequestInvalid(f"Header '{HEADER}' is longer than {MAX_URL_LENGTH} characters")
+    if len(url) > MAX_WEBHOOK_URL_LENGTH:
+        raise RequestInvalid(f"Header '{HEADER}' is longer than {MAX_WEBHOOK_URL_LENGTH} characters")
     addresses = _addresses(parts.hostname)
     if not addresses:
         raise RequestInvalid(f"Header '{HEADER}': host '{parts.hostname}' does not resolve")
@@ -321,3 +321,16 @@ def deliver(
             last = f"HTTP {response.status_code}"
         logger.warning("Webhook attempt failed", extra={"attempt": attempt, "reason": last})
     return {"delivered": False, "attempts": len(BACKOFF_SECONDS), "error": last}
+
+
+class WebhookSender:
+    """The Webhooks port: the URL rule of `targets` at submit, and signed delivery with retries."""
+
+    def __init__(self, targets: WebhookTargets) -> None:
+        self.targets = targets
+
+    def check(self, url: str) -> str:
+        return check_url(url, targets=self.targets)
+
+    def deliver(self, url: str, payload: dict[str, Any], secret: str) -> dict[str, Any]:
+        return deliver(url, payload, secret, targets=self.targets)

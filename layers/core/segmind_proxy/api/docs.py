@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from segmind_proxy.adapters.idempotency import KEY_PATTERN
-from segmind_proxy.adapters.webhooks import MAX_URL_LENGTH
 from segmind_proxy.api.delivery import ResponseMode
+from segmind_proxy.api.headers import KEY_PATTERN
 from segmind_proxy.api.schemas import Base64Images, ErrorBody, ImageUrls
+from segmind_proxy.domain.jobs import MAX_WEBHOOK_URL_LENGTH
 from segmind_proxy.domain.usage import MONTH_PATTERN
 
 TITLE = "Segmind image gateway"
@@ -72,7 +72,7 @@ RESPONSE_MODE = _parameter(
 WEBHOOK_URL = _parameter(
     "x-webhook-url",
     "https URL called (signed, `x-webhook-signature`) when the job ends; never a private address",
-    {"type": "string", "format": "uri", "pattern": "^https://", "maxLength": MAX_URL_LENGTH},
+    {"type": "string", "format": "uri", "pattern": "^https://", "maxLength": MAX_WEBHOOK_URL_LENGTH},
 )
 
 

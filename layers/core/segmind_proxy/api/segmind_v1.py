@@ -5,33 +5,29 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from concurrent.futures import Future
-from functools import partial
-from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from segmind_proxy.adapters.idempotency import idempotency_key, run_once
-from segmind_proxy.api.delivery import Reply, ResponseMode, deliver, fits_inline, undeliverable
+from segmind_proxy.api.delivery import Answer, Reply, ResponseMode, deliver
+from segmind_proxy.api.headers import idempotency_key
+from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
-from segmind_proxy.domain.errors import GatewayError, RequestInvalid
-from segmind_proxy.domain.images import ImageResult, result_of, stored_set
-from segmind_proxy.domain.ports import UsageLedger
+from segmind_proxy.domain.errors import RequestInvalid
+from segmind_proxy.domain.images import ImageResult
+from segmind_proxy.domain.pricing import price_table
 from segmind_proxy.domain.request import Txt2ImgRequest, parse_request
 from segmind_proxy.domain.tenants import Tenant
-from segmind_proxy.domain.usage import Usage
+from segmind_proxy.domain.usage import Caller
 from segmind_proxy.flows.billing import (
     TenantBilling,
     billing_for,
     counting_rejections,
     request_hold,
 )
-from segmind_proxy.flows.generate import GenerationService
+from segmind_proxy.flows.idempotent import Keyed
+from segmind_proxy.flows.scope import InlineAnswer, Plan, RequestScope
 from segmind_proxy.observability import logger, metrics
 from segmind_proxy.settings import Settings
 
 RESPONSE_MODE_HEADER = "x-response-mode"
-# An idempotency outcome whose images were answered inline but not stored.
-NOT_KEPT = "not_kept"
 
 
 def response_mode(headers: Mapping[str, str]) -> ResponseMode:
@@ -76,140 +72,72 @@ def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings)
     return request, mode
 
 
+Parsed = tuple[Txt2ImgRequest, ResponseMode]
+
+
 def prefetch_cache_read(
-    body: bytes | None,
-    headers: Mapping[str, str],
-    namespace: str,
-    service: GenerationService,
-    settings: Settings,
-    *,
-    v2: bool = False,
-) -> Future[ImageResult | None] | None:
-    """Start the cache read of a request that will make one, so it overlaps the tenant check; None for a request
-    that would not read the cache (invalid, random seed, `no-cache`). Its answer is used only once authorized.
-    A v2 submit only ever checks that the images exist (its result is URLs)."""
+    body: bytes | None, headers: Mapping[str, str], namespace: str, services: Services, *, v2: bool = False
+) -> tuple[Parsed | None, Future[ImageResult | None] | None]:
+    """The body parsed once, at the edge, and the cache read of a request that will make one, started so that it
+    overlaps the tenant check; None for a request that would not read the cache (invalid, random seed,
+    `no-cache`). Its answer is used only once authorized. A v2 submit only ever checks that the images exist (its
+    result is URLs). An invalid body is parsed again by its route, which refuses it and counts the refusal."""
     try:
-        request, mode = validate(body, headers, settings)
+        parsed = validate(body, headers, services.settings)
     except RequestInvalid:
-        return None
+        return None, None
+    request, mode = parsed
     if not CachePolicy.from_header(headers.get("cache-control")).reads(request):
-        return None
-    return service.prefetch(request, namespace, by_url=v2 or mode is ResponseMode.URL)
+        return parsed, None
+    return parsed, services.generation.prefetch(request, namespace, by_url=v2 or mode is ResponseMode.URL)
 
 
-def handle_txt2img(
-    *,
-    body: bytes | None,
-    headers: Mapping[str, str],
-    api_key_id: str | None,
-    request_id: str,
-    deadline: float,
-    service: GenerationService,
-    settings: Settings,
-    tenant: Tenant | None = None,
-    meter: UsageLedger | None = None,
-    context: LambdaContext | None = None,
-    prefetched: Future[ImageResult | None] | None = None,
-    usage: Usage | None = None,
-) -> Reply:
-    """`headers` must be case-insensitive (lower-cased keys). With a tenant and a meter, the request is billed.
-    `prefetched`: this request's cache read, started by `prefetch_cache_read` in the same namespace.
-    `usage`: the tenant's figures this month, read with its profile (a hit can then be counted after the answer)."""
-    with counting_rejections(tenant, meter, service.later):
-        request, mode = validate(body, headers, settings)
-        key = idempotency_key(headers) if settings.jobs_table else None
-    estimate, billing, namespace = billing_for(
-        request, tenant, meter, api_key_id, usage, request_hold(request_id, deadline, settings)
+def handle_txt2img(incoming: Incoming, caller: Caller, services: Services) -> Reply:
+    """Validate, generate or serve (once per Idempotency-Key), and answer; a refusal is counted for the tenant."""
+    settings, service = services.settings, services.generation
+    with counting_rejections(caller.tenant, services.ledger, service.later):
+        request, mode = incoming.parsed or validate(incoming.body, incoming.headers, settings)
+        key = idempotency_key(incoming.headers) if services.once else None
+    scope = RequestScope(
+        caller,
+        incoming.request_id,
+        incoming.deadline,
+        billing_for(request, caller, services.ledger, request_hold(incoming.request_id, incoming.deadline, settings)),
+        incoming.prefetched,
     )
-    # An answer that carries the images whole need not wait for them to be cached (see `after_response`).
-    store_later = (
-        partial(fits_inline, as_base64=request.base64, limit=settings.inline_response_max_bytes)
-        if mode is ResponseMode.INLINE and key is None and settings.store_after_answer
-        else None
-    )
-
-    def generate() -> ImageResult:
-        return service.generate(
-            request,
-            namespace=namespace,
-            policy=CachePolicy.from_header(headers.get("cache-control")),
-            by_url=mode is ResponseMode.URL,
-            deadline=deadline,
-            billing=billing,
-            owner=request_id,
-            must_store=key is not None,  # a replay must find the images
-            prefetched=prefetched,
-            store_later=store_later,
-        )
-
-    def produce() -> dict[str, Any]:
-        first.append(generate())
-        if first[0].stored is not None:
-            return result_of(first[0])
-        if not fits_inline(first[0], request.base64, settings.inline_response_max_bytes):
-            raise undeliverable()  # not remembered: a retry with the key runs afresh
-        # Storage failed, but this answer carries the images; a replay can only be told they were not kept.
-        return {NOT_KEPT: True}
-
-    first: list[ImageResult] = []
-    replayed = False
+    plan = _plan(request, mode, incoming.headers, settings, idempotent=key is not None)
     try:
         # A 402 (over budget) is refused before any cost, as a 400 is.
-        with counting_rejections(tenant, meter, service.later):
-            if key is None:
-                result = generate()
+        with counting_rejections(caller.tenant, services.ledger, service.later):
+            if key is None or services.once is None:
+                result, replayed = service.generate(request, scope, plan), False
             else:
-                outcome, replayed = run_once(
-                    key=key, namespace=namespace, route="v1", body=body, produce=produce, context=context
-                )
-                result = first[0] if first else _replay(outcome, service, by_url=mode is ResponseMode.URL)
+                keyed = Keyed(key, "v1", incoming.body, incoming.context)
+                result, replayed = services.once.generate(request, scope, plan, keyed)
         if not replayed:
-            _report(request, result, tenant, estimate, settings)
-        reply = deliver(
-            result,
-            as_base64=request.base64,
-            mode=mode,
-            service=service,
-            namespace=namespace,
-            request_id=request_id,
-            url_ttl=settings.presigned_url_ttl_seconds,
-            inline_limit=settings.inline_response_max_bytes,
-        )
+            _report(request, result, caller.tenant, settings)
+        reply = deliver(result, Answer(request.base64, mode, incoming.request_id), scope.namespace, services)
     except BaseException:
-        billing.refund()  # paid images that reach the client neither now nor by a replay are not charged
+        scope.billing.refund()  # paid images that reach the client neither now nor by a replay are not charged
         raise
     if replayed:
         reply.headers["x-idempotent-replay"] = "true"
-    if isinstance(billing, TenantBilling):
-        reply.headers.update(budget_headers(billing.remaining()))
+    if isinstance(scope.billing, TenantBilling):
+        reply.headers.update(budget_headers(scope.billing.remaining()))
     return reply
 
 
-def _replay(outcome: dict[str, Any], service: GenerationService, *, by_url: bool) -> ImageResult:
-    """The first answer's images, from S3: no upstream call, no charge."""
-    if outcome.get(NOT_KEPT):
-        raise GatewayError(
-            410,
-            "The images of this Idempotency-Key were delivered but could not be kept for replays (storage was "
-            "unavailable); send a new key to generate again",
-            kind="expired",
-        )
-    stored = stored_set(outcome)
-    images = None
-    if not by_url:
-        read = service.store.read(stored)
-        if read is None:
-            raise GatewayError(410, "The images of this Idempotency-Key have expired from storage", kind="expired")
-        images = read[0]
-    return ImageResult(
-        image_format=outcome.get("format", outcome["image_format"]),
-        content_type=outcome["content_type"],
-        seed=outcome.get("seed"),
-        cache=CacheStatus(outcome.get("cache", "MISS")),
-        count=int(outcome["count"]),
-        images=images,
-        stored=stored,
-        asked=int(outcome.get("asked", outcome["count"])),
+def _plan(
+    request: Txt2ImgRequest, mode: ResponseMode, headers: Mapping[str, str], settings: Settings, *, idempotent: bool
+) -> Plan:
+    """An answer that carries the images whole need not wait for them to be cached (see `after_response`); a
+    replay must find them stored."""
+    inline = mode is ResponseMode.INLINE and not idempotent and settings.store_after_answer
+    return Plan(
+        CachePolicy.from_header(headers.get("cache-control")),
+        by_url=mode is ResponseMode.URL,
+        must_store=idempotent,
+        inline=InlineAnswer(request.base64, settings.inline_response_max_bytes) if inline else None,
     )
 
 
@@ -217,10 +145,9 @@ def budget_headers(remaining: Mapping[str, float | int | None]) -> dict[str, str
     return {f"x-budget-remaining-{unit}": str(value) for unit, value in remaining.items() if value is not None}
 
 
-def _report(
-    request: Txt2ImgRequest, result: ImageResult, tenant: Tenant | None, estimate: float, settings: Settings
-) -> None:
+def _report(request: Txt2ImgRequest, result: ImageResult, tenant: Tenant | None, settings: Settings) -> None:
     """Per-request figures as EMF metadata (searchable in Logs Insights, free of metric-dimension cost)."""
+    estimate = price_table().estimate(request)
     hit = result.cache is CacheStatus.HIT
     fields: dict[str, object] = {
         "cache": result.cache.value,

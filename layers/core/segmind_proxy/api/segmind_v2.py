@@ -2,96 +2,89 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from concurrent.futures import Future
 from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from segmind_proxy.adapters.aws_clients import sqs
-from segmind_proxy.adapters.idempotency import idempotency_key, run_once
-from segmind_proxy.adapters.webhooks import HEADER as WEBHOOK_HEADER
-from segmind_proxy.adapters.webhooks import check_url
+from segmind_proxy.api.headers import WEBHOOK_HEADER, idempotency_key
 from segmind_proxy.api.segmind_v1 import validate
+from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.domain.cache_policy import CachePolicy
 from segmind_proxy.domain.errors import GatewayError, RequestInvalid
-from segmind_proxy.domain.images import ImageResult
-from segmind_proxy.domain.jobs import Job
-from segmind_proxy.domain.ports import JobStore, UsageLedger
-from segmind_proxy.domain.tenants import Tenant
-from segmind_proxy.domain.usage import Hold
+from segmind_proxy.domain.jobs import Job, JobStatus
+from segmind_proxy.domain.usage import Caller, Hold
 from segmind_proxy.flows.billing import billing_for, counting_rejections
-from segmind_proxy.flows.generate import GenerationService
-from segmind_proxy.flows.jobs import find, result_body, status_body, submit
-from segmind_proxy.settings import Settings
+from segmind_proxy.flows.idempotent import Keyed
+from segmind_proxy.flows.jobs import AsyncJobs, Submission
+from segmind_proxy.flows.scope import RequestScope
 
 
-def _jobs(jobs: JobStore | None) -> JobStore:
-    if jobs is None:
+def _jobs(services: Services) -> AsyncJobs:
+    if services.jobs is None:
         raise GatewayError(404, "Async (v2) generation is not enabled on this gateway", kind="not_found")
-    return jobs
+    return services.jobs
 
 
-def handle_submit(
-    *,
-    body: bytes | None,
-    headers: Mapping[str, str],
-    api_key_id: str | None,
-    base_url: str,
-    service: GenerationService,
-    jobs: JobStore | None,
-    settings: Settings,
-    tenant: Tenant | None = None,
-    meter: UsageLedger | None = None,
-    context: LambdaContext | None = None,
-    prefetched: Future[ImageResult | None] | None = None,
-) -> dict[str, Any]:
-    """`prefetched`: this request's cache read (by URL), started by `prefetch_cache_read` in the same namespace."""
-    store = _jobs(jobs)
-    with counting_rejections(tenant, meter, service.later):
-        request, _ = validate(body, headers, settings)
+def urls(base_url: str, job_id: str) -> dict[str, str]:
+    return {
+        "poll_url": f"{base_url}/v2/requests/{job_id}/status",
+        "status_url": f"{base_url}/v2/requests/{job_id}/status",
+        "response_url": f"{base_url}/v2/requests/{job_id}",
+    }
+
+
+def handle_submit(incoming: Incoming, caller: Caller, services: Services) -> dict[str, Any]:
+    jobs, headers = _jobs(services), incoming.headers
+    with counting_rejections(caller.tenant, services.ledger, services.generation.later):
+        request, _ = incoming.parsed or validate(incoming.body, headers, services.settings)
         key = idempotency_key(headers)
         webhook = headers.get(WEBHOOK_HEADER)
-        if webhook is not None:
-            check_url(webhook, targets=settings.webhook_targets)
-            if tenant is None:
+        if webhook is not None and services.webhooks is not None:
+            services.webhooks.check(webhook)
+            if caller.tenant is None:
                 raise RequestInvalid("Webhooks need a tenant key (they are signed with the tenant's secret)")
     job_id = Job.new_id()
     # The job holds the reservation, across SQS deliveries: the sweeper asks the job store before taking it back.
-    estimate, billing, namespace = billing_for(request, tenant, meter, api_key_id, hold=Hold.for_job(job_id))
-
-    def produce() -> dict[str, Any]:
-        return submit(
-            request,
-            job_id=job_id,
-            namespace=namespace,
-            tenant_id=tenant.tenant_id if tenant else None,
-            policy=CachePolicy.from_header(headers.get("cache-control")),
-            billing=billing,
-            estimate=estimate,
-            service=service,
-            jobs=store,
-            queue=sqs(),
-            queue_url=settings.jobs_queue_url,
-            base_url=base_url,
-            webhook_url=webhook,
-            retention_hours=settings.job_retention_hours,
-            prefetched=prefetched,
-        )
-
+    billing = billing_for(request, caller, services.ledger, Hold.for_job(job_id))
+    scope = RequestScope(caller, job_id, incoming.deadline, billing, incoming.prefetched)
+    submission = Submission(
+        CachePolicy.from_header(headers.get("cache-control")),
+        webhook,
+        Keyed(key, "v2", incoming.body, incoming.context) if key is not None else None,
+    )
     # A 402 (over budget) is refused before any cost, as a 400 is.
-    with counting_rejections(tenant, meter, service.later):
-        if key is None:
-            return produce()
-        answer, _ = run_once(key=key, namespace=namespace, route="v2", body=body, produce=produce, context=context)
-    return answer
+    with counting_rejections(caller.tenant, services.ledger, services.generation.later):
+        job = jobs.submit(request, scope, submission)
+    return {"request_id": job.job_id, "status": job.status.value, **urls(incoming.base_url, job.job_id)}
 
 
-def handle_status(job_id: str, namespace: str, jobs: JobStore | None) -> tuple[int, dict[str, Any]]:
-    return status_body(find(_jobs(jobs), job_id, namespace))
+def handle_status(job_id: str, namespace: str, services: Services) -> tuple[int, dict[str, Any]]:
+    return status_body(_jobs(services).find(job_id, namespace))
 
 
-def handle_result(
-    job_id: str, namespace: str, jobs: JobStore | None, service: GenerationService, settings: Settings
-) -> tuple[int, dict[str, Any]]:
-    return result_body(find(_jobs(jobs), job_id, namespace), service, settings.presigned_url_ttl_seconds)
+def handle_result(job_id: str, namespace: str, services: Services) -> tuple[int, dict[str, Any]]:
+    jobs = _jobs(services)
+    job = jobs.find(job_id, namespace)
+    status, body = status_body(job)
+    if job.status is not JobStatus.COMPLETED or not job.result:
+        return status, body
+    links = jobs.image_links(job)
+    body |= {
+        "output": links[0] if len(links) == 1 else links,
+        "outputs": links,
+        "expires_in": jobs.url_ttl,
+        "metrics": {
+            "cache": job.result.get("cache"),
+            "seed": job.result.get("seed"),
+            "images": len(links),
+            "content_type": job.result.get("content_type"),
+            "queued_seconds": round(job.updated_at - job.created_at, 3),
+        },
+    }
+    return 200, body
+
+
+def status_body(job: Job) -> tuple[int, dict[str, Any]]:
+    body: dict[str, Any] = {"request_id": job.job_id, "status": job.status.value}
+    if job.status is JobStatus.FAILED:
+        body["error"] = job.error or "failed"
+        return 422, body
+    return 200, body

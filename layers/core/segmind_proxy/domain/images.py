@@ -61,6 +61,7 @@ class ImageResult:
     coalesced: bool = False  # served from an identical request's generation
     storing: StoredSet | None = None  # where they are being cached after the answer (`store_later`)
     generated_by: str | None = None  # the owner (request or job) whose upstream call made them, kept in S3
+    upstream_request_id: str | None = None  # Segmind's id of the call that made them, kept in S3
     asked: int = 1  # the request's batch_size: a batch keeps its batch shape however many images came
 
     @property

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+MAX_WEBHOOK_URL_LENGTH = 2048  # also the OpenAPI spec's
+
 
 class JobStatus(StrEnum):
     QUEUED = "QUEUED"

@@ -128,3 +128,12 @@ class Reservation:
     credits: float
     images: int
     holder: str = ""  # empty on reservations made before holders were recorded: resolved without an entry
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The tenant (None where tenancy is off) and the namespace its images and jobs live in."""
+
+    tenant: Tenant | None
+    namespace: str
+    usage: Usage | None = None  # this month's figures, when read with the tenant's profile

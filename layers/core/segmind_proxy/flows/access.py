@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from segmind_proxy.domain.errors import GatewayError
 from segmind_proxy.domain.images import namespace_for
 from segmind_proxy.domain.ports import TenantDirectory
 from segmind_proxy.domain.tenants import Tenant
+from segmind_proxy.domain.usage import Usage
 
 
 class AccessRefused(GatewayError):
@@ -40,14 +39,14 @@ def authorize(registry: TenantDirectory | None, api_key_id: str | None, origin: 
 
 
 def authorize_reading(
-    registry: TenantDirectory | None, api_key_id: str | None, origin: str | None, sort_key: str
-) -> tuple[Tenant | None, dict[str, Any] | None]:
-    """`authorize`, and the tenant's item `sort_key` read alongside its profile when that costs no round trip
-    (see `TenantDirectory.by_api_key_with`); the item is None when it was not read."""
+    registry: TenantDirectory | None, api_key_id: str | None, origin: str | None, month: str
+) -> tuple[Tenant | None, Usage | None]:
+    """`authorize`, and the tenant's usage of `month` read alongside its profile when that costs no round trip
+    (see `TenantDirectory.by_api_key_with_usage`); None when it was not read."""
     if registry is None or not api_key_id:
         return None, None
-    tenant, item = registry.by_api_key_with(api_key_id, sort_key)
-    return _admitted(tenant, origin), item
+    tenant, usage = registry.by_api_key_with_usage(api_key_id, month)
+    return _admitted(tenant, origin), usage
 
 
 def _admitted(tenant: Tenant | None, origin: str | None) -> Tenant:

@@ -16,8 +16,7 @@ from segmind_proxy.domain.ports import Deferrer, JobStore, UsageLedger
 from segmind_proxy.domain.pricing import price_table
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.tenants import Tenant
-from segmind_proxy.domain.usage import BudgetExceeded, Hold, Reservation, Usage
-from segmind_proxy.flows.access import namespace_of
+from segmind_proxy.domain.usage import BudgetExceeded, Caller, Hold, Reservation, Usage
 from segmind_proxy.flows.run_now import RunNow
 from segmind_proxy.observability import MetricUnit, logger, metrics
 from segmind_proxy.settings import Settings
@@ -211,21 +210,13 @@ def counting_rejections(
         raise
 
 
-def billing_for(
-    request: Txt2ImgRequest,
-    tenant: Tenant | None,
-    meter: UsageLedger | None,
-    api_key_id: str | None,
-    usage: Usage | None = None,
-    hold: Hold | None = None,
-) -> tuple[float, Billing, str]:
-    """The request's estimated cost, how it is billed, and the cache/job namespace it belongs to. `usage`: the
-    tenant's figures this month, if read with its profile. `hold`: who holds its reservation, until when."""
+def billing_for(request: Txt2ImgRequest, caller: Caller, ledger: UsageLedger | None, hold: Hold) -> Billing:
+    """How a request is billed: for its tenant, its estimated cost reserved under `hold` (who holds it, until when),
+    with the month's figures if they were read with the tenant's profile; not at all where metering is off."""
+    if caller.tenant is None or ledger is None:
+        return NoBilling()
     estimate = price_table().estimate(request)
-    billing: Billing = (
-        TenantBilling(meter, tenant, estimate, request.batch_size, usage, hold) if tenant and meter else NoBilling()
-    )
-    return estimate, billing, namespace_of(tenant, api_key_id)
+    return TenantBilling(ledger, caller.tenant, estimate, request.batch_size, caller.usage, hold)
 
 
 def request_hold(request_id: str, deadline: float, settings: Settings) -> Hold:

@@ -1,7 +1,8 @@
-"""Generate or fetch from cache: the domain flow of one txt2img request, independent of HTTP and of AWS.
+"""Generate or serve: the flow of one txt2img request (v1, a v2 submit's cache check, a v2 job), over the ports.
 
-On a miss, identical requests (same tenant namespace and cache key) coalesce across invocations: the one holding
-the lease calls the upstream and stores the images; the others wait for them in S3 and are served as hits."""
+Read `GenerationService.generate` top to bottom: the cache (or a job's own earlier images), then the lease and
+the budget reservation, the upstream call, the store, and the settlement. Identical requests coalesce on a miss
+(see `coalescing`); billing is `flows.billing`'s; the answer is shaped by the front door that asked."""
 
 from __future__ import annotations
 
@@ -13,17 +14,18 @@ from functools import partial
 
 from segmind_proxy.adapters.aws_clients import AwsErrors
 from segmind_proxy.domain.cache_key import cache_key
-from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.cache_policy import CacheStatus
+from segmind_proxy.domain.delivery import fits_inline
 from segmind_proxy.domain.images import ImageResult, StoredSet, recorded_count, stored_format
 from segmind_proxy.domain.ports import Deferrer, ImageStore, Leases, Upstream
 from segmind_proxy.domain.request import CATALOG, Txt2ImgRequest
-from segmind_proxy.flows.billing import Billing, NoBilling
+from segmind_proxy.domain.upstream import Generation
+from segmind_proxy.flows.billing import Billing
+from segmind_proxy.flows.coalescing import Coalescer
 from segmind_proxy.flows.run_now import RunNow
+from segmind_proxy.flows.scope import Plan, RequestScope
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 
-WAIT_FIRST_POLL_SECONDS = 0.1
-WAIT_MAX_POLL_SECONDS = 1.0
 # Round trips that overlap others (cache prefetch, budget reservation, ledger settlement); each request uses at most
 # two at once, and the pool is per container as Lambda runs one request at a time.
 _background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="overlap")
@@ -42,84 +44,60 @@ class GenerationService:
     ) -> None:
         self.store = store
         self.upstream = upstream
-        self.leases = leases
+        self.coalescer = Coalescer(leases, clock, sleep) if leases is not None else None
         self.later = later or RunNow()
-        self._clock = clock
-        self._sleep = sleep
 
     @tracer.capture_method(capture_response=False)
-    def generate(
-        self,
-        request: Txt2ImgRequest,
-        *,
-        namespace: str,
-        policy: CachePolicy,
-        by_url: bool,
-        deadline: float,
-        billing: Billing | None = None,
-        owner: str = "",
-        must_store: bool = False,
-        prefetched: Future[ImageResult | None] | None = None,
-        store_later: Callable[[ImageResult], bool] | None = None,
-        resumable: bool = False,
-    ) -> ImageResult:
-        """`deadline` is on the monotonic clock. `must_store`: the images must end up in S3 (URLs, idempotent replays).
-        `prefetched`: a cache read started earlier for this request and namespace (see `prefetch`).
-        `store_later`: true for a result that the answer carries whole, so caching it and settling its bill can
-        wait for `self.later`.
-        `resumable`: `owner` is the same on every attempt (a job), so images it generated earlier are its own."""
-        billing = billing or NoBilling()
-        owner = owner or unique_id()
-        look_up = policy.reads(request)
-        # A job redelivered after its worker died between storing the images and recording them looks for what
-        # its earlier attempt made, even under no-cache or no-store: regenerating would pay Segmind twice.
-        if resumable and not policy.write:
-            kept = self._read_set(_own_set(request, namespace, owner), request, by_url)  # named after the job
-            if kept is not None:
-                return _charged_as_generated(kept, billing, looked_up=look_up)
-        # Only a job that writes the cache can find its own images there (under no-store they are in its own set).
-        own_only = resumable and policy.write and not look_up and not request.random_seed
-        if look_up or own_only:
-            found = self._found(request, namespace, by_url, prefetched)
-            if found is not None and resumable and found.generated_by == owner:
-                return _charged_as_generated(found, billing, looked_up=look_up)
-            if look_up and found is not None:
+    def generate(self, request: Txt2ImgRequest, scope: RequestScope, plan: Plan) -> ImageResult:
+        billing, look_up = scope.billing, plan.policy.reads(request)
+        found, own = self._look(request, scope, plan)
+        if found is not None and own:
+            return _charged_as_generated(found, billing, looked_up=look_up)
+        if look_up:
+            if found is not None:
                 metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
                 billing.on_hit(later=self.later)  # counting a hit can follow the answer
                 return found
-            if look_up:
-                metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
-        policy.check_may_generate(request)
+            metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
+        plan.policy.check_may_generate(request)
         # Only requests that read and write the shared cache can share a generation.
-        lease_key = f"{namespace}#{cache_key(request)}" if look_up and policy.write and self.leases else None
-        generate_now = partial(
-            self._generate,
-            request,
-            namespace,
-            policy,
-            deadline,
-            billing,
-            must_store,
-            look_up,
-            store_later,
-            owner=owner,
-            resumable=resumable,
-        )
-        if lease_key is None:
+        if not (look_up and plan.policy.write and self.coalescer):
             billing.reserve()
-            return generate_now()
+            return self._generate(request, scope, plan)
+        return self._coalesced(request, scope, plan, f"{scope.namespace}#{cache_key(request)}")
+
+    def _look(self, request: Txt2ImgRequest, scope: RequestScope, plan: Plan) -> tuple[ImageResult | None, bool]:
+        """What may be served without generating, and whether it is the owner's own: a job redelivered after its
+        worker died between storing its images and recording them finds them (regenerating would pay twice)."""
+        look_up = plan.policy.reads(request)
+        if plan.resumable and not plan.policy.write:  # under no-store they are in its own set, named after the job
+            kept = self._read_set(_own_set(request, scope.namespace, scope.owner), request, plan.by_url)
+            if kept is not None:
+                return kept, True
+        # Only a job that writes the cache can find its own images there, even where it may not read it.
+        own_only = plan.resumable and plan.policy.write and not look_up and not request.random_seed
+        if not (look_up or own_only):
+            return None, False
+        found = self._found(request, scope, plan.by_url)
+        return found, found is not None and plan.resumable and found.generated_by == scope.owner
+
+    def _coalesced(self, request: Txt2ImgRequest, scope: RequestScope, plan: Plan, lease: str) -> ImageResult:
+        """Generate under the lease, or be served the lease holder's images."""
+        assert self.coalescer is not None
+        billing, owner, deadline = scope.billing, scope.owner, scope.deadline
         # The budget is reserved while the lease is taken: two round trips in the time of one.
         reserving = _background.submit(billing.reserve)
-        acquired = self._acquire(lease_key, owner, deadline)
+        acquired = self.coalescer.acquire(lease, owner, deadline)
         refused = reserving.exception()
         took_over = False
+        look = partial(self._read_cache, request, scope.namespace, plan.by_url)
         try:
             while not acquired:
-                shared = self._wait_for(request, namespace, by_url, lease_key, deadline)
+                shared = self.coalescer.wait_for(lease, deadline, look)
                 if shared is not None:
                     billing.on_hit()  # free: gives back the reservation, if any
                     return shared
-                acquired = took_over = self._acquire(lease_key, owner, deadline)
+                acquired = took_over = self.coalescer.acquire(lease, owner, deadline)
         except BaseException:
             billing.release(failed=False)  # timed out waiting: nothing was generated for this request
             raise
@@ -129,103 +107,37 @@ class GenerationService:
                 if not took_over:
                     raise refused
                 billing.reserve()  # the budget may have changed while we waited
-            result = generate_now(on_store_failure=lambda: self._release(lease_key, owner))
+            result = self._generate(request, scope, plan, lambda: self.coalescer.release(lease, owner))
             return result
         finally:
             # Once the images are in the cache every identical request finds them there, so the lease can simply
             # lapse (its TTL tidies it): one round trip fewer on a miss. Without them, others must take over now.
             # Images cached after the answer keep identical requests waiting for them until then.
             if result is None or not result.cached:
-                self._release(lease_key, owner)
-
-    def prefetch(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> Future[ImageResult | None]:
-        """Start the cache read now, to overlap it with another round trip (the tenant check); nothing is counted
-        until `generate` uses it, and an unused one costs one S3 read."""
-        return _background.submit(self._read_cache, request, namespace, by_url)
-
-    def lookup(
-        self,
-        request: Txt2ImgRequest,
-        namespace: str,
-        by_url: bool,
-        prefetched: Future[ImageResult | None] | None = None,
-    ) -> ImageResult | None:
-        """A cache hit, counted as one, or None."""
-        hit = self._found(request, namespace, by_url, prefetched)
-        if hit is not None:
-            metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
-        return hit
-
-    def _found(
-        self,
-        request: Txt2ImgRequest,
-        namespace: str,
-        by_url: bool,
-        prefetched: Future[ImageResult | None] | None,
-    ) -> ImageResult | None:
-        return prefetched.result() if prefetched is not None else self._read_cache(request, namespace, by_url)
+                self.coalescer.release(lease, owner)
 
     def _generate(
         self,
         request: Txt2ImgRequest,
-        namespace: str,
-        policy: CachePolicy,
-        deadline: float,
-        billing: Billing,
-        must_store: bool,
-        looked_up: bool,
-        store_later: Callable[[ImageResult], bool] | None = None,
-        owner: str | None = None,
+        scope: RequestScope,
+        plan: Plan,
         on_store_failure: Callable[[], None] | None = None,
-        resumable: bool = False,
     ) -> ImageResult:
-        try:
-            generation = self.upstream.txt2img(CATALOG.slug, request.upstream_payload(), deadline=deadline)
-        except BaseException:
-            billing.release()
-            raise
-        metrics.add_metric(name="ImagesGenerated", unit=MetricUnit.Count, value=len(generation.images))
-        metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
-        if generation.remaining_credits is not None:
-            metrics.add_metric(name="RemainingCredits", unit=MetricUnit.Count, value=generation.remaining_credits)
-
-        seed = generation.seed if request.random_seed else request.seed
-        result = ImageResult(
-            image_format=generation.image_format,
-            content_type=CATALOG.image_formats[generation.image_format],
-            seed=seed,
-            cache=CacheStatus.MISS if looked_up else CacheStatus.BYPASS,
-            count=len(generation.images),
-            images=generation.images,
-            generated_by=owner,
-            asked=request.batch_size,
-        )
+        """The upstream call, then the store and the settlement, which overlap."""
+        generation = self._call_upstream(request, scope)
+        result = _made(request, generation, scope.owner, looked_up=plan.policy.reads(request))
         # An answer that carries the images whole need not wait for their ledger record nor their cache copy.
-        answered_whole = not must_store and store_later is not None and store_later(result)
+        whole = plan.inline is not None and not plan.must_store
+        answered_whole = whole and fits_inline(result, plan.inline.as_base64, plan.inline.limit)
         settling: Future[None] | None = None
         if answered_whole:
-            billing.settle(result.count, generation.remaining_credits, later=self.later)
+            scope.billing.settle(result.count, generation.remaining_credits, later=self.later)
         else:  # the ledger settles while the images are stored: two round trips at once
-            settling = _background.submit(billing.settle, result.count, generation.remaining_credits)
-        if policy.write and seed is not None and len(generation.images) == request.batch_size:
-            stored = StoredSet.cached(
-                namespace, cache_key(request, seed=seed), request.batch_size, request.image_format
-            )
-            if answered_whole:
-                result.storing = stored
-                self.later.defer(self._cache_later, stored, result, generation.upstream_request_id, on_store_failure)
-            elif self.keep(stored, result, generation.upstream_request_id):
-                result.stored = stored
-        if must_store and result.stored is None:
-            transient = (
-                _own_set(request, namespace, owner, result.count)  # where a redelivered job looks (see `generate`)
-                if resumable and owner
-                else StoredSet.transient(
-                    namespace, generation.upstream_request_id or unique_id(), result.count, request.image_format
-                )
-            )
-            if self.keep(transient, result, generation.upstream_request_id):
-                result.stored = transient
+            settling = _background.submit(scope.billing.settle, result.count, generation.remaining_credits)
+        if plan.policy.write and result.seed is not None and result.count == request.batch_size:
+            self._cache(request, scope.namespace, result, answered_whole, on_store_failure)
+        if plan.must_store and result.stored is None:
+            self._keep_own(request, scope, plan, result)
         try:
             if settling is not None:
                 settling.result()
@@ -233,7 +145,67 @@ class GenerationService:
             logger.exception("Settling the ledger failed after generation")
         return result
 
-    def keep(self, stored: StoredSet, result: ImageResult, upstream_request_id: str | None = None) -> bool:
+    def _call_upstream(self, request: Txt2ImgRequest, scope: RequestScope) -> Generation:
+        try:
+            generation = self.upstream.txt2img(CATALOG.slug, request.upstream_payload(), deadline=scope.deadline)
+        except BaseException:
+            scope.billing.release()
+            raise
+        metrics.add_metric(name="ImagesGenerated", unit=MetricUnit.Count, value=len(generation.images))
+        metrics.add_metric(name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=generation.latency_ms)
+        if generation.remaining_credits is not None:
+            metrics.add_metric(name="RemainingCredits", unit=MetricUnit.Count, value=generation.remaining_credits)
+        return generation
+
+    def _cache(
+        self,
+        request: Txt2ImgRequest,
+        namespace: str,
+        result: ImageResult,
+        later: bool,
+        on_failure: Callable[[], None] | None,
+    ) -> None:
+        """Into the shared cache, keyed by the seed used; `later`: after the answer (the client has the images)."""
+        stored = StoredSet.cached(
+            namespace, cache_key(request, seed=result.seed), request.batch_size, request.image_format
+        )
+        if later:
+            result.storing = stored
+            self.later.defer(self._cache_later, stored, result, on_failure)
+        elif self.keep(stored, result):
+            result.stored = stored
+
+    def _keep_own(self, request: Txt2ImgRequest, scope: RequestScope, plan: Plan, result: ImageResult) -> None:
+        """Images that must be stored but are not cached: in a set of their own, where a redelivered job looks for
+        them (see `_look`), or a transient one behind presigned URLs."""
+        own = (
+            _own_set(request, scope.namespace, scope.owner, result.count)
+            if plan.resumable
+            else StoredSet.transient(
+                scope.namespace, result.upstream_request_id or unique_id(), result.count, request.image_format
+            )
+        )
+        if self.keep(own, result):
+            result.stored = own
+
+    def prefetch(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> Future[ImageResult | None]:
+        """Start the cache read now, to overlap it with another round trip (the tenant check); nothing is counted
+        until `generate` uses it, and an unused one costs one S3 read."""
+        return _background.submit(self._read_cache, request, namespace, by_url)
+
+    def lookup(self, request: Txt2ImgRequest, scope: RequestScope, by_url: bool) -> ImageResult | None:
+        """A cache hit, counted as one, or None."""
+        hit = self._found(request, scope, by_url)
+        if hit is not None:
+            metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
+        return hit
+
+    def _found(self, request: Txt2ImgRequest, scope: RequestScope, by_url: bool) -> ImageResult | None:
+        if scope.prefetched is not None:
+            return scope.prefetched.result()
+        return self._read_cache(request, scope.namespace, by_url)
+
+    def keep(self, stored: StoredSet, result: ImageResult) -> bool:
         """Write the images; a storage failure is logged and reported, never raised: the client still gets its image."""
         # Each object records the format its bytes are in (Segmind may answer another than asked) and how many
         # images its set holds (it may return fewer than asked): a hit or a replay reads both back.
@@ -242,8 +214,8 @@ class GenerationService:
             "format": result.image_format,
             "count": str(result.count),
         }
-        if upstream_request_id:
-            metadata["upstream-request-id"] = upstream_request_id
+        if result.upstream_request_id:
+            metadata["upstream-request-id"] = result.upstream_request_id
         if result.generated_by:
             metadata["generated-by"] = result.generated_by
         try:
@@ -254,15 +226,9 @@ class GenerationService:
             return False
         return True
 
-    def _cache_later(
-        self,
-        stored: StoredSet,
-        result: ImageResult,
-        upstream_request_id: str | None,
-        on_failure: Callable[[], None] | None,
-    ) -> None:
+    def _cache_later(self, stored: StoredSet, result: ImageResult, on_failure: Callable[[], None] | None) -> None:
         """The client has its images already; a failed write only means identical requests must generate anew."""
-        if not self.keep(stored, result, upstream_request_id) and on_failure is not None:
+        if not self.keep(stored, result) and on_failure is not None:
             on_failure()
 
     def _read_cache(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> ImageResult | None:
@@ -297,44 +263,20 @@ class GenerationService:
             asked=request.batch_size,
         )
 
-    # -- coalescing ------------------------------------------------------------
-    def _acquire(self, key: str, owner: str, deadline: float) -> bool:
-        """True: we generate. Lease trouble never blocks a request: it generates uncoalesced."""
-        assert self.leases is not None
-        try:
-            # The lease lasts as long as this invocation can: a crashed owner frees it by then.
-            return self.leases.acquire(key, owner, max(1.0, deadline - self._clock()) + 5)
-        except AwsErrors:
-            logger.warning("Lease unavailable; generating without coalescing", exc_info=True)
-            return True
 
-    def _release(self, key: str, owner: str) -> None:
-        assert self.leases is not None
-        try:
-            self.leases.release(key, owner)
-        except AwsErrors:
-            logger.warning("Could not release lease; it expires by itself", exc_info=True)
-
-    def _wait_for(
-        self, request: Txt2ImgRequest, namespace: str, by_url: bool, key: str, deadline: float
-    ) -> ImageResult | None:
-        """Wait for the lease holder's images. None: the holder is gone without them (take over)."""
-        assert self.leases is not None
-        pause = WAIT_FIRST_POLL_SECONDS
-        while self._clock() + pause < deadline:
-            self._sleep(pause)
-            pause = min(WAIT_MAX_POLL_SECONDS, pause * 1.5)
-            shared = self._read_cache(request, namespace, by_url)
-            if shared is not None:
-                metrics.add_metric(name="CoalescedRequests", unit=MetricUnit.Count, value=1)
-                shared.coalesced = True
-                return shared
-            try:
-                if not self.leases.held(key):
-                    return self._read_cache(request, namespace, by_url)  # a last look: it may have just landed
-            except AwsErrors:
-                return None
-        raise GatewayError(504, "Timed out waiting for an identical request's images; retry", kind="coalesce_timeout")
+def _made(request: Txt2ImgRequest, generation: Generation, owner: str, *, looked_up: bool) -> ImageResult:
+    """What an upstream call made, as a result: the seed is the one used (Segmind's, for a random seed)."""
+    return ImageResult(
+        image_format=generation.image_format,
+        content_type=CATALOG.image_formats[generation.image_format],
+        seed=generation.seed if request.random_seed else request.seed,
+        cache=CacheStatus.MISS if looked_up else CacheStatus.BYPASS,
+        count=len(generation.images),
+        images=generation.images,
+        generated_by=owner,
+        upstream_request_id=generation.upstream_request_id,
+        asked=request.batch_size,
+    )
 
 
 def _own_set(request: Txt2ImgRequest, namespace: str, owner: str, count: int | None = None) -> StoredSet:
@@ -351,5 +293,5 @@ def _charged_as_generated(found: ImageResult, billing: Billing, *, looked_up: bo
 
 
 def unique_id() -> str:
-    """One per call: a lease owner may take its lease again, and a transient set must never overwrite another's."""
+    """One per call: a lease owner may take its own lease again, and a transient set must never overwrite another's."""
     return uuid.uuid4().hex

@@ -12,18 +12,17 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from segmind_proxy.adapters.webhooks import deliver
 from segmind_proxy.domain.cache_policy import CachePolicy
 from segmind_proxy.domain.errors import GatewayError
 from segmind_proxy.domain.images import result_of, stored_set
 from segmind_proxy.domain.jobs import TERMINAL, Job
-from segmind_proxy.domain.ports import JobStore, TenantDirectory, UsageLedger
+from segmind_proxy.domain.ports import JobStore, TenantDirectory, UsageLedger, Webhooks
 from segmind_proxy.domain.request import Txt2ImgRequest
-from segmind_proxy.domain.usage import Reservation
-from segmind_proxy.flows.billing import JobBilling, TenantBilling
+from segmind_proxy.domain.usage import Caller, Reservation
+from segmind_proxy.flows.billing import JobBilling, NoBilling, TenantBilling
 from segmind_proxy.flows.generate import GenerationService
+from segmind_proxy.flows.scope import Plan, RequestScope
 from segmind_proxy.observability import MetricUnit, logger, metrics
-from segmind_proxy.settings import WebhookTargets
 
 RETRYABLE_KINDS = frozenset(
     {"timeout", "connection", "server_error", "rate_limited", "storage", "coalesce_timeout", "secret", "ledger"}
@@ -56,7 +55,7 @@ class JobRunner:
     meter: UsageLedger | None
     max_attempts: int
     url_ttl: int
-    webhook_targets: WebhookTargets
+    webhooks: Webhooks
 
     def run(self, job_id: str, receive_count: int, deadline: float) -> None:
         """`deadline` on the monotonic clock. Raises RetryLater to have SQS deliver the job again."""
@@ -84,17 +83,9 @@ class JobRunner:
             job_id,
         )
         try:
-            result = self.service.generate(
-                request,
-                namespace=started.namespace,
-                policy=policy,
-                by_url=True,
-                deadline=deadline,
-                billing=billing,
-                owner=f"job-{job_id}",
-                must_store=True,
-                resumable=True,
-            )
+            scope = RequestScope(Caller(tenant, started.namespace), f"job-{job_id}", deadline, billing or NoBilling())
+            plan = Plan(policy, by_url=True, must_store=True, resumable=True)
+            result = self.service.generate(request, scope, plan)
             if result.stored is None:
                 raise GatewayError(503, "the images could not be stored", kind="storage")
         except GatewayError as error:
@@ -151,7 +142,7 @@ class JobRunner:
         if job.result:
             links = self.service.store.presign(stored_set(job.result), self.url_ttl)
             payload |= {"output": links[0] if len(links) == 1 else links, "outputs": links, "expires_in": self.url_ttl}
-        outcome = deliver(job.webhook_url, payload, tenant.webhook_secret, targets=self.webhook_targets)
+        outcome = self.webhooks.deliver(job.webhook_url, payload, tenant.webhook_secret)
         metrics.add_metric(
             name="WebhooksDelivered" if outcome["delivered"] else "WebhooksFailed", unit=MetricUnit.Count, value=1
         )

@@ -1,0 +1,18 @@
+"""The job queue in SQS: a v2 job is sent by id; the worker Lambda reads the queue."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from segmind_proxy.adapters.aws_clients import sqs
+
+
+class SqsJobQueue:
+    def __init__(self, queue_url: str, client: Callable[[], Any] = sqs) -> None:
+        self.queue_url = queue_url
+        self._client = client
+
+    def send(self, job_id: str) -> None:
+        self._client().send_message(QueueUrl=self.queue_url, MessageBody=json.dumps({"job_id": job_id}))

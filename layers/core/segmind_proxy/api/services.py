@@ -1,0 +1,42 @@
+"""What the front doors are handed by the composition root (built once per container), and what each request
+brings from the edge."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from segmind_proxy.domain.images import ImageResult
+from segmind_proxy.domain.ports import TenantDirectory, UsageLedger, Webhooks
+from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.flows.generate import GenerationService
+from segmind_proxy.flows.idempotent import OnceOnly
+from segmind_proxy.flows.jobs import AsyncJobs
+from segmind_proxy.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    generation: GenerationService
+    settings: Settings
+    tenants: TenantDirectory | None = None  # None: tenancy off, the cache namespaced by API key id alone
+    ledger: UsageLedger | None = None  # None: metering off
+    once: OnceOnly | None = None  # None: Idempotency-Key off (no jobs table)
+    jobs: AsyncJobs | None = None  # None: v2 off
+    webhooks: Webhooks | None = None
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One HTTP request as the edge saw it. `headers` are lower-cased."""
+
+    body: bytes | None
+    headers: Mapping[str, str]
+    request_id: str
+    deadline: float  # on the monotonic clock: the invocation's end less the margin kept for answering
+    context: Any = None  # the Lambda context
+    prefetched: Future[ImageResult | None] | None = None  # the cache read started for it at the edge
+    base_url: str = ""  # this API's absolute base URL as the client called it
+    parsed: tuple[Txt2ImgRequest, Any] | None = None  # the body, validated at the edge (request, response mode)

@@ -1,0 +1,47 @@
+"""`GET /v1/usage`: the calling tenant's own figures for a month and what remains of its budget."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from segmind_proxy.api.schemas import UsageReport
+from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.ports import UsageLedger
+from segmind_proxy.domain.tenants import Tenant
+from segmind_proxy.domain.usage import Usage, is_month
+from segmind_proxy.flows.usage import month_usage
+
+
+def handle_usage(tenant: Tenant | None, query: Mapping[str, str] | None, ledger: UsageLedger | None) -> UsageReport:
+    """`?month=YYYY-MM` for another month than this one; any other parameter is refused."""
+    if tenant is None or ledger is None:
+        raise GatewayError(404, "Usage metering is not enabled on this gateway", kind="not_found")
+    # A misspelt parameter (?mnth=) would otherwise silently report this month.
+    unknown = sorted(set(query or {}) - {"month"})
+    if unknown:
+        shown = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise GatewayError(400, f"Unknown query parameter {shown}: only 'month' is read", kind="invalid_request")
+    month = (query or {}).get("month")
+    if month is not None and not is_month(month):
+        raise GatewayError(400, "'month' must be YYYY-MM", kind="invalid_request")
+    return usage_report(month_usage(ledger, tenant, month), tenant)
+
+
+def usage_report(usage: Usage, tenant: Tenant) -> UsageReport:
+    budget: dict[str, Any] = {"credits": tenant.budget_credits, "images": tenant.budget_images}
+    return UsageReport(
+        tenant_id=tenant.tenant_id,
+        name=tenant.name,
+        plan=tenant.plan,
+        month=usage.month,
+        requests=usage.requests,
+        cache_hits=usage.cache_hits,
+        images_generated=usage.images_generated,
+        credits_spent=round(usage.credits_spent, 6),
+        credits_reserved=round(max(0.0, usage.credits_committed - usage.credits_spent), 6),
+        failed_generations=usage.failed_generations,
+        rejected_requests=usage.rejected_requests,
+        budget=budget,
+        remaining=usage.remaining(tenant),
+    )
