@@ -1,4 +1,5 @@
-"""The txt2img endpoint, HTTP-shaped but free of any web framework: checks, then generate, then deliver."""
+"""Segmind's v1 front door, HTTP-shaped but free of any web framework: parse and check the request once, build its
+scope and plan, call the generate-or-serve flow, and answer (see `delivery`)."""
 
 from __future__ import annotations
 

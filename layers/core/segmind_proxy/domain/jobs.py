@@ -34,7 +34,7 @@ class Job:
     attempts: int = 0
     processing_until: float = 0.0  # a PROCESSING job whose worker passed this time is taken over
     estimate: float = 0.0
-    reservation: dict[str, Any] | None = None  # held budget (metering.Reservation fields) until settled/released
+    reservation: dict[str, Any] | None = None  # held budget (`usage.Reservation` fields) until settled/released
     result: dict[str, Any] | None = None  # prefix, count, image_format, content_type, seed, cache
     error: str | None = None
     webhook_url: str | None = None

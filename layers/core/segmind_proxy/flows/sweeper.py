@@ -1,6 +1,6 @@
 """Taking back reservations whose holders are gone: run on a schedule (ReservationSweeperFunction).
 
-A request's reservation is held until its invocation's end plus a grace (see `metering.Hold`); Lambda has ended the
+A request's reservation is held until its invocation's end plus a grace (see `domain.usage.Hold`); Lambda has ended the
 invocation by then, so an entry still open past that time belongs to a request that died (timeout, crash, out of
 memory) before it could settle or release. It is released as a failed generation: nothing was delivered, nothing
 is charged. A v2 job's reservation lives across SQS deliveries, so the job store is asked instead: a job still
