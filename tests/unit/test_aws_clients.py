@@ -39,3 +39,14 @@ def test_threads_asking_at_once_share_one_client(aws):
     with ThreadPoolExecutor(6) as pool:
         clients = list(pool.map(lambda _: first_use(), range(6)))
     assert all(client is clients[0] for client in clients)
+
+
+def test_a_refused_condition_is_told_apart_from_other_dynamodb_errors():
+    from botocore.exceptions import ClientError
+
+    def error(code: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": "no"}}, "UpdateItem")
+
+    assert aws_clients.condition_failed(error("ConditionalCheckFailedException"))
+    assert not aws_clients.condition_failed(error("ProvisionedThroughputExceededException"))
+    assert not aws_clients.condition_failed(ClientError({}, "UpdateItem"))

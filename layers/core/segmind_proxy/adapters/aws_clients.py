@@ -15,6 +15,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 # Every way an AWS call can fail (service answers and transport faults alike).
 AwsErrors = (BotoCoreError, ClientError)
 
+
+def condition_failed(exc: ClientError) -> bool:
+    """Whether DynamoDB refused a conditional write because its condition did not hold (nothing was written)."""
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
 _CONFIG = Config(
     signature_version="s3v4",
     retries={"max_attempts": 2, "mode": "standard"},

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.aws_clients import DynamoTable
+from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed
 
 
 class LeaseStore(DynamoTable):
@@ -28,7 +28,7 @@ class LeaseStore(DynamoTable):
                 ExpressionAttributeValues={":now": Decimal(str(round(now, 3))), ":owner": owner},
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -47,5 +47,5 @@ class LeaseStore(DynamoTable):
                 ExpressionAttributeValues={":owner": owner},
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise

@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.aws_clients import DynamoTable
+from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed
 from segmind_proxy.domain.tenants import NAME_PATTERN, RegistryConflict, RegistryError, Tenant, TenantStatus
 
 
@@ -148,7 +148,7 @@ class TenantRegistry(DynamoTable):
         try:
             self.table.put_item(**self._versioned_put(tenant))
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
             if self.get(tenant.tenant_id) is None:
                 raise RegistryError(f"No tenant with id '{tenant.tenant_id}'") from None

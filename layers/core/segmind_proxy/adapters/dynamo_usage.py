@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.aws_clients import DynamoTable
+from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import (
     Hold,
@@ -123,7 +123,7 @@ class Meter(DynamoTable):
         try:
             usage = self._add(tenant.tenant_id, month, deltas, before=entry, **extra)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 usage = self.usage(tenant.tenant_id, month)
                 images_short = (
                     tenant.budget_images is not None and usage.images_committed + images > tenant.budget_images
@@ -168,7 +168,7 @@ class Meter(DynamoTable):
                 ConditionExpression="attribute_exists(#entry)",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
             logger.warning("Reservation already resolved", extra={"holder": reservation.holder})
             metrics.add_metric(name="ReservationsAlreadyResolved", unit=MetricUnit.Count, value=1)
@@ -234,7 +234,7 @@ class Meter(DynamoTable):
         try:
             self.table.update_item(**update)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False
             raise
         return True
