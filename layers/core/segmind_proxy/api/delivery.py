@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from segmind_proxy.api.schemas import Base64Images, ImageUrl, ImageUrls
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import Dependency, Unavailable
 from segmind_proxy.domain.images import ImageResult, StoredSet
 from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.observability import logger
@@ -53,13 +53,12 @@ def fits_inline(result: ImageResult, as_base64: bool, limit: int) -> bool:
     return inline_size(result, as_base64) <= limit
 
 
-def undeliverable() -> GatewayError:
+def undeliverable() -> Unavailable:
     """Too large to answer inline, and storage failed: the one answer that cannot carry paid images."""
-    return GatewayError(
-        503,
+    return Unavailable(
+        Dependency.STORAGE,
         "The images were generated but are too large to return inline and could not be stored; nothing was "
         "charged, retry",
-        kind="storage",
     )
 
 

@@ -13,7 +13,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from segmind_proxy.adapters.idempotency import idempotency_key, run_once
 from segmind_proxy.api.delivery import Reply, ResponseMode, deliver, fits_inline, undeliverable
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
-from segmind_proxy.domain.errors import GatewayError, RequestInvalid
+from segmind_proxy.domain.errors import (
+    BodyTooLarge,
+    Expired,
+    RequestInvalid,
+    UnsupportedEncoding,
+    UnsupportedMediaType,
+)
 from segmind_proxy.domain.images import ImageResult, result_of, stored_set
 from segmind_proxy.domain.ports import UsageLedger
 from segmind_proxy.domain.request import Txt2ImgRequest, parse_request
@@ -49,7 +55,7 @@ def check_content_type(content_type: str | None) -> None:
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
         shown = media_type or "none"
-        raise RequestInvalid(f"Content-Type must be application/json (got {shown})", status=415)
+        raise UnsupportedMediaType(f"Content-Type must be application/json (got {shown})")
 
 
 def check_content_encoding(content_encoding: str | None) -> None:
@@ -57,16 +63,15 @@ def check_content_encoding(content_encoding: str | None) -> None:
     codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
     unsupported = [c for c in codings if c != "identity"]
     if unsupported:
-        raise RequestInvalid(
-            f"Content-Encoding '{', '.join(unsupported)}' is not supported: send the JSON body uncompressed",
-            status=415,
+        raise UnsupportedEncoding(
+            f"Content-Encoding '{', '.join(unsupported)}' is not supported: send the JSON body uncompressed"
         )
 
 
 def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> tuple[Txt2ImgRequest, ResponseMode]:
     """Every check that needs no I/O, so a bad request costs nothing."""
     if body is not None and len(body) > settings.max_body_bytes:
-        raise RequestInvalid(f"Request body is larger than {settings.max_body_bytes} bytes", status=413)
+        raise BodyTooLarge(f"Request body is larger than {settings.max_body_bytes} bytes")
     check_content_type(headers.get("content-type"))
     check_content_encoding(headers.get("content-encoding"))
     mode = response_mode(headers)
@@ -188,18 +193,16 @@ def handle_txt2img(
 def _replay(outcome: dict[str, Any], service: GenerationService, *, by_url: bool) -> ImageResult:
     """The first answer's images, from S3: no upstream call, no charge."""
     if outcome.get(NOT_KEPT):
-        raise GatewayError(
-            410,
+        raise Expired(
             "The images of this Idempotency-Key were delivered but could not be kept for replays (storage was "
-            "unavailable); send a new key to generate again",
-            kind="expired",
+            "unavailable); send a new key to generate again"
         )
     stored = stored_set(outcome)
     images = None
     if not by_url:
         read = service.store.read(stored)
         if read is None:
-            raise GatewayError(410, "The images of this Idempotency-Key have expired from storage", kind="expired")
+            raise Expired("The images of this Idempotency-Key have expired from storage")
         images = read[0]
     return ImageResult(
         image_format=outcome.get("format", outcome["image_format"]),

@@ -14,7 +14,7 @@ from segmind_proxy.adapters.webhooks import HEADER as WEBHOOK_HEADER
 from segmind_proxy.adapters.webhooks import check_url
 from segmind_proxy.api.segmind_v1 import validate
 from segmind_proxy.domain.cache_policy import CachePolicy
-from segmind_proxy.domain.errors import GatewayError, RequestInvalid
+from segmind_proxy.domain.errors import NotFound, RequestInvalid
 from segmind_proxy.domain.images import ImageResult
 from segmind_proxy.domain.jobs import Job
 from segmind_proxy.domain.ports import JobStore, UsageLedger
@@ -28,7 +28,7 @@ from segmind_proxy.settings import Settings
 
 def _jobs(jobs: JobStore | None) -> JobStore:
     if jobs is None:
-        raise GatewayError(404, "Async (v2) generation is not enabled on this gateway", kind="not_found")
+        raise NotFound("Async (v2) generation is not enabled on this gateway")
     return jobs
 
 

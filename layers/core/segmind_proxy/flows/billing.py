@@ -10,13 +10,13 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from segmind_proxy.adapters.aws_clients import AwsErrors
-from segmind_proxy.domain.errors import GatewayError, RequestInvalid
+from segmind_proxy.domain.errors import BudgetExceeded, Dependency, RequestInvalid, Unavailable
 from segmind_proxy.domain.jobs import Job
 from segmind_proxy.domain.ports import Deferrer, JobStore, UsageLedger
 from segmind_proxy.domain.pricing import price_table
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.tenants import Tenant
-from segmind_proxy.domain.usage import BudgetExceeded, Hold, Reservation, Usage
+from segmind_proxy.domain.usage import Hold, Reservation, Usage
 from segmind_proxy.flows.access import namespace_of
 from segmind_proxy.flows.run_now import RunNow
 from segmind_proxy.observability import MetricUnit, logger, metrics
@@ -105,8 +105,8 @@ class TenantBilling:
             self.reservation, self.usage = self.meter.reserve(self.tenant, self.estimate, self.images, self.hold)
         except AwsErrors:
             logger.exception("Usage ledger unavailable; refusing before any credit is spent")
-            raise GatewayError(
-                503, "The usage ledger is unavailable; nothing was charged, retry shortly", kind="ledger"
+            raise Unavailable(
+                Dependency.LEDGER, "The usage ledger is unavailable; nothing was charged, retry shortly"
             ) from None
 
     def settle(self, images: int, reported_balance: float | None, later: Deferrer | None = None) -> None:

@@ -14,7 +14,7 @@ from functools import partial
 from segmind_proxy.adapters.aws_clients import AwsErrors
 from segmind_proxy.domain.cache_key import cache_key
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import CoalesceTimeout
 from segmind_proxy.domain.images import ImageResult, StoredSet, recorded_count, stored_format
 from segmind_proxy.domain.ports import Deferrer, ImageStore, Leases, Upstream
 from segmind_proxy.domain.request import CATALOG, Txt2ImgRequest
@@ -334,7 +334,7 @@ class GenerationService:
                     return self._read_cache(request, namespace, by_url)  # a last look: it may have just landed
             except AwsErrors:
                 return None
-        raise GatewayError(504, "Timed out waiting for an identical request's images; retry", kind="coalesce_timeout")
+        raise CoalesceTimeout("Timed out waiting for an identical request's images; retry")
 
 
 def _own_set(request: Txt2ImgRequest, namespace: str, owner: str, count: int | None = None) -> StoredSet:

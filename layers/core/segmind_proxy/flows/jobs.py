@@ -10,7 +10,7 @@ from typing import Any
 
 from segmind_proxy.adapters.aws_clients import AwsErrors
 from segmind_proxy.domain.cache_policy import CachePolicy
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import Dependency, Expired, NotFound, Unavailable
 from segmind_proxy.domain.images import ImageResult, result_of, stored_set
 from segmind_proxy.domain.jobs import Job, JobStatus
 from segmind_proxy.domain.ports import JobStore
@@ -72,8 +72,8 @@ def submit(
     except AwsErrors:
         logger.exception("Could not record job")
         billing.release()  # no job holds the reservation: without this it would stay committed all month
-        raise GatewayError(
-            503, "The job store is unavailable; nothing was charged, retry shortly", kind="jobs"
+        raise Unavailable(
+            Dependency.JOB_STORE, "The job store is unavailable; nothing was charged, retry shortly"
         ) from None
     if job.status is JobStatus.QUEUED or webhook_url:
         try:
@@ -85,8 +85,8 @@ def submit(
                 jobs.fail(job.job_id, "could not be queued")
             except AwsErrors:
                 logger.warning("Could not mark the unqueued job failed; it expires unrun", exc_info=True)
-            raise GatewayError(
-                503, "The job queue is unavailable; nothing was charged, retry shortly", kind="queue"
+            raise Unavailable(
+                Dependency.JOB_QUEUE, "The job queue is unavailable; nothing was charged, retry shortly"
             ) from None
     metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
     return {"request_id": job.job_id, "status": job.status.value, **urls(base_url, job.job_id)}
@@ -99,7 +99,7 @@ def find(jobs: JobStore, job_id: str, namespace: str) -> Job:
     job = jobs.get(job_id) if job_id.isalnum() and len(job_id) <= MAX_JOB_ID_LENGTH else None
     if job is None or job.namespace != namespace or (job.expires_at and job.expires_at < time.time()):
         shown = job_id if len(job_id) <= MAX_JOB_ID_LENGTH else job_id[:MAX_JOB_ID_LENGTH] + "..."
-        raise GatewayError(404, f"No request with id '{shown}'", kind="not_found")
+        raise NotFound(f"No request with id '{shown}'")
     return job
 
 
@@ -122,9 +122,7 @@ def result_body(job: Job, service: GenerationService, url_ttl: int) -> tuple[int
         logger.warning("Could not check a job's images; presigning them anyway", exc_info=True)
         present = True
     if not present:  # a job kept longer than its images (a day for no-store, or an unrenewed cache expiry)
-        raise GatewayError(
-            410, f"The images of request '{job.job_id}' have expired from storage; submit it again", kind="expired"
-        )
+        raise Expired(f"The images of request '{job.job_id}' have expired from storage; submit it again")
     links = service.store.presign(stored, url_ttl)
     body |= {
         "output": links[0] if len(links) == 1 else links,
