@@ -12,7 +12,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy.adapters.after_response import AFTER_RESPONSE
-from segmind_proxy.adapters.aws_clients import AwsErrors
 from segmind_proxy.api import docs as api_docs
 from segmind_proxy.api import segmind_errors
 from segmind_proxy.api.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
@@ -26,6 +25,7 @@ from segmind_proxy.domain.errors import (
     DomainError,
     NotCached,
     NotFound,
+    Outage,
     RequestInvalid,
     Unavailable,
 )
@@ -340,7 +340,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         tenant, usage = _caller(event, identity.get("apiKeyId"), origin, reads_cache=prefetched is not None)
     except AccessRefused as refused:
         return _refusal(event, refused, origin)
-    except AwsErrors:
+    except Outage:
         logger.exception("Tenant registry unavailable")
         unavailable = Unavailable(
             Dependency.TENANT_REGISTRY, "The tenant registry is unavailable; nothing was done, retry shortly"

@@ -10,7 +10,7 @@ from segmind_proxy.adapters.dynamo_usage import Meter
 from segmind_proxy.domain.errors import Dependency, Unavailable
 from segmind_proxy.domain.usage import BudgetExceeded
 from segmind_proxy.flows.billing import TenantBilling
-from tests.unit.conftest import Later, create_tenants_table, make_tenant
+from tests.unit.conftest import Later, aws_failing, create_tenants_table, make_tenant
 
 
 def test_reserve_then_settle_charges_what_was_generated(registry, meter):
@@ -123,16 +123,13 @@ def test_ledger_failure_before_the_call_refuses_with_503_and_after_it_is_survive
     billing = TenantBilling(meter, tenant, 0.01, 1)
     boom = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}}, "UpdateItem")
 
-    def fail(*args, **kwargs):
-        raise boom
-
-    monkeypatch.setattr(meter, "reserve", fail)
+    aws_failing(monkeypatch, "UpdateItem", error=boom)
     with pytest.raises(Unavailable) as refused:
         billing.reserve()
     assert refused.value.dependency is Dependency.LEDGER and "nothing was charged" in refused.value.message
     monkeypatch.undo()
     billing.reserve()
-    monkeypatch.setattr(meter, "settle", fail)
+    aws_failing(monkeypatch, "UpdateItem", error=boom)
     billing.settle(
         1, None
     )  # does not raise: the image is delivered; the reservation stays held (over-, never under-counted)

@@ -2,18 +2,64 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
-from collections.abc import Callable
-from functools import cache
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache, wraps
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from segmind_proxy.domain.errors import Dependency, Outage
+
 # Every way an AWS call can fail (service answers and transport faults alike).
 AwsErrors = (BotoCoreError, ClientError)
+
+Adapter = TypeVar("Adapter", bound=type)
+
+
+@contextmanager
+def outage_of(dependency: Dependency) -> Iterator[None]:
+    """AWS errors raised in the block are raised again as Outage(dependency), with the AWS error as their cause."""
+    try:
+        yield
+    except AwsErrors as exc:
+        raise Outage(dependency) from exc
+
+
+def raising_outages(dependency: Dependency) -> Callable[[Adapter], Adapter]:
+    """A class decorator for an adapter: its public methods raise Outage(dependency) instead of AWS errors, so the
+    flows never see botocore's. The AWS errors a method handles itself (a condition that did not hold, an object
+    that is not there) are handled inside it, as before."""
+
+    def translated(method: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isgeneratorfunction(method):
+
+            @wraps(method)
+            def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                with outage_of(dependency):
+                    yield from method(*args, **kwargs)
+
+            return generator
+
+        @wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with outage_of(dependency):
+                return method(*args, **kwargs)
+
+        return call
+
+    def decorate(adapter: Adapter) -> Adapter:
+        for name, member in list(vars(adapter).items()):
+            if not name.startswith("_") and inspect.isfunction(member):
+                setattr(adapter, name, translated(member))
+        return adapter
+
+    return decorate
 
 
 def condition_failed(exc: ClientError) -> bool:
@@ -71,6 +117,31 @@ def dynamodb_client() -> Any:
 @_built_once
 def sqs() -> Any:
     return session().client("sqs", config=_RETRYING)
+
+
+class _RaisingOutages:
+    """A boto3 client whose calls raise Outage(dependency) instead of AWS errors."""
+
+    def __init__(self, client: Any, dependency: Dependency) -> None:
+        self._client = client
+        self._dependency = dependency
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @wraps(attribute)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with outage_of(self._dependency):
+                return attribute(*args, **kwargs)
+
+        return call
+
+
+def job_queue() -> Any:
+    """The SQS client as a flow is handed it: a message that cannot be sent raises Outage(JOB_QUEUE)."""
+    return _RaisingOutages(sqs(), Dependency.JOB_QUEUE)
 
 
 @_built_once

@@ -7,9 +7,11 @@ from decimal import Decimal
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed
+from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed, raising_outages
+from segmind_proxy.domain.errors import Dependency
 
 
+@raising_outages(Dependency.LEASES)
 class LeaseStore(DynamoTable):
     def acquire(self, key: str, owner: str, seconds: float) -> bool:
         """An owner may take its own lease again: a redelivered v2 job (owner `job-<id>`) runs only once the job's

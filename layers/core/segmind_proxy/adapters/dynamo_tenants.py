@@ -17,7 +17,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed
+from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed, raising_outages
+from segmind_proxy.domain.errors import Dependency
 from segmind_proxy.domain.tenants import NAME_PATTERN, RegistryConflict, RegistryError, Tenant, TenantStatus
 
 
@@ -49,6 +50,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+@raising_outages(Dependency.TENANT_REGISTRY)
 class TenantRegistry(DynamoTable):
     def __init__(self, table_name: str, resource: Callable[[], Any] | None = None) -> None:
         super().__init__(table_name, resource)

@@ -21,7 +21,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed
+from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed, raising_outages
+from segmind_proxy.domain.errors import Dependency
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import (
     Hold,
@@ -51,6 +52,7 @@ def _entry(reservation: Reservation) -> str:
     return f"{ENTRY_PREFIX}{reservation.holder}"
 
 
+@raising_outages(Dependency.LEDGER)
 class Meter(DynamoTable):
     def _key(self, tenant_id: str, month: str) -> dict[str, str]:
         return {"pk": f"TENANT#{tenant_id}", "sk": self.sort_key(month)}

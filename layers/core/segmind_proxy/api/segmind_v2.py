@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from segmind_proxy.adapters.aws_clients import sqs
+from segmind_proxy.adapters.aws_clients import job_queue
 from segmind_proxy.adapters.idempotency import idempotency_key, run_once
 from segmind_proxy.adapters.webhooks import HEADER as WEBHOOK_HEADER
 from segmind_proxy.adapters.webhooks import check_url
@@ -71,7 +71,7 @@ def handle_submit(
             estimate=estimate,
             service=service,
             jobs=store,
-            queue=sqs(),
+            queue=job_queue(),
             queue_url=settings.jobs_queue_url,
             base_url=base_url,
             webhook_url=webhook,

@@ -120,6 +120,17 @@ class Unavailable(DomainError):
         self.kind = dependency.value
 
 
+class Outage(Exception):
+    """A call to a dependency failed (unreachable, throttled, refused): what the adapters raise instead of their
+    SDK's errors, with the SDK's error as its cause. Not a DomainError: a flow that knows what an outage means for the
+    caller catches it, and carries on or raises Unavailable saying so; anywhere else it is a fault like any other
+    (the API answers 500, the worker leaves the job's message to SQS)."""
+
+    def __init__(self, dependency: Dependency) -> None:
+        super().__init__(f"{dependency.value} unavailable")
+        self.dependency = dependency
+
+
 class FailureKind(StrEnum):
     """How a call to Segmind failed (also the ErrorKind dimension of the UpstreamErrors metric)."""
 

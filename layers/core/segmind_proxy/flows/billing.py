@@ -9,8 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from segmind_proxy.adapters.aws_clients import AwsErrors
-from segmind_proxy.domain.errors import BudgetExceeded, Dependency, RequestInvalid, Unavailable
+from segmind_proxy.domain.errors import BudgetExceeded, Dependency, Outage, RequestInvalid, Unavailable
 from segmind_proxy.domain.jobs import Job
 from segmind_proxy.domain.ports import Deferrer, JobStore, UsageLedger
 from segmind_proxy.domain.pricing import price_table
@@ -103,7 +102,7 @@ class TenantBilling:
     def reserve(self) -> None:
         try:
             self.reservation, self.usage = self.meter.reserve(self.tenant, self.estimate, self.images, self.hold)
-        except AwsErrors:
+        except Outage:
             logger.exception("Usage ledger unavailable; refusing before any credit is spent")
             raise Unavailable(
                 Dependency.LEDGER, "The usage ledger is unavailable; nothing was charged, retry shortly"
@@ -160,7 +159,7 @@ class TenantBilling:
         """After the upstream call, ledger errors must not lose the image: log, count, carry on."""
         try:
             return call()
-        except AwsErrors:
+        except Outage:
             logger.exception("Usage ledger write failed after generation")
             metrics.add_metric(name="LedgerErrors", unit=MetricUnit.Count, value=1)
             return None

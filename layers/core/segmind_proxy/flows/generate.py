@@ -11,10 +11,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
-from segmind_proxy.adapters.aws_clients import AwsErrors
 from segmind_proxy.domain.cache_key import cache_key
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
-from segmind_proxy.domain.errors import CoalesceTimeout
+from segmind_proxy.domain.errors import CoalesceTimeout, Outage
 from segmind_proxy.domain.images import ImageResult, StoredSet, recorded_count, stored_format
 from segmind_proxy.domain.ports import Deferrer, ImageStore, Leases, Upstream
 from segmind_proxy.domain.request import CATALOG, Txt2ImgRequest
@@ -248,7 +247,7 @@ class GenerationService:
             metadata["generated-by"] = result.generated_by
         try:
             self.store.write(stored, result.images or [], result.content_type, metadata)
-        except AwsErrors:
+        except Outage:
             logger.warning("Could not store images", extra={"prefix": stored.prefix}, exc_info=True)
             metrics.add_metric(name="StorageErrors", unit=MetricUnit.Count, value=1)
             return False
@@ -277,7 +276,7 @@ class GenerationService:
             else:
                 read = self.store.read(stored)
                 found, images = (read[1], read[0]) if read else (None, None)
-        except AwsErrors:
+        except Outage:
             logger.warning("Cache lookup failed; generating instead", extra={"prefix": stored.prefix}, exc_info=True)
             metrics.add_metric(name="StorageErrors", unit=MetricUnit.Count, value=1)
             return None
@@ -304,7 +303,7 @@ class GenerationService:
         try:
             # The lease lasts as long as this invocation can: a crashed owner frees it by then.
             return self.leases.acquire(key, owner, max(1.0, deadline - self._clock()) + 5)
-        except AwsErrors:
+        except Outage:
             logger.warning("Lease unavailable; generating without coalescing", exc_info=True)
             return True
 
@@ -312,7 +311,7 @@ class GenerationService:
         assert self.leases is not None
         try:
             self.leases.release(key, owner)
-        except AwsErrors:
+        except Outage:
             logger.warning("Could not release lease; it expires by itself", exc_info=True)
 
     def _wait_for(
@@ -332,7 +331,7 @@ class GenerationService:
             try:
                 if not self.leases.held(key):
                     return self._read_cache(request, namespace, by_url)  # a last look: it may have just landed
-            except AwsErrors:
+            except Outage:
                 return None
         raise CoalesceTimeout("Timed out waiting for an identical request's images; retry")
 

@@ -8,9 +8,8 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from segmind_proxy.adapters.aws_clients import AwsErrors
 from segmind_proxy.domain.cache_policy import CachePolicy
-from segmind_proxy.domain.errors import Dependency, Expired, NotFound, Unavailable
+from segmind_proxy.domain.errors import Dependency, Expired, NotFound, Outage, Unavailable
 from segmind_proxy.domain.images import ImageResult, result_of, stored_set
 from segmind_proxy.domain.jobs import Job, JobStatus
 from segmind_proxy.domain.ports import JobStore
@@ -69,7 +68,7 @@ def submit(
             job.reservation = vars(billing.reservation)
     try:
         jobs.create(job)
-    except AwsErrors:
+    except Outage:
         logger.exception("Could not record job")
         billing.release()  # no job holds the reservation: without this it would stay committed all month
         raise Unavailable(
@@ -78,12 +77,12 @@ def submit(
     if job.status is JobStatus.QUEUED or webhook_url:
         try:
             queue.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"job_id": job.job_id}))
-        except AwsErrors:
+        except Outage:
             logger.exception("Could not enqueue job")
             billing.release()  # first: the job store may be failing too
             try:
                 jobs.fail(job.job_id, "could not be queued")
-            except AwsErrors:
+            except Outage:
                 logger.warning("Could not mark the unqueued job failed; it expires unrun", exc_info=True)
             raise Unavailable(
                 Dependency.JOB_QUEUE, "The job queue is unavailable; nothing was charged, retry shortly"
@@ -118,7 +117,7 @@ def result_body(job: Job, service: GenerationService, url_ttl: int) -> tuple[int
     stored = stored_set(job.result)
     try:
         present = service.store.head(stored) is not None
-    except AwsErrors:
+    except Outage:
         logger.warning("Could not check a job's images; presigning them anyway", exc_info=True)
         present = True
     if not present:  # a job kept longer than its images (a day for no-store, or an unrenewed cache expiry)
