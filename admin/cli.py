@@ -18,6 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 from segmind_proxy.adapters.dynamo_usage import Meter
+from segmind_proxy.domain.errors import Outage
 from segmind_proxy.domain.tenants import Tenant
 
 from .service import AdminError, CreatedTenant, StackRefs, TenantAdmin
@@ -206,6 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (ClientError, BotoCoreError) as exc:
         print(f"error: AWS call failed: {exc}", file=sys.stderr)
+        return 1
+    except Outage as exc:  # the registry's and the ledger's AWS errors, as their adapters raise them
+        print(f"error: AWS call failed: {exc.__cause__}", file=sys.stderr)
         return 1
     return 0
 

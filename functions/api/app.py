@@ -12,21 +12,20 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy.adapters.after_response import AFTER_RESPONSE
-from segmind_proxy.adapters.aws_clients import AwsErrors
 from segmind_proxy.api import docs as api_docs
+from segmind_proxy.api import segmind_errors
 from segmind_proxy.api.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
 from segmind_proxy.api.segmind_v1 import handle_txt2img, prefetch_cache_read
 from segmind_proxy.api.segmind_v2 import handle_result, handle_status, handle_submit
 from segmind_proxy.api.services import Incoming
 from segmind_proxy.api.usage import handle_usage
 from segmind_proxy.composition import meter, services, tenant_registry
-from segmind_proxy.domain.cache_policy import NOT_CACHED
 from segmind_proxy.domain.catalog import sd35_turbo
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import AccessRefused, Dependency, DomainError, NotCached, Outage, Unavailable
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Caller, Usage, current_month
-from segmind_proxy.flows.access import AccessRefused, authorize, authorize_reading, known_namespace, namespace_of
+from segmind_proxy.flows.access import authorize, authorize_reading, known_namespace, namespace_of
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 from segmind_proxy.settings import get_settings
 
@@ -257,16 +256,17 @@ def openapi_spec(server: str = "/") -> str:
     return json.dumps(api_docs.with_request_bodies(spec, (TXT2IMG_PATH, V2_PATH), Txt2ImgRequest, server))
 
 
-@app.exception_handler(GatewayError)
-def gateway_error(error: GatewayError) -> Response:
-    if error.kind == NOT_CACHED:  # the answer asked for, not a failure: counted apart, so the 5xx alarm skips it
+@app.exception_handler(DomainError)
+def domain_error(error: DomainError) -> Response:
+    answer = segmind_errors.answer(error)
+    if isinstance(error, NotCached):  # the answer asked for, not a failure: counted apart, so the 5xx alarm skips it
         metrics.add_metric(name="OnlyIfCachedMisses", unit=MetricUnit.Count, value=1)
-        logger.info("Not cached (only-if-cached)", extra={"status": error.status})
-    elif error.status >= 500:
-        logger.error("Request failed", extra={"status": error.status, "kind": error.kind, "reason": error.message})
+        logger.info("Not cached (only-if-cached)", extra={"status": answer.status})
+    elif answer.status >= 500:
+        logger.error("Request failed", extra={"status": answer.status, "kind": error.kind, "reason": error.message})
     else:
-        logger.info("Request refused", extra={"status": error.status, "kind": error.kind, "reason": error.message})
-    return _json(error.status, error.body(), error.headers)
+        logger.info("Request refused", extra={"status": answer.status, "kind": error.kind, "reason": error.message})
+    return _json(answer.status, answer.body, answer.headers)
 
 
 @app.not_found
@@ -281,19 +281,21 @@ def unexpected_error(_: Exception) -> Response:
     return _json(500, {"error": "Internal gateway error"})
 
 
-def _refusal(event: dict[str, Any], refused: AccessRefused, origin: str | None) -> dict[str, Any]:
+def _refusal(event: dict[str, Any], refused: AccessRefused | Unavailable, origin: str | None) -> dict[str, Any]:
     """An answer built before routing: a refused origin gets no CORS headers, so browsers cannot read it."""
+    answer = segmind_errors.answer(refused)
     headers = {
         "Content-Type": "application/json",
         "x-request-id": event.get("requestContext", {}).get("requestId") or "",
+        **answer.headers,
     }
-    if refused.cors and origin:
+    if (not isinstance(refused, AccessRefused) or refused.cors) and origin:
         headers |= cors.to_dict(origin)
-    logger.info("Request refused", extra={"status": refused.status, "reason": refused.message})
+    logger.info("Request refused", extra={"status": answer.status, "reason": refused.message})
     return {
-        "statusCode": refused.status,
+        "statusCode": answer.status,
         "headers": headers,
-        "body": json.dumps(refused.body()),
+        "body": json.dumps(answer.body),
         "isBase64Encoded": False,
     }
 
@@ -311,9 +313,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         tenant, usage = _authorized(event, identity.get("apiKeyId"), origin, reads_cache=prefetched[1] is not None)
     except AccessRefused as refused:
         return _refusal(event, refused, origin)
-    except AwsErrors:
+    except Outage:
         logger.exception("Tenant registry unavailable")
-        unavailable = AccessRefused(503, "The tenant registry is unavailable; nothing was done, retry shortly")
+        unavailable = Unavailable(
+            Dependency.TENANT_REGISTRY, "The tenant registry is unavailable; nothing was done, retry shortly"
+        )
         return _refusal(event, unavailable, origin)
     if tenant is not None:
         logger.append_keys(tenant_id=tenant.tenant_id)

@@ -6,8 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from segmind_proxy.api import segmind_errors
 from segmind_proxy.composition import generation_service
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import DomainError
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 from segmind_proxy.settings import get_settings
 
@@ -19,12 +20,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - get_settings().deadline_margin_seconds
     try:
         balance = generation_service().upstream.credits(deadline=deadline)
-    except GatewayError as error:  # mapped, counted (UpstreamErrors) and logged without the key, as in the API
-        logger.error(
-            "Credits probe failed", extra={"status": error.status, "kind": error.kind, "reason": error.message}
-        )
+    except DomainError as error:  # mapped, counted (UpstreamErrors) and logged without the key, as in the API
+        status = segmind_errors.status(error)
+        logger.error("Credits probe failed", extra={"status": status, "kind": error.kind, "reason": error.message})
         metrics.add_metric(name="CreditsProbeFailures", unit=MetricUnit.Count, value=1)
-        return {"ok": False, "status": error.status, "error": error.message}
+        return {"ok": False, "status": status, "error": error.message}
     metrics.add_metric(name="RemainingCredits", unit=MetricUnit.Count, value=balance["credits"])
     metrics.add_metric(name="FreeCredits", unit=MetricUnit.Count, value=balance["free_credits"])
     logger.info("Segmind balance", extra=balance)

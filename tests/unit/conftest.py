@@ -7,7 +7,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -32,6 +32,27 @@ SAMPLE = SEGMIND_SAMPLE
 def aws_unreachable(*args: Any, **kwargs: Any) -> Any:
     """Stands in for any AWS call while the service cannot be reached."""
     raise EndpointConnectionError(endpoint_url="https://aws.example")
+
+
+def aws_failing(
+    monkeypatch: pytest.MonkeyPatch,
+    operation: str,
+    when: Callable[[dict[str, Any]], bool] = lambda params: True,
+    error: Exception | None = None,
+) -> None:
+    """Makes botocore's `operation` calls (GetObject, UpdateItem, ...) whose parameters satisfy `when` fail as if the
+    service could not be reached (or with `error`), beneath the adapters: they meet the failure as they would meet
+    AWS's. Other calls go through; a second use adds to the first."""
+    import botocore.client
+
+    make_call = botocore.client.BaseClient._make_api_call
+
+    def call(client: Any, name: str, params: dict[str, Any]) -> Any:
+        if name == operation and when(params):
+            raise error or EndpointConnectionError(endpoint_url="https://aws.example")
+        return make_call(client, name, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
 
 
 def _clear_caches() -> None:

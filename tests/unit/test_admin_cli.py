@@ -8,7 +8,7 @@ import pytest
 from admin.cli import main
 from local.aws_bootstrap import create_outputs_stack
 from local.template import Stack
-from tests.unit.conftest import TENANTS_TABLE, aws_unreachable
+from tests.unit.conftest import TENANTS_TABLE, aws_failing
 
 
 @pytest.fixture
@@ -94,9 +94,7 @@ def test_budgets_out_of_range_are_clear_errors_and_leave_no_key(deployed, capsys
 
 
 def test_a_create_whose_registry_write_fails_leaves_no_key(deployed, capsys, monkeypatch):
-    from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
-
-    monkeypatch.setattr(TenantRegistry, "create", aws_unreachable)
+    aws_failing(monkeypatch, "TransactWriteItems")  # the registry's write of the new tenant
     code, _, err = cli(capsys, "tenants", "create", "acme", "--plan", "pro")
     assert code == 1 and "aws.example" in err  # the AWS failure, reported as the CLI reports one
     assert deployed["apigw"].get_api_keys()["items"] == []

@@ -10,13 +10,13 @@ import responses
 from botocore.exceptions import ClientError
 
 from local.fake_segmind import render
-from segmind_proxy.adapters.s3_images import ImageStore
 from segmind_proxy.domain.image_formats import sniff_format
 from tests.unit.conftest import (
     SAMPLE,
     SECRET_NAME,
     UPSTREAM_URL,
     api_event,
+    aws_failing,
     aws_unreachable,
     body_bytes,
     body_json,
@@ -99,9 +99,9 @@ def test_401_then_success_after_key_rotation(invoke, upstream, tenant, aws):
 @pytest.mark.parametrize("broken", ["read", "write", "both"])
 def test_storage_unavailable_still_delivers_the_paid_image(invoke, upstream, tenant, capsys, monkeypatch, broken):
     if broken in ("read", "both"):
-        monkeypatch.setattr(ImageStore, "read", aws_unreachable)
+        aws_failing(monkeypatch, "GetObject")
     if broken in ("write", "both"):
-        monkeypatch.setattr(ImageStore, "write", aws_unreachable)
+        aws_failing(monkeypatch, "PutObject")
     upstream.succeed()
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 200 and sniff_format(body_bytes(response)) == "jpeg"
@@ -113,7 +113,7 @@ def test_storage_unavailable_still_delivers_the_paid_image(invoke, upstream, ten
 def test_an_answer_that_can_neither_be_inlined_nor_stored_is_503_and_refunded(
     invoke, upstream, tenant, monkeypatch, capsys
 ):
-    monkeypatch.setattr(ImageStore, "write", aws_unreachable)
+    aws_failing(monkeypatch, "PutObject")
     monkeypatch.setenv("INLINE_RESPONSE_MAX_BYTES", "1000")  # no image fits: it must go by URL, which needs S3
     from segmind_proxy.settings import get_settings
 
@@ -139,25 +139,29 @@ def test_secrets_manager_unavailable_is_502_with_no_call_and_no_charge(invoke, u
     assert usage(invoke)["credits_reserved"] == 0
 
 
-def throttled(*args, **kwargs):
-    raise ClientError(
-        {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem"
-    )
+THROTTLED = ClientError(
+    {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem"
+)
+# What the usage ledger's updates write, told apart by their update expressions.
+RESERVING = "SET #entry"  # a reservation is recorded under its holder
+SETTLING = "#upstream_calls"  # a settlement counts the upstream call it charges for
+COUNTING_A_HIT = "#cache_hits"
+
+
+def ledger_failing(monkeypatch, update: str, error: Exception | None = None) -> None:
+    """The usage ledger's updates whose expression holds `update` fail (unreachable, or with `error`)."""
+    aws_failing(monkeypatch, "UpdateItem", lambda params: update in params.get("UpdateExpression", ""), error)
 
 
 def test_dynamodb_throttling_before_the_call_refuses_without_spending(invoke, upstream, tenant, monkeypatch):
-    from segmind_proxy.adapters.dynamo_usage import Meter
-
-    monkeypatch.setattr(Meter, "reserve", throttled)
+    ledger_failing(monkeypatch, RESERVING, THROTTLED)
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 503 and "nothing was charged" in body_json(response)["error"]
     assert upstream.calls() == []
 
 
 def test_dynamodb_throttling_after_the_call_still_delivers(invoke, upstream, tenant, monkeypatch, capsys):
-    from segmind_proxy.adapters.dynamo_usage import Meter
-
-    monkeypatch.setattr(Meter, "settle", throttled)
+    ledger_failing(monkeypatch, SETTLING, THROTTLED)
     upstream.succeed()
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 200 and sniff_format(body_bytes(response)) == "jpeg"
@@ -167,36 +171,28 @@ def test_dynamodb_throttling_after_the_call_still_delivers(invoke, upstream, ten
 
 
 def test_hit_survives_a_ledger_outage(invoke, upstream, tenant, monkeypatch):
-    from segmind_proxy.adapters.dynamo_usage import Meter
-
     upstream.succeed()
     invoke(api_event(SMALL, api_key_id="key-acme"))
-    monkeypatch.setattr(Meter, "record_hit", throttled)
+    ledger_failing(monkeypatch, COUNTING_A_HIT, THROTTLED)
     hit = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert hit["statusCode"] == 200 and header(hit, "x-cache") == "HIT"
 
 
 def test_ledger_unreachable_after_the_call_still_delivers(invoke, upstream, tenant, monkeypatch):
-    from segmind_proxy.adapters.dynamo_usage import Meter
-
-    monkeypatch.setattr(Meter, "settle", aws_unreachable)
+    ledger_failing(monkeypatch, SETTLING)
     upstream.succeed()
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 200 and sniff_format(body_bytes(response)) == "jpeg"
 
 
 def test_ledger_unreachable_before_the_call_is_503_without_spending(invoke, upstream, tenant, monkeypatch):
-    from segmind_proxy.adapters.dynamo_usage import Meter
-
-    monkeypatch.setattr(Meter, "reserve", aws_unreachable)
+    ledger_failing(monkeypatch, RESERVING)
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 503 and upstream.calls() == []
 
 
 def test_registry_unreachable_is_a_segmind_style_503(invoke, upstream, tenant, monkeypatch):
-    from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
-
-    monkeypatch.setattr(TenantRegistry, "by_api_key", aws_unreachable)
+    aws_failing(monkeypatch, "GetItem")  # the tenant's key or profile
     response = invoke(api_event(SMALL, api_key_id="key-acme"))
     assert response["statusCode"] == 503 and "registry" in json.loads(response["body"])["error"]
     assert upstream.calls() == []

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.unit.conftest import SAMPLE, api_event, aws_unreachable, body_bytes, body_json, make_tenant
+from tests.unit.conftest import SAMPLE, api_event, aws_failing, body_bytes, body_json, make_tenant
 from tests.unit.test_handler import header
 
 SMALL = SAMPLE | {"width": 256, "height": 256}
@@ -92,15 +92,8 @@ def test_malformed_keys_are_400(invoke, upstream, jobs_env, bad):
 @pytest.fixture
 def storage_down(monkeypatch):
     """S3 writes fail while `down` is true."""
-    from segmind_proxy.adapters.s3_images import ImageStore
-
     state = {"down": True}
-    write = ImageStore.write
-
-    def flaky(self, *args, **kwargs):
-        return (aws_unreachable if state["down"] else write)(self, *args, **kwargs)
-
-    monkeypatch.setattr(ImageStore, "write", flaky)
+    aws_failing(monkeypatch, "PutObject", lambda params: state["down"])
     return state
 
 

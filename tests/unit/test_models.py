@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from segmind_proxy.api.segmind_errors import body
 from segmind_proxy.domain.errors import RequestInvalid
 from segmind_proxy.domain.request import CATALOG, load_json_object, parse_request
 from tests.unit.conftest import SAMPLE
@@ -62,7 +63,7 @@ def test_ranges_accept_their_bounds_and_refuse_beyond(field, low, high):
     assert getattr(parse({"prompt": "x", field: high}), field) == high
     for bad in (low - 1, high + 1):
         error = error_of({"prompt": "x", field: bad})
-        assert error.status == 400
+        assert type(error) is RequestInvalid
         assert f"'{field}'" in error.message
 
 
@@ -87,7 +88,7 @@ def test_seed_accepts_minus_one_and_refuses_other_negatives():
 )
 def test_wrong_types_are_refused_not_coerced(field, value):
     error = error_of({"prompt": "x", field: value})
-    assert error.status == 400
+    assert type(error) is RequestInvalid
     assert f"'{field}'" in error.message
 
 
@@ -111,7 +112,7 @@ def test_every_bad_field_is_named_in_one_answer():
     assert fields == {"prompt", "steps", "sampler", "colour", "batch_size"}
     for name in fields:
         assert name in error.message
-    assert error.body()["error"] == error.message
+    assert body(error)["error"] == error.message
 
 
 def test_unknown_field_is_named():
@@ -143,7 +144,7 @@ def test_blank_and_overlong_prompts_are_refused():
 )
 def test_bodies_that_are_not_a_json_object(raw, fragment):
     error = error_of(raw)
-    assert error.status == 400
+    assert type(error) is RequestInvalid
     assert fragment in error.message
 
 
@@ -176,10 +177,10 @@ def test_unicode_whitespace_only_prompts_are_blank(prompt):
 )
 def test_a_key_given_twice_is_refused_naming_it(raw, key):
     error = error_of(raw)
-    assert error.status == 400
+    assert type(error) is RequestInvalid
     assert error.message == f"Duplicate key '{key}' in the JSON body"
     assert error.details == [{"field": key, "message": error.message}]
-    assert error.body()["error"] == error.message
+    assert body(error)["error"] == error.message
 
 
 @pytest.mark.parametrize(

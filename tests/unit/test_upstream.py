@@ -12,7 +12,7 @@ import responses
 
 from local.fake_segmind import render
 from segmind_proxy.adapters.segmind import SegmindClient
-from segmind_proxy.domain.errors import UpstreamError
+from segmind_proxy.domain.errors import FailureKind, UpstreamFailure
 
 URL = "https://segmind.test/v1/model"
 JPEG = render("x", 1, 64, 64, "jpeg", 80)
@@ -119,9 +119,9 @@ def test_401_fetches_the_key_afresh_once_then_succeeds(clock, errors):
 @responses.activate
 def test_401_twice_is_a_502_that_never_shows_the_key(clock, errors):
     responses.add(responses.POST, URL, json={"error": "Invalid API key sg_key_2"}, status=401)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
-    assert caught.value.status == 502
+    assert caught.value.kind is FailureKind.AUTH
     assert "operator" in caught.value.message
     assert "sg_key" not in caught.value.message
     assert len(responses.calls) == 2
@@ -131,9 +131,9 @@ def test_401_twice_is_a_502_that_never_shows_the_key(clock, errors):
 @responses.activate
 def test_406_out_of_credits_is_503_without_retry(clock, errors):
     responses.add(responses.POST, URL, json={"error": "Not enough credits"}, status=406)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
-    assert caught.value.status == 503
+    assert caught.value.kind is FailureKind.CREDITS
     assert "credits" in caught.value.message
     assert len(responses.calls) == 1
     assert errors == ["credits"]
@@ -143,9 +143,12 @@ def test_406_out_of_credits_is_503_without_retry(clock, errors):
 @responses.activate
 def test_other_4xx_are_never_retried(clock, errors, status):
     responses.add(responses.POST, URL, json={"error": "bad"}, status=status)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
-    assert caught.value.status == (400 if status in (400, 422) else 502)
+    assert (caught.value.kind, caught.value.upstream_status) == (FailureKind.REJECTED, status)
+    assert caught.value.message.startswith(
+        "Segmind rejected the request" if status in (400, 422) else f"Segmind answered HTTP {status}"
+    )
     assert len(responses.calls) == 1
 
 
@@ -165,9 +168,9 @@ def test_5xx_is_retried_with_backoff_then_succeeds(clock, errors, status):
 def test_5xx_exhausting_attempts_is_502(clock, errors):
     for _ in range(3):
         responses.add(responses.POST, URL, json={"error": "down"}, status=500)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
-    assert caught.value.status == 502
+    assert (caught.value.kind, caught.value.upstream_status) == (FailureKind.SERVER_ERROR, 500)
     assert len(responses.calls) == 3
 
 
@@ -188,10 +191,10 @@ def test_429_whose_reset_is_past_the_deadline_is_a_429_with_retry_after(clock, e
     responses.add(
         responses.POST, URL, json={"error": "slow down"}, status=429, headers={"x-rate-limit-reset-at-utc": reset}
     )
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 20)
-    assert caught.value.status == 429
-    assert 58 <= int(caught.value.headers["Retry-After"]) <= 60
+    assert caught.value.kind is FailureKind.RATE_LIMITED
+    assert 58 <= caught.value.retry_after <= 60
     assert len(responses.calls) == 1
 
 
@@ -199,9 +202,9 @@ def test_429_whose_reset_is_past_the_deadline_is_a_429_with_retry_after(clock, e
 def test_timeouts_are_retried_then_answer_504(clock, errors):
     for _ in range(3):
         responses.add(responses.POST, URL, body=requests.ReadTimeout("slow"))
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
-    assert caught.value.status == 504
+    assert caught.value.kind is FailureKind.TIMEOUT
     assert errors == ["timeout"] * 3
 
 
@@ -216,9 +219,9 @@ def test_connection_errors_are_retried(clock, errors):
 @responses.activate
 def test_no_retry_starts_when_the_deadline_would_pass(clock, errors):
     responses.add(responses.POST, URL, json={"error": "down"}, status=500)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 1.2)
-    assert caught.value.status == 502
+    assert caught.value.kind is FailureKind.SERVER_ERROR
     assert len(responses.calls) == 1
     assert clock.sleeps == []
 
@@ -250,9 +253,9 @@ def test_timeouts_are_bounded_by_the_time_left(clock, errors):
 @responses.activate
 def test_a_200_without_a_whole_image_is_502_and_not_retried(clock, errors, reply):
     responses.add(responses.POST, URL, status=200, **reply)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
-    assert caught.value.status == 502
+    assert caught.value.kind is FailureKind.INVALID_RESPONSE
     assert len(responses.calls) == 1
     assert errors == ["invalid_response"]
 
@@ -260,9 +263,9 @@ def test_a_200_without_a_whole_image_is_502_and_not_retried(clock, errors, reply
 @responses.activate
 def test_upstream_messages_passed_on_never_echo_the_key(clock, errors):
     responses.add(responses.POST, URL, json={"error": "bad prompt for key sg_key_1"}, status=400)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
-    assert caught.value.status == 400
+    assert (caught.value.kind, caught.value.upstream_status) == (FailureKind.REJECTED, 400)
     assert "sg_key_1" not in caught.value.message
     assert "[redacted]" in caught.value.message
 
@@ -271,7 +274,7 @@ def test_upstream_messages_passed_on_never_echo_the_key(clock, errors):
 def test_a_long_upstream_message_is_cut_after_the_key_is_redacted(clock, errors):
     # The key straddles the 300-character cut: cut first, its prefix would be passed on.
     responses.add(responses.POST, URL, json={"error": "x" * 295 + "sg_key_1"}, status=400)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
     assert "sg_ke" not in caught.value.message
     assert caught.value.message.endswith("x[reda")
@@ -281,18 +284,19 @@ def test_a_long_upstream_message_is_cut_after_the_key_is_redacted(clock, errors)
 @responses.activate
 def test_a_credits_answer_not_understood_is_502_invalid_response(clock, errors, body):
     responses.add(responses.GET, "https://segmind.test/v1/get-user-credits", body=body, content_type="application/json")
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).credits(deadline=clock() + 30)
-    assert caught.value.status == 502 and "not understood" in caught.value.message
+    assert caught.value.kind is FailureKind.INVALID_RESPONSE and "not understood" in caught.value.message
     assert errors == ["invalid_response"]
 
 
 @responses.activate
 def test_a_deeply_nested_error_body_is_mapped_without_its_message(clock, errors):
     responses.add(responses.POST, URL, body=b"[" * 20000, status=400, content_type="application/json")
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(UpstreamFailure) as caught:
         client(clock, errors).txt2img("model", {}, deadline=clock() + 30)
-    assert caught.value.status == 400
+    assert (caught.value.kind, caught.value.upstream_status) == (FailureKind.REJECTED, 400)
+    assert caught.value.message == "Segmind rejected the request"
 
 
 class _SlowUpstream:
@@ -329,13 +333,13 @@ def test_a_slow_body_ends_at_the_deadline_as_a_504_saying_segmind_was_too_slow(e
     upstream = _SlowUpstream(stall=stall)
     started = time.monotonic()
     try:
-        with pytest.raises(UpstreamError) as caught:
+        with pytest.raises(UpstreamFailure) as caught:
             SegmindClient(upstream.url, Keys("k"), on_attempt_error=errors.append).txt2img(
                 "model", {}, deadline=started + 1.0
             )
     finally:
         upstream.close()
     assert time.monotonic() - started < 1.8  # the deadline, not the body's 20 s nor a read timeout after it
-    assert caught.value.status == 504 and caught.value.kind == "timeout"
+    assert caught.value.kind is FailureKind.TIMEOUT
     assert "too slow" in caught.value.message and "connect" not in caught.value.message
     assert errors == ["timeout"]

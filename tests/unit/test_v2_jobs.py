@@ -6,7 +6,6 @@ import time
 import pytest
 
 from segmind_proxy.adapters.dynamo_jobs import JobStore
-from segmind_proxy.adapters.s3_images import ImageStore
 from segmind_proxy.adapters.webhooks import verify
 from segmind_proxy.domain.jobs import JobStatus
 from tests.unit.conftest import (
@@ -14,7 +13,7 @@ from tests.unit.conftest import (
     JOBS_TABLE,
     SAMPLE,
     api_event,
-    aws_unreachable,
+    aws_failing,
     body_json,
     make_tenant,
     order_against_tenant_check,
@@ -98,15 +97,17 @@ def test_a_refused_submit_is_answered_before_it_is_counted(invoke, upstream, job
 def test_a_submit_that_cannot_be_recorded_or_queued_is_503_and_reserves_nothing(
     invoke, upstream, jobs_env, monkeypatch, broken, message
 ):
-    from segmind_proxy.adapters.aws_clients import sqs
+    def job_record(params):  # not a lease nor an idempotency record, in the same table
+        item = params.get("Item") or params.get("Key") or {}
+        return params.get("TableName") == JOBS_TABLE and str(item.get("pk", "")).startswith("JOB#")
 
     make_tenant(jobs_env["registry"], budget_images=2)
     if "create" in broken:
-        monkeypatch.setattr(JobStore, "create", aws_unreachable)
+        aws_failing(monkeypatch, "PutItem", job_record)
     if "fail" in broken:
-        monkeypatch.setattr(JobStore, "fail", aws_unreachable)
+        aws_failing(monkeypatch, "UpdateItem", job_record)
     if "send" in broken:
-        monkeypatch.setattr(sqs(), "send_message", aws_unreachable)
+        aws_failing(monkeypatch, "SendMessage")
     refused = submit(invoke)
     assert refused["statusCode"] == 503 and message in body_json(refused)["error"]
     usage = body_json(get(invoke, "/v1/usage"))
@@ -440,7 +441,7 @@ def test_a_result_whose_images_expired_is_410_not_dead_urls(invoke, upstream, jo
     assert worker() == []
     assert get(invoke, f"/v2/requests/{job_id}")["statusCode"] == 200
     with monkeypatch.context() as storage_down:  # cannot tell: the URLs are handed out, as before the check
-        storage_down.setattr(ImageStore, "head", aws_unreachable)
+        aws_failing(storage_down, "HeadObject")
         assert "X-Amz-Signature" in body_json(get(invoke, f"/v2/requests/{job_id}"))["output"]
     s3 = boto3.client("s3")
     for listed in s3.list_objects_v2(Bucket=BUCKET)["Contents"]:  # what the bucket's lifecycle rule does

@@ -2,18 +2,70 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
-from collections.abc import Callable
-from functools import cache
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache, wraps
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from segmind_proxy.domain.errors import Dependency, Outage
+
 # Every way an AWS call can fail (service answers and transport faults alike).
 AwsErrors = (BotoCoreError, ClientError)
+
+Adapter = TypeVar("Adapter", bound=type)
+
+
+@contextmanager
+def outage_of(dependency: Dependency) -> Iterator[None]:
+    """AWS errors raised in the block are raised again as Outage(dependency), with the AWS error as their cause."""
+    try:
+        yield
+    except AwsErrors as exc:
+        raise Outage(dependency) from exc
+
+
+def raising_outages(dependency: Dependency) -> Callable[[Adapter], Adapter]:
+    """A class decorator for an adapter: its public methods raise Outage(dependency) instead of AWS errors, so the
+    flows never see botocore's. The AWS errors a method handles itself (a condition that did not hold, an object
+    that is not there) are handled inside it, as before."""
+
+    def translated(method: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.isgeneratorfunction(method):
+
+            @wraps(method)
+            def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                with outage_of(dependency):
+                    yield from method(*args, **kwargs)
+
+            return generator
+
+        @wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with outage_of(dependency):
+                return method(*args, **kwargs)
+
+        return call
+
+    def decorate(adapter: Adapter) -> Adapter:
+        for name, member in list(vars(adapter).items()):
+            if not name.startswith("_") and inspect.isfunction(member):
+                setattr(adapter, name, translated(member))
+        return adapter
+
+    return decorate
+
+
+def condition_failed(exc: ClientError) -> bool:
+    """Whether DynamoDB refused a conditional write because its condition did not hold (nothing was written)."""
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
 
 _CONFIG = Config(
     signature_version="s3v4",

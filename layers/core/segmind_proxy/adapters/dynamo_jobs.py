@@ -10,7 +10,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.aws_clients import DynamoTable
+from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed, raising_outages
+from segmind_proxy.domain.errors import Dependency
 from segmind_proxy.domain.jobs import Job, JobStatus
 
 
@@ -46,6 +47,7 @@ def _from_dynamo(value: Any) -> Any:
     return value
 
 
+@raising_outages(Dependency.JOB_STORE)
 class JobStore(DynamoTable):
     def create(self, job: Job) -> Job:
         self.table.put_item(Item=job_item(job), ConditionExpression="attribute_not_exists(pk)")
@@ -74,7 +76,7 @@ class JobStore(DynamoTable):
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return None
             raise
         return job_from_item(result["Attributes"])

@@ -7,9 +7,11 @@ from decimal import Decimal
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.aws_clients import DynamoTable
+from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed, raising_outages
+from segmind_proxy.domain.errors import Dependency
 
 
+@raising_outages(Dependency.LEASES)
 class LeaseStore(DynamoTable):
     def acquire(self, key: str, owner: str, seconds: float) -> bool:
         """An owner may take its own lease again: a redelivered v2 job (owner `job-<id>`) runs only once the job's
@@ -28,7 +30,7 @@ class LeaseStore(DynamoTable):
                 ExpressionAttributeValues={":now": Decimal(str(round(now, 3))), ":owner": owner},
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False
             raise
         return True
@@ -47,5 +49,5 @@ class LeaseStore(DynamoTable):
                 ExpressionAttributeValues={":owner": owner},
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise

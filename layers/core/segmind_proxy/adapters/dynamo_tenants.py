@@ -17,8 +17,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.aws_clients import DynamoTable
+from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed, raising_outages
 from segmind_proxy.adapters.dynamo_usage import Meter
+from segmind_proxy.domain.errors import Dependency
 from segmind_proxy.domain.tenants import NAME_PATTERN, RegistryConflict, RegistryError, Tenant, TenantStatus
 from segmind_proxy.domain.usage import Usage
 
@@ -51,6 +52,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+@raising_outages(Dependency.TENANT_REGISTRY)
 class TenantRegistry(DynamoTable):
     def __init__(self, table_name: str, resource: Callable[[], Any] | None = None) -> None:
         super().__init__(table_name, resource)
@@ -156,7 +158,7 @@ class TenantRegistry(DynamoTable):
         try:
             self.table.put_item(**self._versioned_put(tenant))
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
             if self.get(tenant.tenant_id) is None:
                 raise RegistryError(f"No tenant with id '{tenant.tenant_id}'") from None

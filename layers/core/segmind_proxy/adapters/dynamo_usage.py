@@ -21,7 +21,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.aws_clients import DynamoTable
+from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed, raising_outages
+from segmind_proxy.domain.errors import Dependency
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import (
     Hold,
@@ -51,6 +52,7 @@ def _entry(reservation: Reservation) -> str:
     return f"{ENTRY_PREFIX}{reservation.holder}"
 
 
+@raising_outages(Dependency.LEDGER)
 class Meter(DynamoTable):
     def _key(self, tenant_id: str, month: str) -> dict[str, str]:
         return {"pk": f"TENANT#{tenant_id}", "sk": self.sort_key(month)}
@@ -123,7 +125,7 @@ class Meter(DynamoTable):
         try:
             usage = self._add(tenant.tenant_id, month, deltas, before=entry, **extra)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 usage = self.usage(tenant.tenant_id, month)
                 images_short = (
                     tenant.budget_images is not None and usage.images_committed + images > tenant.budget_images
@@ -168,7 +170,7 @@ class Meter(DynamoTable):
                 ConditionExpression="attribute_exists(#entry)",
             )
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            if not condition_failed(exc):
                 raise
             logger.warning("Reservation already resolved", extra={"holder": reservation.holder})
             metrics.add_metric(name="ReservationsAlreadyResolved", unit=MetricUnit.Count, value=1)
@@ -234,7 +236,7 @@ class Meter(DynamoTable):
         try:
             self.table.update_item(**update)
         except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 return False
             raise
         return True

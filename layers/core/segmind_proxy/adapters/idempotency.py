@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy.adapters.aws_clients import dynamodb_client
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import IdempotencyInProgress, IdempotencyKeyReused
 from segmind_proxy.settings import get_settings
 
 
@@ -81,14 +81,9 @@ class PowertoolsIdempotency:
         try:
             outcome = guarded(identity=identity)
         except IdempotencyValidationError:
-            raise GatewayError(
-                422, "This Idempotency-Key was used with a different request body", kind="idempotency"
-            ) from None
+            raise IdempotencyKeyReused("This Idempotency-Key was used with a different request body") from None
         except IdempotencyAlreadyInProgressError:
-            raise GatewayError(
-                409,
-                "A request with this Idempotency-Key is still in progress; retry shortly",
-                kind="idempotency",
-                headers={"Retry-After": "2"},
+            raise IdempotencyInProgress(
+                "A request with this Idempotency-Key is still in progress; retry shortly", retry_after=2
             ) from None
         return outcome, not ran

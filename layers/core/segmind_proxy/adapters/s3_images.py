@@ -9,7 +9,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from segmind_proxy.adapters.aws_clients import AwsErrors, s3
+from segmind_proxy.adapters.aws_clients import AwsErrors, raising_outages, s3
+from segmind_proxy.domain.errors import Dependency
 from segmind_proxy.domain.images import StoredSet, recorded_count
 from segmind_proxy.observability import MetricUnit, logger, metrics
 
@@ -24,6 +25,7 @@ def renewal_age(expiration_days: int, must_outlive_seconds: float) -> float:
     return max(expiry / 2, expiry - must_outlive_seconds - DAY_SECONDS)
 
 
+@raising_outages(Dependency.STORAGE)
 class ImageStore:
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Segmind client: one requests Session per container, deadline-bounded retries, and error mapping to gateway answers."""
+"""Segmind client: one requests Session per container, deadline-bounded retries, and every failure as an UpstreamFailure."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import requests
 from urllib3.exceptions import ReadTimeoutError
 
-from segmind_proxy.domain.errors import GatewayError, UpstreamError
+from segmind_proxy.domain.errors import FailureKind, UpstreamFailure
 from segmind_proxy.domain.image_formats import sniff_format
 from segmind_proxy.domain.upstream import Generation
 
@@ -55,7 +55,7 @@ class _TooSlow(Exception):
 
 @dataclass
 class _Failure:
-    kind: str
+    kind: FailureKind
     status: int | None = None
     retry_after: float | None = None
     detail: str = ""
@@ -99,9 +99,9 @@ class SegmindClient:
             body = response.json()
             return {"credits": float(body["credits"]), "free_credits": float(body.get("free-credits", 0.0))}
         except (ValueError, KeyError, TypeError, RecursionError):
-            self._on_attempt_error("invalid_response")
+            self._on_attempt_error(FailureKind.INVALID_RESPONSE)
             raise _to_error(
-                _Failure("invalid_response", detail="Segmind's credits answer was not understood")
+                _Failure(FailureKind.INVALID_RESPONSE, detail="Segmind's credits answer was not understood")
             ) from None
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None, deadline: float) -> tuple[_Answer, int]:
@@ -114,22 +114,22 @@ class SegmindClient:
             attempt += 1
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise _to_error(_Failure("timeout", detail="no time left before the gateway's deadline"))
+                raise _to_error(_Failure(FailureKind.TIMEOUT, detail="no time left before the gateway's deadline"))
             try:
                 response = self._exchange(method, url, payload, key, deadline)
             except _TooSlow:
-                failure = _Failure("timeout", detail=TOO_SLOW)
+                failure = _Failure(FailureKind.TIMEOUT, detail=TOO_SLOW)
             except requests.Timeout:
-                failure = _Failure("timeout", detail="Segmind was too slow to answer")
+                failure = _Failure(FailureKind.TIMEOUT, detail="Segmind was too slow to answer")
             except requests.ConnectionError as exc:
                 if _read_timed_out(exc):  # a stall in the middle of the body: requests reports it as a connection error
-                    failure = _Failure("timeout", detail=TOO_SLOW)
+                    failure = _Failure(FailureKind.TIMEOUT, detail=TOO_SLOW)
                 else:
-                    failure = _Failure("connection", detail="could not connect to Segmind")
+                    failure = _Failure(FailureKind.CONNECTION, detail="could not connect to Segmind")
             except requests.RequestException:
                 # A broken 200 body (e.g. truncated): credits may be spent, so no blind retry.
-                self._on_attempt_error("invalid_response")
-                raise _to_error(_Failure("invalid_response", detail="Segmind's answer was cut off")) from None
+                self._on_attempt_error(FailureKind.INVALID_RESPONSE)
+                raise _to_error(_Failure(FailureKind.INVALID_RESPONSE, detail="Segmind's answer was cut off")) from None
             else:
                 if response.status_code == 200:
                     return response, attempt
@@ -182,8 +182,8 @@ class SegmindClient:
         images = _decode_images(response)
         formats = {sniff_format(image) for image in images}
         if not images or None in formats or len(formats) != 1:
-            self._on_attempt_error("invalid_response")
-            raise _to_error(_Failure("invalid_response", detail="Segmind answered 200 without a valid image"))
+            self._on_attempt_error(FailureKind.INVALID_RESPONSE)
+            raise _to_error(_Failure(FailureKind.INVALID_RESPONSE, detail="Segmind answered 200 without a valid image"))
         headers = response.headers
         return Generation(
             images=images,
@@ -222,47 +222,42 @@ def _classify(response: _Answer, key: str) -> _Failure:
     status = response.status_code
     detail = _upstream_message(response, key)
     if status == 401:
-        return _Failure("auth", status, detail=detail)
+        return _Failure(FailureKind.AUTH, status, detail=detail)
     if status == 406:
-        return _Failure("credits", status, detail=detail)
+        return _Failure(FailureKind.CREDITS, status, detail=detail)
     if status == 429:
-        return _Failure("rate_limited", status, retry_after=_reset_wait(response), detail=detail)
+        return _Failure(FailureKind.RATE_LIMITED, status, retry_after=_reset_wait(response), detail=detail)
     if status >= 500:
-        return _Failure("server_error", status, detail=detail)
-    return _Failure("rejected", status, detail=detail)
+        return _Failure(FailureKind.SERVER_ERROR, status, detail=detail)
+    return _Failure(FailureKind.REJECTED, status, detail=detail)
 
 
-def _to_error(failure: _Failure) -> GatewayError:
+def _to_error(failure: _Failure) -> UpstreamFailure:
+    """The failure in words the client may read (never the key); the front door picks its status."""
+    return UpstreamFailure(
+        failure.kind, _message(failure), upstream_status=failure.status, retry_after=failure.retry_after
+    )
+
+
+def _message(failure: _Failure) -> str:
     kind = failure.kind
-    if kind == "timeout":
-        return UpstreamError(504, f"Upstream timeout: {failure.detail}", kind=kind)
-    if kind == "connection":
-        return UpstreamError(502, f"Upstream unreachable: {failure.detail}", kind=kind)
-    if kind == "auth":
-        return UpstreamError(
-            502, "The gateway's Segmind API key was rejected by Segmind; the operator must update it", kind=kind
-        )
-    if kind == "credits":
-        return UpstreamError(
-            503,
-            "The gateway's Segmind account has run out of credits; try again once the operator tops it up",
-            kind=kind,
-        )
-    if kind == "rate_limited":
-        retry_after = max(1, round(failure.retry_after)) if failure.retry_after else 10
-        return UpstreamError(
-            429,
-            "Segmind is rate limiting the gateway; retry later",
-            kind=kind,
-            headers={"Retry-After": str(retry_after)},
-        )
-    if kind == "server_error":
-        return UpstreamError(502, f"Segmind failed with HTTP {failure.status}{_suffix(failure.detail)}", kind=kind)
-    if kind == "rejected" and failure.status in (400, 422):
-        return UpstreamError(400, f"Segmind rejected the request{_suffix(failure.detail)}", kind=kind)
-    if kind == "rejected":
-        return UpstreamError(502, f"Segmind answered HTTP {failure.status}{_suffix(failure.detail)}", kind=kind)
-    return UpstreamError(502, f"Invalid upstream answer: {failure.detail}", kind=kind)
+    if kind is FailureKind.TIMEOUT:
+        return f"Upstream timeout: {failure.detail}"
+    if kind is FailureKind.CONNECTION:
+        return f"Upstream unreachable: {failure.detail}"
+    if kind is FailureKind.AUTH:
+        return "The gateway's Segmind API key was rejected by Segmind; the operator must update it"
+    if kind is FailureKind.CREDITS:
+        return "The gateway's Segmind account has run out of credits; try again once the operator tops it up"
+    if kind is FailureKind.RATE_LIMITED:
+        return "Segmind is rate limiting the gateway; retry later"
+    if kind is FailureKind.SERVER_ERROR:
+        return f"Segmind failed with HTTP {failure.status}{_suffix(failure.detail)}"
+    if kind is FailureKind.REJECTED and failure.status in (400, 422):
+        return f"Segmind rejected the request{_suffix(failure.detail)}"
+    if kind is FailureKind.REJECTED:
+        return f"Segmind answered HTTP {failure.status}{_suffix(failure.detail)}"
+    return f"Invalid upstream answer: {failure.detail}"
 
 
 def _suffix(detail: str) -> str:

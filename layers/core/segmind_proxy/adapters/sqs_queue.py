@@ -6,7 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from segmind_proxy.adapters.aws_clients import sqs
+from segmind_proxy.adapters.aws_clients import outage_of, sqs
+from segmind_proxy.domain.errors import Dependency
 
 
 class SqsJobQueue:
@@ -15,4 +16,6 @@ class SqsJobQueue:
         self._client = client
 
     def send(self, job_id: str) -> None:
-        self._client().send_message(QueueUrl=self.queue_url, MessageBody=json.dumps({"job_id": job_id}))
+        """Raises Outage(JOB_QUEUE) when the message cannot be sent."""
+        with outage_of(Dependency.JOB_QUEUE):
+            self._client().send_message(QueueUrl=self.queue_url, MessageBody=json.dumps({"job_id": job_id}))

@@ -8,7 +8,7 @@ from functools import cache
 from aws_lambda_powertools.utilities import parameters
 
 from segmind_proxy.adapters.aws_clients import secrets_manager
-from segmind_proxy.domain.errors import UpstreamError
+from segmind_proxy.domain.errors import FailureKind, UpstreamFailure
 from segmind_proxy.settings import get_settings
 
 PLACEHOLDER = "REPLACE_WITH_YOUR_SEGMIND_API_KEY"
@@ -27,19 +27,19 @@ def get_segmind_key(*, refresh: bool = False) -> str:
     """The key as a plain string. The secret may hold the key itself or JSON `{"api_key": "..."}`."""
     settings = get_settings()
     if not settings.segmind_api_key_secret:
-        raise UpstreamError(502, _NOT_CONFIGURED, kind="config")
+        raise UpstreamFailure(FailureKind.CONFIG, _NOT_CONFIGURED)
     try:
         raw = secrets().get(
             settings.segmind_api_key_secret, max_age=settings.secret_max_age_seconds, force_fetch=refresh
         )
     except parameters.exceptions.GetParameterError:
         # The exception text can name the secret but never holds its value; still, keep it out of the answer.
-        raise UpstreamError(
-            502, "The gateway could not read its Segmind API key from Secrets Manager", kind="secret"
+        raise UpstreamFailure(
+            FailureKind.SECRET, "The gateway could not read its Segmind API key from Secrets Manager"
         ) from None
     key = _extract(raw if isinstance(raw, str) else raw.decode())
     if not key or key == PLACEHOLDER:
-        raise UpstreamError(502, _NOT_CONFIGURED, kind="config")
+        raise UpstreamFailure(FailureKind.CONFIG, _NOT_CONFIGURED)
     return key
 
 

@@ -11,7 +11,12 @@ from segmind_proxy.api.delivery import Answer, Reply, ResponseMode, deliver
 from segmind_proxy.api.headers import idempotency_key
 from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
-from segmind_proxy.domain.errors import RequestInvalid
+from segmind_proxy.domain.errors import (
+    BodyTooLarge,
+    RequestInvalid,
+    UnsupportedEncoding,
+    UnsupportedMediaType,
+)
 from segmind_proxy.domain.images import ImageResult
 from segmind_proxy.domain.pricing import price_table
 from segmind_proxy.domain.request import Txt2ImgRequest, parse_request
@@ -46,7 +51,7 @@ def check_content_type(content_type: str | None) -> None:
     media_type = (content_type or "").split(";")[0].strip().lower()
     if media_type != "application/json":
         shown = media_type or "none"
-        raise RequestInvalid(f"Content-Type must be application/json (got {shown})", status=415)
+        raise UnsupportedMediaType(f"Content-Type must be application/json (got {shown})")
 
 
 def check_content_encoding(content_encoding: str | None) -> None:
@@ -54,16 +59,15 @@ def check_content_encoding(content_encoding: str | None) -> None:
     codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
     unsupported = [c for c in codings if c != "identity"]
     if unsupported:
-        raise RequestInvalid(
-            f"Content-Encoding '{', '.join(unsupported)}' is not supported: send the JSON body uncompressed",
-            status=415,
+        raise UnsupportedEncoding(
+            f"Content-Encoding '{', '.join(unsupported)}' is not supported: send the JSON body uncompressed"
         )
 
 
 def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> tuple[Txt2ImgRequest, ResponseMode]:
     """Every check that needs no I/O, so a bad request costs nothing."""
     if body is not None and len(body) > settings.max_body_bytes:
-        raise RequestInvalid(f"Request body is larger than {settings.max_body_bytes} bytes", status=413)
+        raise BodyTooLarge(f"Request body is larger than {settings.max_body_bytes} bytes")
     check_content_type(headers.get("content-type"))
     check_content_encoding(headers.get("content-encoding"))
     mode = response_mode(headers)

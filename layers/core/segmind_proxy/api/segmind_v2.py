@@ -8,7 +8,7 @@ from segmind_proxy.api.headers import WEBHOOK_HEADER, idempotency_key
 from segmind_proxy.api.segmind_v1 import validate
 from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.domain.cache_policy import CachePolicy
-from segmind_proxy.domain.errors import GatewayError, RequestInvalid
+from segmind_proxy.domain.errors import NotFound, RequestInvalid
 from segmind_proxy.domain.jobs import Job, JobStatus
 from segmind_proxy.domain.usage import Caller, Hold
 from segmind_proxy.flows.billing import billing_for, counting_rejections
@@ -19,7 +19,7 @@ from segmind_proxy.flows.scope import RequestScope
 
 def _jobs(services: Services) -> AsyncJobs:
     if services.jobs is None:
-        raise GatewayError(404, "Async (v2) generation is not enabled on this gateway", kind="not_found")
+        raise NotFound("Async (v2) generation is not enabled on this gateway")
     return services.jobs
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from segmind_proxy.api.schemas import UsageReport
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import NotFound, RequestInvalid
 from segmind_proxy.domain.ports import UsageLedger
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Usage, is_month
@@ -16,15 +16,15 @@ from segmind_proxy.flows.usage import month_usage
 def handle_usage(tenant: Tenant | None, query: Mapping[str, str] | None, ledger: UsageLedger | None) -> UsageReport:
     """`?month=YYYY-MM` for another month than this one; any other parameter is refused."""
     if tenant is None or ledger is None:
-        raise GatewayError(404, "Usage metering is not enabled on this gateway", kind="not_found")
+        raise NotFound("Usage metering is not enabled on this gateway")
     # A misspelt parameter (?mnth=) would otherwise silently report this month.
     unknown = sorted(set(query or {}) - {"month"})
     if unknown:
         shown = ", ".join(repr(name[:40]) for name in unknown[:5])
-        raise GatewayError(400, f"Unknown query parameter {shown}: only 'month' is read", kind="invalid_request")
+        raise RequestInvalid(f"Unknown query parameter {shown}: only 'month' is read")
     month = (query or {}).get("month")
     if month is not None and not is_month(month):
-        raise GatewayError(400, "'month' must be YYYY-MM", kind="invalid_request")
+        raise RequestInvalid("'month' must be YYYY-MM")
     return usage_report(month_usage(ledger, tenant, month), tenant)
 
 

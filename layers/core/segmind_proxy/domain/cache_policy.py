@@ -6,13 +6,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import NotCached
 
 if TYPE_CHECKING:
     from segmind_proxy.domain.request import Txt2ImgRequest
-
-
-NOT_CACHED = "not_cached"  # the GatewayError kind of an only-if-cached miss
 
 
 class CacheStatus(StrEnum):
@@ -41,7 +38,7 @@ class CachePolicy:
         return self.read and not request.random_seed
 
     def check_may_generate(self, request: Txt2ImgRequest) -> None:
-        """Called once the cache had nothing: with only-if-cached, a 504 (as RFC 9111 has it), before any cost."""
+        """Called once the cache had nothing: with only-if-cached, NotCached, before any cost."""
         if not self.only_cached:
             return
         if request.random_seed:
@@ -50,9 +47,4 @@ class CachePolicy:
             reason = "no-cache forbids answering from the cache"
         else:
             reason = "these images are not in the cache"
-        raise GatewayError(
-            504,
-            f"Cache-Control: only-if-cached, and {reason}: nothing was generated or charged",
-            kind=NOT_CACHED,
-            headers={"x-cache": CacheStatus.MISS.value},
-        )
+        raise NotCached(f"Cache-Control: only-if-cached, and {reason}: nothing was generated or charged")

@@ -3,7 +3,7 @@ decides when images go by URL instead."""
 
 from __future__ import annotations
 
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import Dependency, Unavailable
 from segmind_proxy.domain.images import ImageResult
 
 # Headroom for the status line, headers and JSON keys around the image bytes.
@@ -31,11 +31,10 @@ def fits_inline(result: ImageResult, as_base64: bool, limit: int) -> bool:
     return inline_size(result, as_base64) <= limit
 
 
-def undeliverable() -> GatewayError:
+def undeliverable() -> Unavailable:
     """Too large to answer inline, and storage failed: the one answer that cannot carry paid images."""
-    return GatewayError(
-        503,
+    return Unavailable(
+        Dependency.STORAGE,
         "The images were generated but are too large to return inline and could not be stored; nothing was "
         "charged, retry",
-        kind="storage",
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import BudgetExceeded
 from segmind_proxy.domain.tenants import Tenant
 
 COUNTERS = (
@@ -42,11 +42,6 @@ def current_month(now: datetime | None = None) -> str:
 def is_month(value: str) -> bool:
     """A ledger month as it is written: YYYY-MM."""
     return bool(_MONTH.match(value))
-
-
-class BudgetExceeded(GatewayError):
-    def __init__(self, message: str) -> None:
-        super().__init__(402, message, kind="budget")
 
 
 def budget_refusal(tenant: Tenant, over: str, cost: float) -> BudgetExceeded:

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import AccessRefused
 from segmind_proxy.domain.images import namespace_for
 from segmind_proxy.domain.ports import TenantDirectory
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Usage
-
-
-class AccessRefused(GatewayError):
-    """Refused before any work. `cors` is False when the answer must not carry CORS headers (a foreign origin)."""
-
-    def __init__(self, status: int, message: str, *, cors: bool = True) -> None:
-        super().__init__(status, message, kind="access")
-        self.cors = cors
 
 
 def namespace_of(tenant: Tenant | None, api_key_id: str | None) -> str:
@@ -51,10 +43,10 @@ def authorize_reading(
 
 def _admitted(tenant: Tenant | None, origin: str | None) -> Tenant:
     if tenant is None:
-        raise AccessRefused(403, "This API key is not registered with any tenant")
+        raise AccessRefused("This API key is not registered with any tenant")
     if not tenant.active:
-        raise AccessRefused(403, f"Tenant '{tenant.name}' is suspended; contact the operator")
+        raise AccessRefused(f"Tenant '{tenant.name}' is suspended; contact the operator")
     if not tenant.origin_allowed(origin):
         shown = origin or "no Origin header"
-        raise AccessRefused(403, f"This key may only be used from its allowed origins (got {shown})", cors=False)
+        raise AccessRefused(f"This key may only be used from its allowed origins (got {shown})", cors=False)
     return tenant

@@ -9,14 +9,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from segmind_proxy.adapters.aws_clients import AwsErrors
-from segmind_proxy.domain.errors import GatewayError, RequestInvalid
+from segmind_proxy.domain.errors import BudgetExceeded, Dependency, Outage, RequestInvalid, Unavailable
 from segmind_proxy.domain.jobs import Job
 from segmind_proxy.domain.ports import Deferrer, JobStore, UsageLedger
 from segmind_proxy.domain.pricing import price_table
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.tenants import Tenant
-from segmind_proxy.domain.usage import BudgetExceeded, Caller, Hold, Reservation, Usage
+from segmind_proxy.domain.usage import Caller, Hold, Reservation, Usage
 from segmind_proxy.flows.run_now import RunNow
 from segmind_proxy.observability import MetricUnit, logger, metrics
 from segmind_proxy.settings import Settings
@@ -102,10 +101,10 @@ class TenantBilling:
     def reserve(self) -> None:
         try:
             self.reservation, self.usage = self.meter.reserve(self.tenant, self.estimate, self.images, self.hold)
-        except AwsErrors:
+        except Outage:
             logger.exception("Usage ledger unavailable; refusing before any credit is spent")
-            raise GatewayError(
-                503, "The usage ledger is unavailable; nothing was charged, retry shortly", kind="ledger"
+            raise Unavailable(
+                Dependency.LEDGER, "The usage ledger is unavailable; nothing was charged, retry shortly"
             ) from None
 
     def settle(self, images: int, reported_balance: float | None, later: Deferrer | None = None) -> None:
@@ -159,7 +158,7 @@ class TenantBilling:
         """After the upstream call, ledger errors must not lose the image: log, count, carry on."""
         try:
             return call()
-        except AwsErrors:
+        except Outage:
             logger.exception("Usage ledger write failed after generation")
             metrics.add_metric(name="LedgerErrors", unit=MetricUnit.Count, value=1)
             return None

@@ -7,8 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from segmind_proxy.adapters.aws_clients import AwsErrors
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import CoalesceTimeout, Outage
 from segmind_proxy.domain.images import ImageResult
 from segmind_proxy.domain.ports import Clock, Leases
 from segmind_proxy.observability import MetricUnit, logger, metrics
@@ -30,14 +29,14 @@ class Coalescer:
         try:
             # The lease lasts as long as this invocation can: a crashed owner frees it by then.
             return self.leases.acquire(key, owner, max(1.0, deadline - self._clock()) + 5)
-        except AwsErrors:
+        except Outage:
             logger.warning("Lease unavailable; generating without coalescing", exc_info=True)
             return True
 
     def release(self, key: str, owner: str) -> None:
         try:
             self.leases.release(key, owner)
-        except AwsErrors:
+        except Outage:
             logger.warning("Could not release lease; it expires by itself", exc_info=True)
 
     def wait_for(self, key: str, deadline: float, look: Callable[[], ImageResult | None]) -> ImageResult | None:
@@ -54,6 +53,6 @@ class Coalescer:
             try:
                 if not self.leases.held(key):
                     return look()  # a last look: it may have just landed
-            except AwsErrors:
+            except Outage:
                 return None
-        raise GatewayError(504, "Timed out waiting for an identical request's images; retry", kind="coalesce_timeout")
+        raise CoalesceTimeout("Timed out waiting for an identical request's images; retry")

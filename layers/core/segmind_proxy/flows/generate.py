@@ -12,10 +12,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
-from segmind_proxy.adapters.aws_clients import AwsErrors
 from segmind_proxy.domain.cache_key import cache_key
 from segmind_proxy.domain.cache_policy import CacheStatus
 from segmind_proxy.domain.delivery import fits_inline
+from segmind_proxy.domain.errors import Outage
 from segmind_proxy.domain.images import ImageResult, StoredSet, recorded_count, stored_format
 from segmind_proxy.domain.ports import Deferrer, ImageStore, Leases, Upstream
 from segmind_proxy.domain.request import CATALOG, Txt2ImgRequest
@@ -220,7 +220,7 @@ class GenerationService:
             metadata["generated-by"] = result.generated_by
         try:
             self.store.write(stored, result.images or [], result.content_type, metadata)
-        except AwsErrors:
+        except Outage:
             logger.warning("Could not store images", extra={"prefix": stored.prefix}, exc_info=True)
             metrics.add_metric(name="StorageErrors", unit=MetricUnit.Count, value=1)
             return False
@@ -243,7 +243,7 @@ class GenerationService:
             else:
                 read = self.store.read(stored)
                 found, images = (read[1], read[0]) if read else (None, None)
-        except AwsErrors:
+        except Outage:
             logger.warning("Cache lookup failed; generating instead", extra={"prefix": stored.prefix}, exc_info=True)
             metrics.add_metric(name="StorageErrors", unit=MetricUnit.Count, value=1)
             return None

@@ -8,7 +8,7 @@ from typing import Any
 
 from segmind_proxy.domain.cache_policy import CacheStatus
 from segmind_proxy.domain.delivery import fits_inline, undeliverable
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import Expired
 from segmind_proxy.domain.images import ImageResult, result_of, stored_set
 from segmind_proxy.domain.ports import Idempotency
 from segmind_proxy.domain.request import Txt2ImgRequest
@@ -57,18 +57,16 @@ class OnceOnly:
     def _replay(self, outcome: dict[str, Any], *, by_url: bool) -> ImageResult:
         """The first answer's images, from the store: no upstream call, no charge."""
         if outcome.get(NOT_KEPT):
-            raise GatewayError(
-                410,
+            raise Expired(
                 "The images of this Idempotency-Key were delivered but could not be kept for replays (storage was "
-                "unavailable); send a new key to generate again",
-                kind="expired",
+                "unavailable); send a new key to generate again"
             )
         stored = stored_set(outcome)
         images = None
         if not by_url:
             read = self.service.store.read(stored)
             if read is None:
-                raise GatewayError(410, "The images of this Idempotency-Key have expired from storage", kind="expired")
+                raise Expired("The images of this Idempotency-Key have expired from storage")
             images = read[0]
         return ImageResult(
             image_format=outcome.get("format", outcome["image_format"]),

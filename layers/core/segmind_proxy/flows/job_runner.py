@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from segmind_proxy.domain.cache_policy import CachePolicy
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import Dependency, DomainError, Unavailable
 from segmind_proxy.domain.images import result_of, stored_set
 from segmind_proxy.domain.jobs import TERMINAL, Job
 from segmind_proxy.domain.ports import JobStore, TenantDirectory, UsageLedger, Webhooks
@@ -23,10 +23,6 @@ from segmind_proxy.flows.billing import JobBilling, NoBilling, TenantBilling
 from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.flows.scope import Plan, RequestScope
 from segmind_proxy.observability import MetricUnit, logger, metrics
-
-RETRYABLE_KINDS = frozenset(
-    {"timeout", "connection", "server_error", "rate_limited", "storage", "coalesce_timeout", "secret", "ledger"}
-)
 
 
 class RetryLater(Exception):
@@ -87,11 +83,11 @@ class JobRunner:
             plan = Plan(policy, by_url=True, must_store=True, resumable=True)
             result = self.service.generate(request, scope, plan)
             if result.stored is None:
-                raise GatewayError(503, "the images could not be stored", kind="storage")
-        except GatewayError as error:
+                raise Unavailable(Dependency.STORAGE, "the images could not be stored")
+        except DomainError as error:
             if billing:
                 billing.release()
-            retry = error.kind in RETRYABLE_KINDS and receive_count < self.max_attempts
+            retry = error.retryable and receive_count < self.max_attempts
             if retry:
                 self.jobs.requeue(job_id, started.attempts)
                 delay = min(900, 10 * 2**receive_count)

@@ -8,9 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from segmind_proxy.adapters.aws_clients import AwsErrors
 from segmind_proxy.domain.cache_policy import CachePolicy
-from segmind_proxy.domain.errors import GatewayError
+from segmind_proxy.domain.errors import Dependency, Expired, NotFound, Outage, Unavailable
 from segmind_proxy.domain.images import result_of, stored_set
 from segmind_proxy.domain.jobs import Job, JobStatus
 from segmind_proxy.domain.ports import Idempotency, JobQueue, JobStore
@@ -90,32 +89,32 @@ class AsyncJobs:
         """Into the job store, then the queue (a webhook is sent by the worker even for a job done at submit)."""
         try:
             self.jobs.create(job)
-        except AwsErrors:
+        except Outage:
             logger.exception("Could not record job")
             scope.billing.release()  # no job holds the reservation: without this it would stay committed all month
-            raise GatewayError(
-                503, "The job store is unavailable; nothing was charged, retry shortly", kind="jobs"
+            raise Unavailable(
+                Dependency.JOB_STORE, "The job store is unavailable; nothing was charged, retry shortly"
             ) from None
         if job.status is not JobStatus.QUEUED and not job.webhook_url:
             return
         try:
             self.queue.send(job.job_id)
-        except AwsErrors:
+        except Outage:
             logger.exception("Could not enqueue job")
             scope.billing.release()  # first: the job store may be failing too
             try:
                 self.jobs.fail(job.job_id, "could not be queued")
-            except AwsErrors:
+            except Outage:
                 logger.warning("Could not mark the unqueued job failed; it expires unrun", exc_info=True)
-            raise GatewayError(
-                503, "The job queue is unavailable; nothing was charged, retry shortly", kind="queue"
+            raise Unavailable(
+                Dependency.JOB_QUEUE, "The job queue is unavailable; nothing was charged, retry shortly"
             ) from None
 
     def find(self, job_id: str, namespace: str) -> Job:
         job = self.jobs.get(job_id) if job_id.isalnum() and len(job_id) <= MAX_JOB_ID_LENGTH else None
         if job is None or job.namespace != namespace or (job.expires_at and job.expires_at < time.time()):
             shown = job_id if len(job_id) <= MAX_JOB_ID_LENGTH else job_id[:MAX_JOB_ID_LENGTH] + "..."
-            raise GatewayError(404, f"No request with id '{shown}'", kind="not_found")
+            raise NotFound(f"No request with id '{shown}'")
         return job
 
     def image_links(self, job: Job) -> list[str]:
@@ -124,13 +123,11 @@ class AsyncJobs:
         stored = stored_set(job.result)
         try:
             present = self.service.store.head(stored) is not None
-        except AwsErrors:
+        except Outage:
             logger.warning("Could not check a job's images; presigning them anyway", exc_info=True)
             present = True
         if not present:  # a job kept longer than its images (a day for no-store, or an unrenewed cache expiry)
-            raise GatewayError(
-                410, f"The images of request '{job.job_id}' have expired from storage; submit it again", kind="expired"
-            )
+            raise Expired(f"The images of request '{job.job_id}' have expired from storage; submit it again")
         return self.service.store.presign(stored, self.url_ttl)
 
 
