@@ -68,8 +68,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## make unit: every test but the integration ones (no local stack)
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests --ignore=tests/integration
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration

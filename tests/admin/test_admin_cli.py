@@ -8,7 +8,7 @@ import pytest
 from admin.cli import main
 from local.aws_bootstrap import create_outputs_stack
 from local.template import Stack
-from tests.unit.conftest import TENANTS_TABLE, aws_unreachable
+from tests.support.aws import TENANTS_TABLE, aws_unreachable
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from segmind_proxy.adapters.s3_images import DAY_SECONDS, ImageStore, renewal_age
 from segmind_proxy.domain.images import StoredSet
-from tests.unit.conftest import BUCKET, aws_unreachable
+from tests.support.aws import BUCKET, aws_unreachable
 
 METADATA = {"generated-by": "req-1"}
 

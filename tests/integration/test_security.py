@@ -70,8 +70,9 @@ def test_presigned_urls_expire_when_configured():
         stop_stack(running.process)
 
 
+@pytest.mark.after_the_others
 def test_the_segmind_key_never_appeared_in_an_answer_or_a_log_line(stack, seen_answers):
-    """Runs after the other integration modules (alphabetical): everything the suite saw, scanned."""
+    """Runs after every other test collected with it (see `after_the_others`): everything the suite saw, scanned."""
     assert len(seen_answers) > 50
     assert not [a for a in seen_answers if FAKE_SEGMIND_KEY.encode() in a]
     assert stack.output and FAKE_SEGMIND_KEY not in "".join(stack.output)

@@ -7,14 +7,9 @@ from urllib.parse import urlparse
 import pytest
 
 from segmind_proxy.domain.image_formats import sniff_format
-from tests.unit.conftest import BUCKET, SAMPLE, SECRET_NAME, SEGMIND_KEY, api_event, body_bytes, body_json
-
-
-def header(response, name):
-    """A header of a Lambda proxy response, from `headers` or `multiValueHeaders`."""
-    merged = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
-    merged |= {k.lower(): ",".join(v) for k, v in (response.get("multiValueHeaders") or {}).items()}
-    return merged.get(name.lower())
+from tests.support.aws import BUCKET, SECRET_NAME, SEGMIND_KEY
+from tests.support.lambda_events import api_event, body_bytes, body_json, header
+from tests.support.segmind import SAMPLE
 
 
 def cached_keys(aws):

@@ -6,15 +6,9 @@ import pytest
 
 from segmind_proxy.adapters.dynamo_usage import Meter
 from segmind_proxy.domain.tenants import TenantStatus
-from tests.unit.conftest import (
-    SAMPLE,
-    TENANTS_TABLE,
-    api_event,
-    body_json,
-    make_tenant,
-    order_against_tenant_check,
-)
-from tests.unit.test_handler import header
+from tests.support.aws import TENANTS_TABLE, make_tenant, order_against_tenant_check
+from tests.support.lambda_events import api_event, body_json, header
+from tests.support.segmind import SAMPLE
 
 SMALL = SAMPLE | {"width": 512, "height": 512}  # 0.26 MP: the 0.004-credit tier of pricing.json
 

@@ -2,8 +2,9 @@
 
 import pytest
 
-from tests.unit.conftest import SAMPLE, api_event, aws_unreachable, body_bytes, body_json, make_tenant
-from tests.unit.test_handler import header
+from tests.support.aws import aws_unreachable, make_tenant
+from tests.support.lambda_events import api_event, body_bytes, body_json, header
+from tests.support.segmind import SAMPLE
 
 SMALL = SAMPLE | {"width": 256, "height": 256}
 SLUG = "stable-diffusion-3.5-turbo-txt2img"

@@ -9,7 +9,9 @@ import pytest
 from samtranslator.translator.transform import transform
 
 from local.template import load_template
-from tests.unit.conftest import SAMPLE, Context, api_event, body_json, make_tenant
+from tests.support.aws import make_tenant
+from tests.support.lambda_events import Context, api_event, body_json
+from tests.support.segmind import SAMPLE
 
 PSEUDO = {"AWS::Region", "AWS::AccountId", "AWS::StackName", "AWS::Partition", "AWS::URLSuffix"}
 # IAM actions an API operation needs where the name differs.

@@ -9,17 +9,9 @@ from segmind_proxy.adapters.dynamo_jobs import JobStore
 from segmind_proxy.adapters.s3_images import ImageStore
 from segmind_proxy.adapters.webhooks import verify
 from segmind_proxy.domain.jobs import JobStatus
-from tests.unit.conftest import (
-    BUCKET,
-    JOBS_TABLE,
-    SAMPLE,
-    api_event,
-    aws_unreachable,
-    body_json,
-    make_tenant,
-    order_against_tenant_check,
-)
-from tests.unit.test_handler import header
+from tests.support.aws import BUCKET, JOBS_TABLE, aws_unreachable, make_tenant, order_against_tenant_check
+from tests.support.lambda_events import api_event, body_json, header
+from tests.support.segmind import SAMPLE
 
 SLUG = "stable-diffusion-3.5-turbo-txt2img"
 SMALL = SAMPLE | {"width": 256, "height": 256}

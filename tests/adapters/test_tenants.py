@@ -4,7 +4,7 @@ import pytest
 
 from segmind_proxy.domain.tenants import RegistryError, TenantStatus
 from segmind_proxy.flows.access import AccessRefused, authorize, authorize_reading
-from tests.unit.conftest import make_tenant
+from tests.support.aws import make_tenant
 
 
 def test_created_tenant_is_found_by_key_name_and_id(registry):

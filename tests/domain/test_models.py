@@ -4,7 +4,7 @@ import pytest
 
 from segmind_proxy.domain.errors import RequestInvalid
 from segmind_proxy.domain.request import CATALOG, load_json_object, parse_request
-from tests.unit.conftest import SAMPLE
+from tests.support.segmind import SAMPLE
 
 
 def parse(body: dict) -> object:

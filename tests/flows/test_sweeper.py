@@ -10,7 +10,7 @@ from segmind_proxy.domain.jobs import Job, JobStatus
 from segmind_proxy.domain.usage import JOB_HOLD_SECONDS, Hold
 from segmind_proxy.flows.billing import TenantBilling
 from segmind_proxy.flows.sweeper import ReservationSweeper
-from tests.unit.conftest import JOBS_TABLE, create_table, make_tenant
+from tests.support.aws import JOBS_TABLE, create_table, make_tenant
 
 NOW = time.time()
 

@@ -19,7 +19,8 @@ from segmind_proxy.domain.errors import GatewayError
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.upstream import Generation
 from segmind_proxy.flows.generate import GenerationService
-from tests.unit.conftest import Later, create_table
+from tests.support.aws import create_table
+from tests.support.lambda_events import Later
 
 REQUEST = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128})
 

@@ -8,7 +8,7 @@ from segmind_proxy.adapters.idempotency import idempotency_key
 from segmind_proxy.api.segmind_v1 import response_mode
 from segmind_proxy.domain.errors import RequestInvalid
 from segmind_proxy.domain.usage import is_month
-from tests.unit.conftest import api_event, body_bytes, body_json
+from tests.support.lambda_events import api_event, body_bytes, body_json
 
 TXT2IMG = "/v1/stable-diffusion-3.5-turbo-txt2img"
 

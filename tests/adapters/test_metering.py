@@ -9,7 +9,8 @@ from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 from segmind_proxy.adapters.dynamo_usage import Meter
 from segmind_proxy.domain.usage import BudgetExceeded
 from segmind_proxy.flows.billing import TenantBilling
-from tests.unit.conftest import Later, create_tenants_table, make_tenant
+from tests.support.aws import create_tenants_table, make_tenant
+from tests.support.lambda_events import Later
 
 
 def test_reserve_then_settle_charges_what_was_generated(registry, meter):

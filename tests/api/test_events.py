@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.conftest import body_json
+from tests.support.lambda_events import body_json
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 EXPECTED = {

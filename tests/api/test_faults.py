@@ -12,17 +12,9 @@ from botocore.exceptions import ClientError
 from local.fake_segmind import render
 from segmind_proxy.adapters.s3_images import ImageStore
 from segmind_proxy.domain.image_formats import sniff_format
-from tests.unit.conftest import (
-    SAMPLE,
-    SECRET_NAME,
-    UPSTREAM_URL,
-    api_event,
-    aws_unreachable,
-    body_bytes,
-    body_json,
-    make_tenant,
-)
-from tests.unit.test_handler import header
+from tests.support.aws import SECRET_NAME, aws_unreachable, make_tenant
+from tests.support.lambda_events import api_event, body_bytes, body_json, header
+from tests.support.segmind import SAMPLE, UPSTREAM_URL
 
 SMALL = SAMPLE | {"width": 256, "height": 256}
 JPEG = render("x", 1, 64, 64, "jpeg", 80)

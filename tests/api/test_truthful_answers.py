@@ -10,8 +10,9 @@ import responses
 
 from local.fake_segmind import render
 from segmind_proxy.domain.image_formats import sniff_format
-from tests.unit.conftest import BUCKET, SAMPLE, UPSTREAM_URL, api_event, body_bytes, body_json, make_tenant
-from tests.unit.test_handler import header
+from tests.support.aws import BUCKET, make_tenant
+from tests.support.lambda_events import api_event, body_bytes, body_json, header
+from tests.support.segmind import SAMPLE, UPSTREAM_URL
 
 SMALL = SAMPLE | {"width": 256, "height": 256}
 PNG_ASKED = SMALL | {"image_format": "png"}
