@@ -294,3 +294,39 @@ def test_loopback_rule_closes_a_connection_that_reached_another_address(monkeypa
     )
     assert outcome["error"] == "refused: 'hooks.local' led to 10.0.0.1, which is not loopback"
     assert reached.closed
+
+
+def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypatch):
+    """The checks see a public address; the connection reaches loopback: refused before anything is sent."""
+    import ipaddress
+    import socket
+    import threading
+
+    from segmind_proxy.adapters import webhooks
+    from segmind_proxy.settings import WebhookTargets
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def accept():
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(5)
+            received.append(connection.recv(1024))
+
+    accepting = threading.Thread(target=accept, daemon=True)
+    accepting.start()
+    monkeypatch.setattr(webhooks, "_addresses", lambda host: [ipaddress.ip_address("93.184.216.34")])
+    port = listener.getsockname()[1]
+    outcome = webhooks.deliver(
+        f"https://localhost:{port}/hook",
+        {"status": "COMPLETED"},
+        "whsec_x",
+        targets=WebhookTargets.PUBLIC,
+        sleep=lambda s: None,
+    )
+    accepting.join(timeout=10)  # the refused connection is accepted and read to its end
+    listener.close()
+    assert outcome["delivered"] is False and outcome["attempts"] == 1
+    assert outcome["error"] == "refused: 'localhost' led to 127.0.0.1, which is loopback"
+    assert received == [b""]  # connected, then closed without a byte

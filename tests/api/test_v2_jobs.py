@@ -331,60 +331,6 @@ def test_a_known_keys_submit_checks_the_cache_while_its_tenant_is_checked(invoke
     assert refused["statusCode"] == 403 and "suspended" in body_json(refused)["error"]
 
 
-def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypatch):
-    """The checks see a public address; the connection reaches loopback: refused before anything is sent."""
-    import ipaddress
-    import socket
-    import threading
-
-    from segmind_proxy.adapters import webhooks
-    from segmind_proxy.settings import WebhookTargets
-
-    listener = socket.create_server(("127.0.0.1", 0))
-    received: list[bytes] = []
-
-    def accept():
-        connection, _ = listener.accept()
-        with connection:
-            connection.settimeout(5)
-            received.append(connection.recv(1024))
-
-    accepting = threading.Thread(target=accept, daemon=True)
-    accepting.start()
-    monkeypatch.setattr(webhooks, "_addresses", lambda host: [ipaddress.ip_address("93.184.216.34")])
-    port = listener.getsockname()[1]
-    outcome = webhooks.deliver(
-        f"https://localhost:{port}/hook",
-        {"status": "COMPLETED"},
-        "whsec_x",
-        targets=WebhookTargets.PUBLIC,
-        sleep=lambda s: None,
-    )
-    accepting.join(timeout=10)  # the refused connection is accepted and read to its end
-    listener.close()
-    assert outcome["delivered"] is False and outcome["attempts"] == 1
-    assert outcome["error"] == "refused: 'localhost' led to 127.0.0.1, which is loopback"
-    assert received == [b""]  # connected, then closed without a byte
-
-
-def test_an_attempt_taken_over_can_no_longer_complete_or_requeue_the_job(jobs_env):
-    import boto3
-
-    from segmind_proxy.domain.jobs import Job
-
-    now = [1000.0]
-    jobs = JobStore(JOBS_TABLE, lambda: boto3.resource("dynamodb"), clock=lambda: now[0])
-    job = jobs.create(Job(job_id=Job.new_id(), namespace="t", request={"prompt": "p"}, estimate=0.004))
-    first = jobs.start(job, lease_seconds=10)
-    now[0] += 11  # the first attempt's lease runs out: it is presumed dead
-    second = jobs.start(first, lease_seconds=10)
-    assert (first.attempts, second.attempts) == (1, 2)
-    assert jobs.complete(job.job_id, {"prefix": "stale"}, first.attempts) is None
-    assert jobs.requeue(job.job_id, first.attempts) is None
-    done = jobs.complete(job.job_id, {"prefix": "cache/t/k"}, second.attempts)
-    assert done is not None and done.status is JobStatus.COMPLETED and done.result == {"prefix": "cache/t/k"}
-
-
 @pytest.mark.parametrize("queue", ["queue", "dlq"])
 @pytest.mark.parametrize("body", ["not json", '{"no": "job"}', "[1]"])
 def test_a_message_naming_no_job_is_dropped_not_redelivered_forever(jobs_env, worker, logs, queue, body):
