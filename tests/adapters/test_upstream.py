@@ -13,23 +13,11 @@ import responses
 from local.fake_segmind import render
 from segmind_proxy.adapters.segmind import SegmindClient
 from segmind_proxy.domain.errors import UpstreamError
+from tests.fakes import FakeClock
 
 URL = "https://segmind.test/v1/model"
 JPEG = render("x", 1, 64, 64, "jpeg", 80)
 PNG = render("x", 1, 64, 64, "png", 80)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Keys:
@@ -46,7 +34,7 @@ class Keys:
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock(now=1000.0)
 
 
 @pytest.fixture

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.lambda_events import Later
+from tests.fakes import FakeDeferrer
 
 
 @pytest.fixture
-def later(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Later:
+def later(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> FakeDeferrer:
     """The handler's work after the answer, held until `run`. List it after the fixtures that set the environment
     (`tenancy`, `jobs_env`): they rebuild the generation service it patches."""
     from segmind_proxy.composition import generation_service
 
-    held = Later()
+    held = FakeDeferrer()
     monkeypatch.setattr(generation_service(), "later", held)
     return held

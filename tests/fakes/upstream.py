@@ -24,7 +24,8 @@ def _image(prompt: str, seed: int, width: int, height: int, image_format: str) -
 class FakeUpstream:
     """An `Upstream`. `calls` holds each payload it was sent. `fail_next(error, ...)`: the next calls raise these, in
     order. `seconds`: how long a generation takes (on `sleep`). `images`: answer with this many images whatever the
-    batch size (Segmind may return fewer); `image_format`: answer in this format whatever was asked."""
+    batch size (Segmind may return fewer); `image_format`: answer in this format whatever was asked; `request_ids`:
+    False to answer without an `x-request-id`."""
 
     def __init__(
         self,
@@ -39,6 +40,7 @@ class FakeUpstream:
         self.price = price
         self.images: int | None = None
         self.image_format: str | None = None
+        self.request_ids = True
         self.calls: list[dict[str, Any]] = []
         self._errors: list[BaseException] = []
         self._sleep = sleep
@@ -68,7 +70,8 @@ class FakeUpstream:
         with self._lock:
             self.balance -= self.price
             balance = self.balance
-        return Generation(images, image_format, seed, round(balance, 6), request_id, self.seconds * 1000, 1)
+        upstream_request_id = request_id if self.request_ids else None
+        return Generation(images, image_format, seed, round(balance, 6), upstream_request_id, self.seconds * 1000, 1)
 
     def credits(self, *, deadline: float) -> dict[str, float]:
         return {"credits": self.balance, "free_credits": 0.0}

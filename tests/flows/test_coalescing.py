@@ -1,337 +1,190 @@
 """Identical concurrent requests make one upstream call; a crashed owner's lease expires; images cached after the
 answer keep identical requests waiting for them."""
 
-import dataclasses
-import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
 import pytest
 
-from local.fake_segmind import render
-from local.moto_server import start_moto
-from segmind_proxy.adapters.dynamo_leases import LeaseStore
-from segmind_proxy.adapters.s3_images import ImageStore
+from segmind_proxy.domain.cache_key import cache_key
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
 from segmind_proxy.domain.errors import GatewayError
 from segmind_proxy.domain.request import Txt2ImgRequest
-from segmind_proxy.domain.upstream import Generation
+from segmind_proxy.domain.usage import BudgetExceeded
+from segmind_proxy.flows.billing import TenantBilling
 from segmind_proxy.flows.generate import GenerationService
-from tests.support.aws import create_table
-from tests.support.lambda_events import Later
+from tests.fakes import FakeDeferrer, FakeImageStore, FakeLeases, FakeUpstream
+from tests.support.aws import make_tenant
 
 REQUEST = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128})
-
-
-class SlowUpstream:
-    """Counts calls; each takes `seconds`."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def txt2img(self, slug, payload, *, deadline):
-        with self.lock:
-            self.calls += 1
-        time.sleep(self.seconds)
-        image = render(payload["prompt"], payload["seed"], payload["width"], payload["height"], "jpeg", 80)
-        return Generation([image], "jpeg", payload["seed"], 42.0, "up-1", self.seconds * 1000, 1)
-
-
-@pytest.fixture(scope="module")
-def endpoint():
-    server = start_moto("127.0.0.1", 0)
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+KEY = cache_key(REQUEST)
 
 
 @pytest.fixture
-def service_factory(endpoint):
-    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
-    s3 = session.client("s3", endpoint_url=endpoint)
-    unique = uuid.uuid4().hex[:12]
-    bucket, table = f"b-{unique}", f"jobs-{unique}"
-    s3.create_bucket(Bucket=bucket)
-    create_table(session.resource("dynamodb", endpoint_url=endpoint), "JobsTable", table)
-    local = threading.local()
-
-    def ddb():
-        if not hasattr(local, "ddb"):
-            local.ddb = session.resource("dynamodb", endpoint_url=endpoint)
-        return local.ddb
-
-    def make(upstream, later=None, bucket=bucket):
-        return GenerationService(ImageStore(bucket, lambda: s3), upstream, LeaseStore(table, ddb), later=later)
-
-    make.leases = LeaseStore(table, ddb)
-    return make
+def on_the_clock(store, segmind, leases, clock):
+    """A service whose waits take no time: the fakes and the service share the fake clock."""
+    return GenerationService(store, segmind, leases, clock=clock, sleep=clock.sleep)
 
 
-def test_twenty_identical_concurrent_requests_make_one_upstream_call(service_factory):
-    upstream = SlowUpstream(1.0)
-    service = service_factory(upstream)
+def in_real_time(upstream, later=None, store=None):
+    """A service that threads really wait on (leases on the wall clock)."""
+    return GenerationService(store or FakeImageStore(), upstream, FakeLeases(), later=later)
 
-    def one(i):
-        return service.generate(
-            REQUEST,
-            namespace="tenant-a",
-            policy=CachePolicy(),
-            by_url=False,
-            deadline=time.monotonic() + 20,
-            owner=f"r{i}",
-        )
 
+def generate(service, request=REQUEST, *, namespace="t", seconds=20.0, **options):
+    clock = service._clock
+    options.setdefault("policy", CachePolicy())
+    options.setdefault("by_url", False)
+    return service.generate(request, namespace=namespace, deadline=clock() + seconds, **options)
+
+
+def test_twenty_identical_concurrent_requests_make_one_upstream_call():
+    upstream = FakeUpstream(seconds=0.5)
+    service = in_real_time(upstream)
     with ThreadPoolExecutor(max_workers=20) as pool:
-        results = list(pool.map(one, range(20)))
-    assert upstream.calls == 1
+        results = list(pool.map(lambda i: generate(service, owner=f"r{i}"), range(20)))
+    assert len(upstream.calls) == 1
     assert len({r.images[0] for r in results}) == 1
     assert sorted(r.cache.value for r in results).count("MISS") == 1
     assert sum(r.coalesced for r in results) >= 5  # many waited on the lease (the rest arrived after: plain hits)
 
 
-def test_other_tenants_and_other_requests_do_not_coalesce(service_factory):
-    upstream = SlowUpstream(0.3)
-    service = service_factory(upstream)
+def test_other_tenants_and_other_requests_do_not_coalesce():
+    upstream = FakeUpstream(seconds=0.3)
+    service = in_real_time(upstream)
     other = Txt2ImgRequest.model_validate({"prompt": "something else", "width": 128, "height": 128})
     jobs = [("tenant-a", REQUEST), ("tenant-b", REQUEST), ("tenant-a", other)]
     with ThreadPoolExecutor(max_workers=3) as pool:
-        list(
-            pool.map(
-                lambda job: service.generate(
-                    job[1],
-                    namespace=job[0],
-                    policy=CachePolicy(),
-                    by_url=True,
-                    deadline=time.monotonic() + 20,
-                    owner=job[0],
-                ),
-                jobs,
-            )
-        )
-    assert upstream.calls == 3
+        list(pool.map(lambda job: generate(service, job[1], namespace=job[0], by_url=True, owner=job[0]), jobs))
+    assert len(upstream.calls) == 3
 
 
-def test_a_crashed_owners_lease_expires_and_the_request_takes_over(service_factory):
-    from segmind_proxy.domain.cache_key import cache_key
-
-    upstream = SlowUpstream(0.0)
-    service = service_factory(upstream)
-    assert service_factory.leases.acquire(f"tenant-a#{cache_key(REQUEST)}", "dead-owner", 1.5)  # never released
-    started = time.monotonic()
-    result = service.generate(
-        REQUEST, namespace="tenant-a", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20, owner="me"
-    )
-    assert result.cache is CacheStatus.MISS and upstream.calls == 1
-    assert 1.0 <= time.monotonic() - started < 15  # waited for the expiry, then took over
+def test_a_crashed_owners_lease_expires_and_the_request_takes_over(on_the_clock, segmind, leases, clock):
+    assert leases.acquire(f"t#{KEY}", "dead-owner", 1.5)  # never released
+    result = generate(on_the_clock, owner="me")
+    assert result.cache is CacheStatus.MISS and len(segmind.calls) == 1
+    assert 1.5 <= sum(clock.sleeps) < 15  # waited for the expiry, then took over
 
 
-def test_a_redelivered_job_takes_its_dead_attempts_lease_at_once(service_factory):
-    from segmind_proxy.domain.cache_key import cache_key
-
-    upstream = SlowUpstream(0.0)
-    service = service_factory(upstream)
-    waits: list[float] = []
-    service._sleep = waits.append  # what waiting for an identical request's images would call
-    key = f"tenant-a#{cache_key(REQUEST)}"
-    assert service_factory.leases.acquire(key, "job-42", 30)  # the killed attempt's, never released
-    assert not service_factory.leases.acquire(key, "job-7", 30)  # still held against anyone else
-    result = service.generate(
-        REQUEST, namespace="tenant-a", policy=CachePolicy(), by_url=True, deadline=time.monotonic() + 20, owner="job-42"
-    )
-    assert result.cache is CacheStatus.MISS and upstream.calls == 1
-    assert waits == []  # it did not wait for the old lease to lapse
+def test_a_redelivered_job_takes_its_dead_attempts_lease_at_once(on_the_clock, segmind, leases, clock):
+    key = f"t#{KEY}"
+    assert leases.acquire(key, "job-42", 30)  # the killed attempt's, never released
+    assert not leases.acquire(key, "job-7", 30)  # still held against anyone else
+    result = generate(on_the_clock, by_url=True, owner="job-42")
+    assert result.cache is CacheStatus.MISS and len(segmind.calls) == 1
+    assert clock.sleeps == []  # it did not wait for the old lease to lapse
 
 
-def test_uncached_url_answers_without_an_upstream_request_id_never_share_objects(service_factory):
-    class NoRequestId(SlowUpstream):
-        def txt2img(self, slug, payload, *, deadline):
-            return dataclasses.replace(super().txt2img(slug, payload, deadline=deadline), upstream_request_id=None)
-
-    service = service_factory(NoRequestId(0.0))
+def test_uncached_url_answers_without_an_upstream_request_id_never_share_objects(on_the_clock, segmind, store):
+    segmind.request_ids = False
     first, second = (
-        service.generate(
+        generate(
+            on_the_clock,
             REQUEST.model_copy(update={"prompt": prompt}),
-            namespace="tenant-a",
             policy=CachePolicy(write=False),
             by_url=True,
-            deadline=time.monotonic() + 20,
             must_store=True,
         )
         for prompt in ("first", "second")
     )
-    assert first.stored.prefix.startswith("tmp/tenant-a/") and second.stored.prefix.startswith("tmp/tenant-a/")
+    assert first.stored.prefix.startswith("tmp/t/") and second.stored.prefix.startswith("tmp/t/")
     assert first.stored.prefix != second.stored.prefix
-    assert service.store.read(first.stored)[0] == first.images != second.images == service.store.read(second.stored)[0]
+    assert store.read(first.stored)[0] == first.images != second.images == store.read(second.stored)[0]
 
 
-def test_random_seeds_and_no_store_never_wait(service_factory):
-    upstream = SlowUpstream(0.0)
-    service = service_factory(upstream)
-    from segmind_proxy.domain.cache_key import cache_key
-
-    service_factory.leases.acquire(f"tenant-a#{cache_key(REQUEST)}", "someone", 30)
-    started = time.monotonic()
-    service.generate(
-        REQUEST, namespace="tenant-a", policy=CachePolicy(write=False), by_url=False, deadline=started + 20
-    )
+def test_random_seeds_and_no_store_never_wait(on_the_clock, segmind, leases, clock):
+    leases.acquire(f"t#{KEY}", "someone", 30)
+    generate(on_the_clock, policy=CachePolicy(write=False))
     random = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128, "seed": -1})
-    service.generate(random, namespace="tenant-a", policy=CachePolicy(), by_url=False, deadline=started + 20)
-    assert upstream.calls == 2 and time.monotonic() - started < 2
+    generate(on_the_clock, random)
+    assert len(segmind.calls) == 2 and clock.sleeps == []
 
 
-class Ledger:
-    """A Billing that records what it was asked; `refuse` makes every reservation a 402."""
+def test_a_waiter_refused_by_its_budget_still_shares_the_images_for_free(ledger, tenants):
+    upstream = FakeUpstream(seconds=0.5)
+    service = in_real_time(upstream)
+    owner, waiter = (
+        make_tenant(tenants, "owner", "key-owner"),
+        make_tenant(tenants, "waiter", "key-w", budget_credits=0),
+    )
 
-    def __init__(self, refuse: bool = False) -> None:
-        self.refuse = refuse
-        self.events: list[str] = []
-
-    def on_hit(self) -> None:
-        self.events.append("hit")
-
-    def reserve(self) -> None:
-        self.events.append("reserve")
-        if self.refuse:
-            raise GatewayError(402, "budget", kind="budget")
-
-    def settle(self, images: int, reported_balance: float | None) -> None:
-        self.events.append("settle")
-
-    def release(self, failed: bool = True) -> None:
-        self.events.append(f"release failed={failed}")
-
-
-def test_a_waiter_refused_by_its_budget_still_shares_the_images_for_free(service_factory):
-    upstream = SlowUpstream(1.0)
-    service = service_factory(upstream)
-    owner, waiter = Ledger(), Ledger(refuse=True)
-
-    def run(billing, name):
-        return service.generate(
-            REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
-            billing=billing, owner=name,
-        )  # fmt: skip
+    def run(tenant, name):
+        return generate(service, billing=TenantBilling(ledger, tenant, 0.01, 1), owner=name)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         first = pool.submit(run, owner, "owner")
         until = time.monotonic() + 10
-        while upstream.calls == 0 and time.monotonic() < until:  # the owner holds the lease once it calls
+        while not upstream.calls and time.monotonic() < until:  # the owner holds the lease once it calls
             time.sleep(0.01)
         shared = pool.submit(run, waiter, "waiter").result()
-    assert first.result().cache is CacheStatus.MISS and shared.coalesced and upstream.calls == 1
-    assert owner.events == ["reserve", "settle"]
-    assert waiter.events == ["reserve", "hit"]  # refused, but a shared generation costs nothing
+    assert first.result().cache is CacheStatus.MISS and shared.coalesced and len(upstream.calls) == 1
+    paid = ledger.usage(owner.tenant_id)
+    assert (paid.images_generated, paid.cache_hits) == (1, 0) and paid.credits_spent == pytest.approx(0.01)
+    free = ledger.usage(waiter.tenant_id)  # refused, but a shared generation costs nothing
+    assert (free.requests, free.cache_hits, free.rejected_requests, free.credits_committed) == (1, 1, 0, 0)
 
 
-def test_refused_with_nobody_generating_is_refused_and_frees_the_lease(service_factory):
-    from segmind_proxy.domain.cache_key import cache_key
-
-    upstream = SlowUpstream(0.0)
-    service = service_factory(upstream)
-    with pytest.raises(GatewayError) as refused:
-        service.generate(
-            REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
-            billing=Ledger(refuse=True),
-        )  # fmt: skip
-    assert refused.value.status == 402 and upstream.calls == 0
-    assert not service_factory.leases.held(f"t#{cache_key(REQUEST)}")
+def test_refused_with_nobody_generating_is_refused_and_frees_the_lease(on_the_clock, segmind, leases, ledger, tenants):
+    broke = make_tenant(tenants, budget_credits=0)
+    with pytest.raises(BudgetExceeded) as refused:
+        generate(on_the_clock, billing=TenantBilling(ledger, broke, 0.01, 1))
+    assert refused.value.status == 402 and segmind.calls == []
+    assert not leases.held(f"t#{KEY}")
 
 
-def test_a_request_that_times_out_waiting_for_an_identical_one_gives_its_reservation_back(service_factory):
-    from segmind_proxy.domain.cache_key import cache_key
-
-    upstream = SlowUpstream(0.0)
-    service = service_factory(upstream)
-    assert service_factory.leases.acquire(f"tenant-a#{cache_key(REQUEST)}", "slow-owner", 30)
-    ledger = Ledger()
+def test_a_request_that_times_out_waiting_for_an_identical_one_gives_its_reservation_back(
+    on_the_clock, segmind, leases, ledger, tenants
+):
+    assert leases.acquire(f"t#{KEY}", "slow-owner", 30)
+    acme = make_tenant(tenants, budget_credits=1.0)
     with pytest.raises(GatewayError) as caught:
-        service.generate(
-            REQUEST,
-            namespace="tenant-a",
-            policy=CachePolicy(),
-            by_url=False,
-            deadline=time.monotonic() + 0.5,
-            billing=ledger,
-            owner="me",
-        )
-    assert caught.value.status == 504 and upstream.calls == 0
-    assert ledger.events == ["reserve", "release failed=False"]
+        generate(on_the_clock, seconds=0.5, billing=TenantBilling(ledger, acme, 0.01, 1), owner="me")
+    assert caught.value.status == 504 and segmind.calls == []
+    usage = ledger.usage(acme.tenant_id)
+    assert (usage.requests, usage.credits_committed, usage.failed_generations) == (1, 0, 0)
 
 
-def test_a_stored_generation_lets_its_lease_lapse_and_a_failed_one_frees_it_at_once(service_factory):
-    from segmind_proxy.domain.cache_key import cache_key
-
-    class Broken:
-        def txt2img(self, slug, payload, *, deadline):
-            raise GatewayError(502, "upstream down", kind="server_error")
-
-    def run(service, request):
-        return service.generate(
-            request, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20
-        )
-
-    stored = service_factory(SlowUpstream(0.0))
-    run(stored, REQUEST)
+def test_a_stored_generation_lets_its_lease_lapse_and_a_failed_one_frees_it_at_once(on_the_clock, segmind, leases):
+    generate(on_the_clock)
     # No DeleteItem on the miss: the images are in the cache, so an identical request is a hit, never a waiter.
-    assert service_factory.leases.held(f"t#{cache_key(REQUEST)}")
-    started = time.monotonic()
-    assert run(stored, REQUEST).cache is CacheStatus.HIT and time.monotonic() - started < 1
+    assert leases.held(f"t#{KEY}")
+    assert generate(on_the_clock).cache is CacheStatus.HIT and len(segmind.calls) == 1
     other = Txt2ImgRequest.model_validate({"prompt": "fails", "width": 128, "height": 128})
+    segmind.fail_next(GatewayError(502, "upstream down", kind="server_error"))
     with pytest.raises(GatewayError):
-        run(service_factory(Broken()), other)
-    assert not service_factory.leases.held(f"t#{cache_key(other)}")
+        generate(on_the_clock, other)
+    assert not leases.held(f"t#{cache_key(other)}")
 
 
-def test_an_inline_answer_goes_before_its_images_are_cached_and_identical_requests_wait_for_them(service_factory):
-    from segmind_proxy.domain.cache_key import cache_key
-
-    upstream, later = SlowUpstream(0.0), Later()
-    service = service_factory(upstream, later)
-
-    def run(owner, store_later=None):
-        return service.generate(
-            REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
-            owner=owner, store_later=store_later,
-        )  # fmt: skip
-
-    first = run("r1", store_later=lambda result: True)
+def test_an_inline_answer_goes_before_its_images_are_cached_and_identical_requests_wait_for_them():
+    upstream, later = FakeUpstream(), FakeDeferrer()
+    service = in_real_time(upstream, later)
+    first = generate(service, owner="r1", store_later=lambda result: True)
     assert first.cache is CacheStatus.MISS and first.images and first.stored is None
     assert service._read_cache(REQUEST, "t", by_url=False) is None  # not written yet
-    assert service_factory.leases.held(f"t#{cache_key(REQUEST)}")  # so an identical request waits, not generates
+    assert service.leases.held(f"t#{KEY}")  # so an identical request waits, not generates
     with ThreadPoolExecutor(1) as pool:
-        second = pool.submit(run, "r2")
+        second = pool.submit(generate, service, owner="r2")
         time.sleep(0.4)
-        assert not second.done() and upstream.calls == 1
+        assert not second.done() and len(upstream.calls) == 1
         later.run()  # the write, after the answer
         assert second.result(timeout=10).images == first.images
-    assert upstream.calls == 1
+    assert len(upstream.calls) == 1
 
 
-def test_a_failed_write_after_the_answer_frees_the_lease_at_once(service_factory):
-    from segmind_proxy.domain.cache_key import cache_key
-
-    later = Later()
-    service = service_factory(SlowUpstream(0.0), later, bucket="no-such-bucket")
-    result = service.generate(
-        REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
-        store_later=lambda result: True,
-    )  # fmt: skip
-    assert result.images and service_factory.leases.held(f"t#{cache_key(REQUEST)}")
-    later.run()
-    assert not service_factory.leases.held(f"t#{cache_key(REQUEST)}")
+def test_a_failed_write_after_the_answer_frees_the_lease_at_once(store, segmind, leases, clock, deferrer):
+    service = GenerationService(store, segmind, leases, clock=clock, sleep=clock.sleep, later=deferrer)
+    store.unreachable("write")
+    result = generate(service, store_later=lambda result: True)
+    assert result.images and leases.held(f"t#{KEY}")
+    deferrer.run()
+    assert not leases.held(f"t#{KEY}")
 
 
 @pytest.mark.parametrize("must_store, fits", [(True, True), (False, False)], ids=["replay", "too-big"])
-def test_stored_before_answering(service_factory, must_store, fits):
+def test_stored_before_answering(store, segmind, leases, clock, deferrer, must_store, fits):
     """Images a replay needs, or that the answer cannot carry (URLs instead), are stored before answering."""
-    later = Later()
-    service = service_factory(SlowUpstream(0.0), later)
-    result = service.generate(
-        REQUEST, namespace="t", policy=CachePolicy(), by_url=False, deadline=time.monotonic() + 20,
-        must_store=must_store, store_later=lambda result: fits,
-    )  # fmt: skip
-    assert later.tasks == [] and result.storing is None
+    service = GenerationService(store, segmind, leases, clock=clock, sleep=clock.sleep, later=deferrer)
+    result = generate(service, must_store=must_store, store_later=lambda result: fits)
+    assert deferrer.tasks == [] and result.storing is None
     assert result.stored is not None and service._read_cache(REQUEST, "t", by_url=False) is not None

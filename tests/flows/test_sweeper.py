@@ -2,128 +2,120 @@
 
 import time
 
-import boto3
 import pytest
 
-from segmind_proxy.adapters.dynamo_jobs import JobStore
 from segmind_proxy.domain.jobs import Job, JobStatus
 from segmind_proxy.domain.usage import JOB_HOLD_SECONDS, Hold
 from segmind_proxy.flows.billing import TenantBilling
 from segmind_proxy.flows.sweeper import ReservationSweeper
-from tests.support.aws import JOBS_TABLE, create_table, make_tenant
+from tests.support.aws import make_tenant
 
 NOW = time.time()
 
 
-def sweep(meter, at, jobs=None):
-    return ReservationSweeper(meter, jobs, clock=lambda: at).sweep()
+def sweep(ledger, at, jobs=None):
+    return ReservationSweeper(ledger, jobs, clock=lambda: at).sweep()
 
 
-def test_a_reservation_whose_request_died_is_given_back_as_a_failed_generation(registry, meter):
-    tenant = make_tenant(registry, budget_credits=1.0, budget_images=10)
-    meter.reserve(tenant, 0.5, 2, Hold("req-dead", int(NOW) + 70))  # its process vanished: nothing settles it
-    assert sweep(meter, at=NOW + 69).released == 0  # still its request's: Lambda may not have ended it yet
-    report = sweep(meter, at=NOW + 71)
+def test_a_reservation_whose_request_died_is_given_back_as_a_failed_generation(tenants, ledger):
+    tenant = make_tenant(tenants, budget_credits=1.0, budget_images=10)
+    ledger.reserve(tenant, 0.5, 2, Hold("req-dead", int(NOW) + 70))  # its process vanished: nothing settles it
+    assert sweep(ledger, at=NOW + 69).released == 0  # still its request's: Lambda may not have ended it yet
+    report = sweep(ledger, at=NOW + 71)
     assert (report.items, report.released) == (1, 1)
-    usage = meter.usage(tenant.tenant_id)
+    usage = ledger.usage(tenant.tenant_id)
     assert (usage.requests, usage.failed_generations, usage.images_generated) == (1, 1, 0)
     assert usage.credits_committed == 0 and usage.images_committed == 0 and usage.credits_spent == 0
-    assert meter.due(NOW + 10_000) == []  # nothing left open: out of the index until the next reservation
+    assert ledger.due(NOW + 10_000) == []  # nothing left open: out of the index until the next reservation
 
 
-def test_only_the_dead_ones_are_taken_and_the_item_is_due_again_for_the_rest(registry, meter):
-    tenant = make_tenant(registry, budget_credits=1.0)
-    meter.reserve(tenant, 0.1, 1, Hold("req-dead", int(NOW) + 10))
-    live, _ = meter.reserve(tenant, 0.2, 1, Hold("req-live", int(NOW) + 100))
-    assert sweep(meter, at=NOW + 20).released == 1
-    assert meter.usage(tenant.tenant_id).credits_committed == pytest.approx(0.2)
-    assert meter.due(NOW + 99) == [] and meter.due(NOW + 100) == [(tenant.tenant_id, live.month)]
-    meter.settle(live, 0.2, 1)  # the live one finishes normally
-    assert sweep(meter, at=NOW + 101).released == 0
-    usage = meter.usage(tenant.tenant_id)
+def test_only_the_dead_ones_are_taken_and_the_item_is_due_again_for_the_rest(tenants, ledger):
+    tenant = make_tenant(tenants, budget_credits=1.0)
+    ledger.reserve(tenant, 0.1, 1, Hold("req-dead", int(NOW) + 10))
+    live, _ = ledger.reserve(tenant, 0.2, 1, Hold("req-live", int(NOW) + 100))
+    assert sweep(ledger, at=NOW + 20).released == 1
+    assert ledger.usage(tenant.tenant_id).credits_committed == pytest.approx(0.2)
+    assert ledger.due(NOW + 99) == [] and ledger.due(NOW + 100) == [(tenant.tenant_id, live.month)]
+    ledger.settle(live, 0.2, 1)  # the live one finishes normally
+    assert sweep(ledger, at=NOW + 101).released == 0
+    usage = ledger.usage(tenant.tenant_id)
     assert usage.credits_spent == pytest.approx(0.2) and usage.credits_committed == pytest.approx(0.2)
-    assert usage.failed_generations == 1 and meter.due(NOW + 10_000) == []
+    assert usage.failed_generations == 1 and ledger.due(NOW + 10_000) == []
 
 
-def test_a_reservation_is_resolved_once_whoever_comes_first(registry, meter):
-    tenant = make_tenant(registry, budget_credits=1.0)
-    swept, _ = meter.reserve(tenant, 0.3, 1, Hold("req-late", int(NOW)))
-    sweep(meter, at=NOW + 1)
-    assert meter.settle(swept, 0.3, 1) is None  # taken back already: settling it again would count it twice
-    assert meter.release(swept) is None
-    settled, _ = meter.reserve(tenant, 0.3, 1, Hold("req-done", int(NOW)))
-    meter.settle(settled, 0.3, 1)
-    assert sweep(meter, at=NOW + 1).released == 0  # settled before the sweep: nothing to take back
-    usage = meter.usage(tenant.tenant_id)
+def test_a_reservation_is_resolved_once_whoever_comes_first(tenants, ledger):
+    tenant = make_tenant(tenants, budget_credits=1.0)
+    swept, _ = ledger.reserve(tenant, 0.3, 1, Hold("req-late", int(NOW)))
+    sweep(ledger, at=NOW + 1)
+    assert ledger.settle(swept, 0.3, 1) is None  # taken back already: settling it again would count it twice
+    assert ledger.release(swept) is None
+    settled, _ = ledger.reserve(tenant, 0.3, 1, Hold("req-done", int(NOW)))
+    ledger.settle(settled, 0.3, 1)
+    assert sweep(ledger, at=NOW + 1).released == 0  # settled before the sweep: nothing to take back
+    usage = ledger.usage(tenant.tenant_id)
     assert (usage.failed_generations, usage.upstream_calls) == (1, 1)
     assert usage.credits_spent == pytest.approx(0.3) and usage.credits_committed == pytest.approx(0.3)
 
 
-def test_a_reservation_made_during_a_sweep_keeps_its_item_due(registry, meter):
+def test_a_reservation_made_during_a_sweep_keeps_its_item_due(tenants, ledger):
     """The sweeper takes an item out of the index only if the count of open reservations is what it saw."""
-    tenant = make_tenant(registry, budget_credits=1.0)
-    old, _ = meter.reserve(tenant, 0.1, 1, Hold("req-dead", int(NOW)))
-    meter.open_reservations(tenant.tenant_id, old.month)  # the sweeper's read...
-    meter.release(old)  # ...its release...
-    meter.reserve(tenant, 0.1, 1, Hold("req-new", int(NOW) + 5))  # ...a new request meanwhile...
-    assert not meter.reschedule(tenant.tenant_id, old.month, seen_open=0, next_due=None)  # ...so it stays due
-    assert sweep(meter, at=NOW + 6).released == 1  # and the new one, once dead, is found
-    assert meter.usage(tenant.tenant_id).credits_committed == 0
+    tenant = make_tenant(tenants, budget_credits=1.0)
+    old, _ = ledger.reserve(tenant, 0.1, 1, Hold("req-dead", int(NOW)))
+    ledger.open_reservations(tenant.tenant_id, old.month)  # the sweeper's read...
+    ledger.release(old)  # ...its release...
+    ledger.reserve(tenant, 0.1, 1, Hold("req-new", int(NOW) + 5))  # ...a new request meanwhile...
+    assert not ledger.reschedule(tenant.tenant_id, old.month, seen_open=0, next_due=None)  # ...so it stays due
+    assert sweep(ledger, at=NOW + 6).released == 1  # and the new one, once dead, is found
+    assert ledger.usage(tenant.tenant_id).credits_committed == 0
 
 
-def test_a_billing_reservation_is_held_by_its_request_until_its_invocation_ends(registry, meter):
-    tenant = make_tenant(registry, budget_credits=1.0)
-    billing = TenantBilling(meter, tenant, 0.2, 1, hold=Hold.for_request("req-1", seconds_left=30, grace_seconds=60))
+def test_a_billing_reservation_is_held_by_its_request_until_its_invocation_ends(tenants, ledger):
+    tenant = make_tenant(tenants, budget_credits=1.0)
+    billing = TenantBilling(ledger, tenant, 0.2, 1, hold=Hold.for_request("req-1", seconds_left=30, grace_seconds=60))
     billing.reserve()
-    held, count, due = meter.open_reservations(tenant.tenant_id, billing.reservation.month)
+    held, count, due = ledger.open_reservations(tenant.tenant_id, billing.reservation.month)
     assert count == 1 and list(held) == [billing.reservation]
     assert NOW + 90 <= held[billing.reservation] == due <= time.time() + 92
     billing.settle(1, None)
-    assert meter.open_reservations(tenant.tenant_id, billing.reservation.month)[:2] == ({}, 0)
+    assert ledger.open_reservations(tenant.tenant_id, billing.reservation.month)[:2] == ({}, 0)
 
 
-@pytest.fixture
-def jobs(ddb):
-    create_table(boto3.resource("dynamodb"), "JobsTable", JOBS_TABLE)
-    return JobStore(JOBS_TABLE, lambda: ddb)
-
-
-def job_holding(jobs, meter, tenant, status, result=None):
+def job_holding(jobs, ledger, tenant, status, result=None):
     job = Job(job_id=Job.new_id(), namespace="ns", request={"batch_size": 2}, estimate=0.4, status=status)
     job.result = result
-    reservation, _ = meter.reserve(tenant, 0.4, 2, Hold(f"job-{job.job_id}", int(NOW)))
+    reservation, _ = ledger.reserve(tenant, 0.4, 2, Hold(f"job-{job.job_id}", int(NOW)))
     job.reservation = vars(reservation)
     jobs.create(job)
     return reservation
 
 
-def test_a_job_still_queued_or_running_keeps_its_reservation(registry, meter, jobs):
-    tenant = make_tenant(registry, budget_credits=1.0)
-    queued = job_holding(jobs, meter, tenant, JobStatus.QUEUED)
-    running = job_holding(jobs, meter, tenant, JobStatus.PROCESSING)
-    report = sweep(meter, at=NOW + 1, jobs=jobs)
+def test_a_job_still_queued_or_running_keeps_its_reservation(tenants, ledger, jobs):
+    tenant = make_tenant(tenants, budget_credits=1.0)
+    queued = job_holding(jobs, ledger, tenant, JobStatus.QUEUED)
+    running = job_holding(jobs, ledger, tenant, JobStatus.PROCESSING)
+    report = sweep(ledger, at=NOW + 1, jobs=jobs)
     assert (report.extended, report.released) == (2, 0)
-    held, _, due = meter.open_reservations(tenant.tenant_id, queued.month)
+    held, _, due = ledger.open_reservations(tenant.tenant_id, queued.month)
     assert set(held) == {queued, running} and due == int(NOW + 1) + JOB_HOLD_SECONDS
-    assert meter.usage(tenant.tenant_id).credits_committed == pytest.approx(0.8)
+    assert ledger.usage(tenant.tenant_id).credits_committed == pytest.approx(0.8)
 
 
-def test_a_job_completed_by_a_worker_that_died_before_settling_is_charged_once(registry, meter, jobs):
-    tenant = make_tenant(registry, budget_credits=1.0)
-    completed = job_holding(jobs, meter, tenant, JobStatus.COMPLETED, result={"count": 1, "prefix": "p"})
-    failed = job_holding(jobs, meter, tenant, JobStatus.FAILED)
-    report = sweep(meter, at=NOW + 1, jobs=jobs)
+def test_a_job_completed_by_a_worker_that_died_before_settling_is_charged_once(tenants, ledger, jobs):
+    tenant = make_tenant(tenants, budget_credits=1.0)
+    completed = job_holding(jobs, ledger, tenant, JobStatus.COMPLETED, result={"count": 1, "prefix": "p"})
+    failed = job_holding(jobs, ledger, tenant, JobStatus.FAILED)
+    report = sweep(ledger, at=NOW + 1, jobs=jobs)
     assert (report.settled, report.released) == (1, 1)
-    assert meter.settle(completed, 0.2, 1) is None  # the worker, had it lived, would not charge again
-    assert meter.release(failed) is None
-    usage = meter.usage(tenant.tenant_id)
+    assert ledger.settle(completed, 0.2, 1) is None  # the worker, had it lived, would not charge again
+    assert ledger.release(failed) is None
+    usage = ledger.usage(tenant.tenant_id)
     assert (usage.images_generated, usage.failed_generations) == (1, 1)
     assert usage.credits_spent == pytest.approx(0.2) and usage.credits_committed == pytest.approx(0.2)
 
 
-def test_a_job_reservation_whose_job_never_came_to_be_is_given_back(registry, meter, jobs):
+def test_a_job_reservation_whose_job_never_came_to_be_is_given_back(tenants, ledger, jobs):
     """The submit died between reserving and recording its job."""
-    tenant = make_tenant(registry, budget_credits=1.0)
-    meter.reserve(tenant, 0.4, 2, Hold.for_job("never-recorded"))
-    assert sweep(meter, at=time.time() + JOB_HOLD_SECONDS + 1, jobs=jobs).released == 1
-    assert meter.usage(tenant.tenant_id).credits_committed == 0
+    tenant = make_tenant(tenants, budget_credits=1.0)
+    ledger.reserve(tenant, 0.4, 2, Hold.for_job("never-recorded"))
+    assert sweep(ledger, at=time.time() + JOB_HOLD_SECONDS + 1, jobs=jobs).released == 1
+    assert ledger.usage(tenant.tenant_id).credits_committed == 0

@@ -6,28 +6,22 @@ from typing import Any
 
 from local.gateway import ApiKeys, PlanLimits
 from local.template import ROOT, load_template
-
-
-class Clock:
-    now = 100.0
-
-    def __call__(self):
-        return self.now
+from tests.fakes import FakeClock
 
 
 def test_throttle_allows_the_burst_then_the_rate():
-    clock = Clock()
+    clock = FakeClock(now=100.0)
     limits = PlanLimits(clock)
     plan = {"throttle": {"rateLimit": 2.0, "burstLimit": 3}}
     assert [limits.check("k", plan) for _ in range(4)] == [None, None, None, "Too Many Requests"]
-    clock.now += 0.5  # one token back at 2 per second
+    clock.advance(0.5)  # one token back at 2 per second
     assert limits.check("k", plan) is None
     assert limits.check("k", plan) == "Too Many Requests"
     assert limits.check("other-key", plan) is None  # buckets are per key
 
 
 def test_quota_counts_per_key_and_period():
-    limits = PlanLimits(Clock())
+    limits = PlanLimits(FakeClock(now=100.0))
     plan = {"quota": {"limit": 2, "period": "MONTH"}}
     assert [limits.check("k", plan) for _ in range(3)] == [None, None, "Limit Exceeded"]
     assert limits.check("k2", plan) is None
@@ -72,15 +66,15 @@ def settled(keys: ApiKeys) -> None:
 
 
 def test_a_key_in_use_is_looked_up_again_in_the_background():
-    apigw, clock = FakeApiGateway(), Clock()
+    apigw, clock = FakeApiGateway(), FakeClock(now=100.0)
     keys = ApiKeys(apigw, clock=clock)
     assert keys.lookup("secret")[0]["id"] == "k1" and apigw.calls == 1
-    clock.now += 1.0
+    clock.advance(1.0)
     keys.lookup("secret")
     settled(keys)
     assert apigw.calls == 1  # fresh: from the cache
     apigw.enabled = False  # disabled in API Gateway
-    clock.now += ApiKeys.TTL_SECONDS - 0.5  # past the entry's TTL, short of its staleness
+    clock.advance(ApiKeys.TTL_SECONDS - 0.5)  # past the entry's TTL, short of its staleness
     assert keys.lookup("secret")[0]["id"] == "k1"  # answered from the entry, while it is looked up again
     settled(keys)
     assert apigw.calls == 2
@@ -88,20 +82,20 @@ def test_a_key_in_use_is_looked_up_again_in_the_background():
 
 
 def test_an_entry_idle_past_its_staleness_is_looked_up_before_answering():
-    apigw, clock = FakeApiGateway(), Clock()
+    apigw, clock = FakeApiGateway(), FakeClock(now=100.0)
     keys = ApiKeys(apigw, clock=clock)
     keys.lookup("secret")
     apigw.enabled = False
-    clock.now += ApiKeys.STALE_SECONDS
+    clock.advance(ApiKeys.STALE_SECONDS)
     assert keys.lookup("secret") == (None, None) and apigw.calls == 2
 
 
 def test_one_background_lookup_at_a_time_per_key():
-    apigw, clock = FakeApiGateway(), Clock()
+    apigw, clock = FakeApiGateway(), FakeClock(now=100.0)
     keys = ApiKeys(apigw, clock=clock)
     keys.lookup("secret")
     keys._background.submit(time.sleep, 0.3)  # holds the worker: the lookups below queue behind it
-    clock.now += ApiKeys.TTL_SECONDS
+    clock.advance(ApiKeys.TTL_SECONDS)
     for _ in range(5):
         keys.lookup("secret")
     settled(keys)

@@ -82,18 +82,3 @@ def sqs_event(sqs: Any, queue: str, queue_arn: str) -> dict[str, Any] | None:
 
     messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1, AttributeNames=["All"]).get("Messages", [])
     return {"Records": [sqs_record(m, queue_arn, "us-east-1") for m in messages]} if messages else None
-
-
-class Later:
-    """Stands in for the after-response extension: holds deferred work until `run`, as if the answer had gone."""
-
-    def __init__(self) -> None:
-        self.tasks: list[tuple[Any, tuple[Any, ...]]] = []
-
-    def defer(self, task: Any, *args: Any) -> None:
-        self.tasks.append((task, args))
-
-    def run(self) -> None:
-        for task, args in self.tasks:
-            task(*args)
-        self.tasks.clear()
