@@ -119,3 +119,16 @@ def test_a_job_reservation_whose_job_never_came_to_be_is_given_back(tenants, led
     ledger.reserve(tenant, 0.4, 2, Hold.for_job("never-recorded"))
     assert sweep(ledger, at=time.time() + JOB_HOLD_SECONDS + 1, jobs=jobs).released == 1
     assert ledger.usage(tenant.tenant_id).credits_committed == 0
+
+
+def test_a_jobs_reservation_is_held_while_it_runs_and_taken_back_once_it_has_failed(tenants, ledger, jobs):
+    tenant = make_tenant(tenants, budget_credits=1.0)
+    reservation = job_holding(jobs, ledger, tenant, JobStatus.PROCESSING)
+    assert sweep(ledger, at=NOW + 1, jobs=jobs).extended == 1
+    later = NOW + 1 + JOB_HOLD_SECONDS
+    assert sweep(ledger, at=later - 1, jobs=jobs).items == 0  # not due again before its new hold ends
+    jobs.fail(reservation.holder.removeprefix("job-"), "its worker failed it, then died before releasing")
+    report = sweep(ledger, at=later, jobs=jobs)
+    assert (report.items, report.released, report.extended) == (1, 1, 0)
+    usage = ledger.usage(tenant.tenant_id)
+    assert (usage.credits_committed, usage.failed_generations) == (0, 1) and ledger.due(later + 10**6) == []
