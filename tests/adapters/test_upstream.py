@@ -289,6 +289,7 @@ class _SlowUpstream:
 
     def __init__(self, *, pause: float = 0.2, stall: bool = False) -> None:
         self.pause, self.stall = pause, stall
+        self.closed = threading.Event()
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
@@ -302,13 +303,17 @@ class _SlowUpstream:
             with contextlib.suppress(OSError):
                 connection.sendall(head.encode())
                 if self.stall:
-                    time.sleep(5)
+                    self.closed.wait(5)
                     return
                 for start in range(0, len(body), 8):
                     connection.sendall(body[start : start + 8])
-                    time.sleep(self.pause)
+                    if self.closed.wait(self.pause):
+                        return
 
     def close(self) -> None:
+        """Stops the body too: the client's abandoned read (on its pool's thread) then ends, instead of reading the
+        trickle to its end long after the test (the interpreter waits for that thread before exiting)."""
+        self.closed.set()
         self.server.close()
 
 
