@@ -70,8 +70,9 @@ lint: $(STAMP)
 	@# The layers of segmind_proxy (api over flows over domain; adapters over domain): see pyproject.toml.
 	$(BIN)/lint-imports
 
+## make unit: every test but the integration ones (no local stack)
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests --ignore=tests/integration
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration

@@ -45,3 +45,10 @@ def _record_answers(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def seen_answers() -> list[bytes]:
     return _SEEN
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `after_the_others` inspect what the rest of the run did (the security scan reads every answer
+    it saw): they run last, whatever their file is named and in whatever order files are given."""
+    last = [item for item in items if item.get_closest_marker("after_the_others")]
+    items[:] = [item for item in items if item not in last] + last

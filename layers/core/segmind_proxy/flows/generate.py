@@ -44,6 +44,7 @@ class GenerationService:
     ) -> None:
         self.store = store
         self.upstream = upstream
+        self.clock = clock  # the monotonic clock deadlines are on
         self.coalescer = Coalescer(leases, clock, sleep) if leases is not None else None
         self.later = later or RunNow()
 

@@ -1,0 +1,332 @@
+"""Webhook targets: which addresses a webhook may go to, at submit, at delivery and on the connection itself."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import urllib3.connection
+from pydantic import ValidationError
+
+from local.template import load_template
+from segmind_proxy.adapters import webhooks
+from segmind_proxy.domain.errors import RequestInvalid
+from segmind_proxy.settings import Settings, WebhookTargets
+
+# Teredo hides the client's IPv4 address in the last 32 bits, XORed with all ones (server 65.54.227.120 here).
+TEREDO_SERVER = "2001:0:4136:e378:8000:63bf"
+
+REFUSED = [
+    # IPv4-mapped (::ffff:0:0/96): judged by the IPv4 address.
+    ("::ffff:127.0.0.1", "embeds 127.0.0.1 (IPv4-mapped), which is loopback"),
+    ("::ffff:10.0.0.1", "embeds 10.0.0.1 (IPv4-mapped), which is private"),
+    ("::ffff:169.254.169.254", "embeds 169.254.169.254 (IPv4-mapped), which is link-local"),
+    # IPv4-compatible (::/96, deprecated): refused, naming what it carries.
+    ("::127.0.0.1", "embeds 127.0.0.1 (IPv4-compatible), which is loopback"),
+    ("::10.0.0.1", "embeds 10.0.0.1 (IPv4-compatible), which is private"),
+    ("::169.254.169.254", "embeds 169.254.169.254 (IPv4-compatible), which is link-local"),
+    ("::8.8.8.8", "is IPv4-compatible (deprecated), refused whatever it embeds"),
+    # NAT64's well-known prefix (64:ff9b::/96): the last 32 bits.
+    ("64:ff9b::7f00:1", "embeds 127.0.0.1 (NAT64), which is loopback"),
+    ("64:ff9b::a00:1", "embeds 10.0.0.1 (NAT64), which is private"),
+    ("64:ff9b::a9fe:a9fe", "embeds 169.254.169.254 (NAT64), which is link-local"),
+    # NAT64's local-use prefix (64:ff9b:1::/48, RFC 8215): a network's own translator, never public.
+    ("64:ff9b:1::7f00:1", "is in 64:ff9b:1::/48 (local-use NAT64)"),
+    ("64:ff9b:1::808:808", "is in 64:ff9b:1::/48 (local-use NAT64)"),
+    # 6to4 (2002::/16): the IPv4 address in bits 16-48.
+    ("2002:7f00:1::", "embeds 127.0.0.1 (6to4), which is loopback"),
+    ("2002:c0a8:101::1", "embeds 192.168.1.1 (6to4), which is private"),
+    ("2002:a9fe:a9fe::", "embeds 169.254.169.254 (6to4), which is link-local"),
+    # Teredo (2001::/32): refused, naming the client address it carries.
+    (f"{TEREDO_SERVER}:80ff:fffe", "embeds 127.0.0.1 (Teredo), which is loopback"),
+    (f"{TEREDO_SERVER}:f5ff:fffe", "embeds 10.0.0.1 (Teredo), which is private"),
+    (f"{TEREDO_SERVER}:5601:5601", "embeds 169.254.169.254 (Teredo), which is link-local"),
+    (f"{TEREDO_SERVER}:f7f7:f7f7", "is Teredo (deprecated), refused whatever it embeds"),
+    # Other non-public IPv6.
+    ("::", "is unspecified"),
+    ("::1", "is loopback"),
+    ("ff02::1", "is multicast"),
+    ("fe80::1", "is link-local"),
+    ("fec0::1", "is site-local (deprecated)"),
+    ("fd12:3456::1", "is unique local (private)"),
+    ("100::1", "is discard-only"),
+    ("2001:2::1", "is in 2001::/23 (IETF protocol assignments)"),
+    ("2001:db8::1", "is documentation"),
+    ("3fff::1", "is documentation"),
+    ("5f00::1", "is reserved (outside 2000::/3, the global unicast range)"),
+    ("4000::1", "is reserved (outside 2000::/3, the global unicast range)"),
+    # Non-public IPv4.
+    ("0.0.0.0", "is in 0.0.0.0/8 (this network)"),
+    ("127.0.0.1", "is loopback"),
+    ("10.1.2.3", "is private"),
+    ("172.16.0.1", "is private"),
+    ("192.168.1.1", "is private"),
+    ("169.254.169.254", "is link-local"),
+    ("100.64.0.1", "is shared address space (carrier-grade NAT)"),
+    ("192.0.0.9", "is in 192.0.0.0/24 (IETF protocol assignments)"),
+    ("192.88.99.1", "is in 192.88.99.0/24 (6to4 relays, deprecated)"),
+    ("198.18.0.1", "is benchmarking"),
+    ("203.0.113.7", "is documentation"),
+    ("224.0.0.1", "is multicast"),
+    ("240.0.0.1", "is reserved"),
+    ("255.255.255.255", "is reserved"),
+]
+
+ALLOWED = [
+    "8.8.8.8",
+    "1.1.1.1",
+    "2606:4700::1111",
+    "2001:4860:4860::8888",
+    "::ffff:8.8.8.8",
+    "64:ff9b::808:808",  # NAT64 of 8.8.8.8
+    "2002:808:808::",  # 6to4 of 8.8.8.8
+]
+
+
+def literal(address: str) -> str:
+    return f"https://[{address}]/hook" if ":" in address else f"https://{address}/hook"
+
+
+def resolving(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> None:
+    """The resolver the webhook checks use answers these addresses for these hosts (and resolves the rest as ever:
+    literal addresses without a lookup)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, *args: object, **kwargs: object) -> list[tuple]:
+        if host not in answers:
+            return real(host, *args, **kwargs)
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 443))
+            for a in answers[host]
+        ]
+
+    monkeypatch.setattr(webhooks.socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.parametrize(("address", "reason"), REFUSED)
+def test_a_non_public_address_is_refused_at_submit_with_its_reason(address, reason):
+    with pytest.raises(RequestInvalid) as refused:
+        webhooks.check_url(literal(address), targets=WebhookTargets.PUBLIC)
+    message = refused.value.message
+    assert message.startswith("Header 'x-webhook-url': address ")
+    assert f" {reason}; webhooks go to public addresses only" in message
+
+
+@pytest.mark.parametrize("address", ALLOWED)
+def test_a_public_address_is_allowed_at_submit(address):
+    assert webhooks.check_url(literal(address), targets=WebhookTargets.PUBLIC) == literal(address)
+
+
+def test_a_host_is_refused_if_any_of_its_addresses_is_not_public(monkeypatch):
+    resolving(monkeypatch, {"hooks.example": ["93.184.216.34", "64:ff9b::7f00:1"]})
+    with pytest.raises(RequestInvalid) as refused:
+        webhooks.check_url("https://hooks.example/done", targets=WebhookTargets.PUBLIC)
+    assert refused.value.message == (
+        "Header 'x-webhook-url': host 'hooks.example' resolves to 64:ff9b::7f00:1, which embeds 127.0.0.1 (NAT64), "
+        "which is loopback; webhooks go to public addresses only"
+    )
+
+
+class NoPost:
+    """A session that must not be used: the delivery is refused before any request."""
+
+    def post(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a request was sent to a refused address")
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("2002:7f00:1::", "embeds 127.0.0.1 (6to4), which is loopback"),
+        ("64:ff9b::a9fe:a9fe", "embeds 169.254.169.254 (NAT64), which is link-local"),
+    ],
+)
+def test_a_host_that_resolves_to_an_embedded_private_address_by_delivery_gets_nothing(monkeypatch, address, reason):
+    resolving(monkeypatch, {"hooks.example": [address]})  # public at submit, say; this is the answer at delivery
+    outcome = webhooks.deliver(
+        "https://hooks.example/done",
+        {"status": "COMPLETED"},
+        "whsec_x",
+        targets=WebhookTargets.PUBLIC,
+        session=NoPost(),
+    )
+    assert outcome["delivered"] is False and outcome["attempts"] == 1
+    assert f"resolves to {address}, which {reason}" in outcome["error"]
+
+
+class ReachedSocket:
+    """The socket of a connection that reached `peer`: nothing may be sent on it, and it must be closed."""
+
+    def __init__(self, peer: str) -> None:
+        self.peer, self.closed = peer, False
+
+    def getpeername(self) -> tuple:
+        return (self.peer, 443, 0, 0)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"the connection used its socket ({name}) after reaching {self.peer}")
+
+
+@pytest.mark.parametrize(
+    ("peer", "reason"),
+    [
+        ("64:ff9b::7f00:1", "embeds 127.0.0.1 (NAT64), which is loopback"),
+        ("2002:a00:1::", "embeds 10.0.0.1 (6to4), which is private"),
+        ("fec0::1", "is site-local (deprecated)"),
+    ],
+)
+def test_a_connection_that_reaches_an_embedded_private_address_is_closed_unused(monkeypatch, peer, reason):
+    """The checks see a public address; DNS answers differently for the connection itself (rebinding)."""
+    reached = ReachedSocket(peer)
+    resolving(monkeypatch, {"hooks.example": ["93.184.216.34"]})
+    monkeypatch.setattr(urllib3.connection.HTTPSConnection, "_new_conn", lambda self: reached)
+    outcome = webhooks.deliver(
+        "https://hooks.example/done",
+        {"status": "COMPLETED"},
+        "whsec_x",
+        targets=WebhookTargets.PUBLIC,
+        sleep=lambda s: None,
+    )
+    assert outcome == {
+        "delivered": False,
+        "attempts": 1,
+        "error": f"refused: 'hooks.example' led to {peer}, which {reason}",
+    }
+    assert reached.closed
+
+
+@pytest.mark.parametrize(
+    ("value", "targets"),
+    [(None, WebhookTargets.PUBLIC), ("false", WebhookTargets.PUBLIC), (" Loopback ", WebhookTargets.LOOPBACK)],
+)
+def test_allow_private_webhooks_is_public_only_unless_loopback(value, targets):
+    environment = {} if value is None else {"ALLOW_PRIVATE_WEBHOOKS": value}
+    assert Settings.model_validate(environment).webhook_targets is targets
+
+
+@pytest.mark.parametrize("value", ["true", "1", "private"])
+def test_there_is_no_any_address_webhook_rule(value):
+    with pytest.raises(ValidationError, match="'false' or 'loopback'"):
+        Settings.model_validate({"ALLOW_PRIVATE_WEBHOOKS": value})
+
+
+def test_the_template_leaves_functions_on_the_public_only_rule():
+    template = load_template()
+    environments = [template["Globals"]["Function"]["Environment"]["Variables"]]
+    environments += [
+        resource["Properties"].get("Environment", {}).get("Variables", {})
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    ]
+    assert all(environment.get("ALLOW_PRIVATE_WEBHOOKS", "false") == "false" for environment in environments)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/done", "https://127.0.0.2/done", "http://[::1]:8080/done", "http://localhost/done"]
+)
+def test_loopback_rule_allows_loopback_receivers_over_http_or_https(monkeypatch, url):
+    resolving(monkeypatch, {"localhost": ["127.0.0.1", "::1"]})
+    assert webhooks.check_url(url, targets=WebhookTargets.LOOPBACK) == url
+
+
+LOOPBACK_ONLY = "ALLOW_PRIVATE_WEBHOOKS=loopback allows loopback addresses (127.0.0.0/8, ::1) only"
+
+
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        ("http://10.0.0.1/done", "address 10.0.0.1 is not loopback"),
+        ("http://192.168.1.20:8080/done", "address 192.168.1.20 is not loopback"),
+        ("http://169.254.169.254/latest", "address 169.254.169.254 is not loopback"),
+        ("http://8.8.8.8/done", "address 8.8.8.8 is not loopback"),
+        ("https://[2606:4700::1111]/done", "address 2606:4700::1111 is not loopback"),
+        ("http://[64:ff9b::7f00:1]/done", "address 64:ff9b::7f00:1 is not loopback"),
+        ("http://mixed.test/done", "host 'mixed.test' resolves to 10.0.0.1, which is not loopback"),
+    ],
+)
+def test_loopback_rule_refuses_every_other_address(monkeypatch, url, refusal):
+    resolving(monkeypatch, {"mixed.test": ["127.0.0.1", "10.0.0.1"]})
+    with pytest.raises(RequestInvalid) as refused:
+        webhooks.check_url(url, targets=WebhookTargets.LOOPBACK)
+    assert refused.value.message == f"Header 'x-webhook-url': {refusal}; {LOOPBACK_ONLY}"
+
+
+def test_loopback_rule_takes_http_or_https_only():
+    with pytest.raises(RequestInvalid, match="must be an http:// or https:// URL"):
+        webhooks.check_url("ftp://127.0.0.1/done", targets=WebhookTargets.LOOPBACK)
+
+
+def test_loopback_rule_delivers_to_a_loopback_receiver_over_http():
+    received: list[bytes] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/done"
+        outcome = webhooks.deliver(url, {"status": "COMPLETED"}, "whsec_x", targets=WebhookTargets.LOOPBACK)
+    finally:
+        server.shutdown()
+    assert outcome == {"delivered": True, "attempts": 1, "status": 204}
+    assert received == [b'{"status":"COMPLETED"}']
+
+
+def test_loopback_rule_closes_a_connection_that_reached_another_address(monkeypatch):
+    """The checks see loopback; the connection itself reaches a private address (rebinding): refused, unused."""
+    reached = ReachedSocket("10.0.0.1")
+    resolving(monkeypatch, {"hooks.local": ["127.0.0.1"]})
+    monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", lambda self: reached)
+    outcome = webhooks.deliver(
+        "http://hooks.local/done", {"status": "COMPLETED"}, "whsec_x", targets=WebhookTargets.LOOPBACK
+    )
+    assert outcome["error"] == "refused: 'hooks.local' led to 10.0.0.1, which is not loopback"
+    assert reached.closed
+
+
+def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypatch):
+    """The checks see a public address; the connection reaches loopback: refused before anything is sent."""
+    import ipaddress
+    import socket
+    import threading
+
+    from segmind_proxy.adapters import webhooks
+    from segmind_proxy.settings import WebhookTargets
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def accept():
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(5)
+            received.append(connection.recv(1024))
+
+    accepting = threading.Thread(target=accept, daemon=True)
+    accepting.start()
+    monkeypatch.setattr(webhooks, "_addresses", lambda host: [ipaddress.ip_address("93.184.216.34")])
+    port = listener.getsockname()[1]
+    outcome = webhooks.deliver(
+        f"https://localhost:{port}/hook",
+        {"status": "COMPLETED"},
+        "whsec_x",
+        targets=WebhookTargets.PUBLIC,
+        sleep=lambda s: None,
+    )
+    accepting.join(timeout=10)  # the refused connection is accepted and read to its end
+    listener.close()
+    assert outcome["delivered"] is False and outcome["attempts"] == 1
+    assert outcome["error"] == "refused: 'localhost' led to 127.0.0.1, which is loopback"
+    assert received == [b""]  # connected, then closed without a byte
