@@ -1,0 +1,125 @@
+"""The edge, before any route runs: who is calling (the tenant behind API Gateway's key id, its origin), the body of
+a generation parsed once and its cache read started alongside that check; and, after, the CORS headers a browser
+key's answers carry. A caller refused here gets its answer without routing."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools.event_handler import CORSConfig
+
+from segmind_proxy.api import segmind_errors
+from segmind_proxy.api.proxy_events import api_key_id, body_of, headers_of, request_id
+from segmind_proxy.api.segmind_v1 import Parsed, prefetch_cache_read
+from segmind_proxy.api.services import Services
+from segmind_proxy.domain.catalog import sd35_turbo
+from segmind_proxy.domain.errors import AccessRefused, Dependency, Outage, Unavailable
+from segmind_proxy.domain.images import ImageResult
+from segmind_proxy.domain.tenants import Tenant
+from segmind_proxy.domain.usage import Caller, Usage, current_month
+from segmind_proxy.flows.access import authorize, authorize_reading, known_namespace, namespace_of
+from segmind_proxy.observability import logger
+from segmind_proxy.settings import Settings
+
+TXT2IMG_PATH = f"/v1/{sd35_turbo().slug}"
+V2_PATH = f"/v2/{sd35_turbo().slug}"
+EXPOSED_HEADERS = [
+    "x-cache",
+    "x-request-id",
+    "x-seed-value",
+    "x-images-delivered",
+    "x-response-mode",
+    "x-budget-remaining-credits",
+    "x-budget-remaining-images",
+    "x-idempotent-replay",
+    "Retry-After",
+]
+
+
+def cors_config(settings: Settings) -> CORSConfig:
+    origins = settings.cors_allowed_origins or ["*"]
+    return CORSConfig(
+        allow_origin=origins[0],
+        extra_origins=origins[1:],
+        allow_headers=["Cache-Control", "x-response-mode", "Idempotency-Key", "x-webhook-url"],
+        expose_headers=EXPOSED_HEADERS,
+        max_age=600,
+    )
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A caller let in, and what the edge started for its request."""
+
+    caller: Caller
+    origin: str | None
+    parsed: Parsed | None = None
+    prefetched: Future[ImageResult | None] | None = None
+
+    def answered(self, response: dict[str, Any]) -> dict[str, Any]:
+        """A browser key's answers name its (already checked) origin, never `*`."""
+        tenant = self.caller.tenant
+        if tenant is None or not tenant.allowed_origins or not self.origin:
+            return response
+        multi = response.setdefault("multiValueHeaders", {})
+        if any(k.lower() == "access-control-allow-origin" for k in multi):
+            multi["Access-Control-Allow-Origin"] = [self.origin]
+            multi["Vary"] = ["Origin"]
+        return response
+
+
+def admit(event: dict[str, Any], services: Services) -> Admission:
+    """The caller, or AccessRefused (or Unavailable while the tenant registry is down) before any work."""
+    key_id, origin = api_key_id(event), headers_of(event).get("origin")
+    parsed, prefetched = _prefetch(event, key_id, services)
+    try:
+        tenant, usage = _authorized(event, key_id, origin, services, reads_cache=prefetched is not None)
+    except Outage:
+        logger.exception("Tenant registry unavailable")
+        raise Unavailable(
+            Dependency.TENANT_REGISTRY, "The tenant registry is unavailable; nothing was done, retry shortly"
+        ) from None
+    return Admission(Caller(tenant, namespace_of(tenant, key_id), usage), origin, parsed, prefetched)
+
+
+def _authorized(
+    event: dict[str, Any], key_id: str | None, origin: str | None, services: Services, *, reads_cache: bool
+) -> tuple[Tenant | None, Usage | None]:
+    """The tenant; and for a v1 generation that reads the cache, its month's usage, read with its profile: a hit's
+    answer then has its budget figures without waiting for the hit to be counted."""
+    if not reads_cache or services.ledger is None or event.get("resource") != TXT2IMG_PATH:
+        return authorize(services.tenants, key_id, origin), None
+    return authorize_reading(services.tenants, key_id, origin, current_month())
+
+
+def _prefetch(
+    event: dict[str, Any], key_id: str | None, services: Services
+) -> tuple[Parsed | None, Future[ImageResult | None] | None]:
+    """A generation's body is parsed once, here, and its cache read starts now, alongside the tenant check: one
+    round trip in the time of two."""
+    resource = event.get("resource")
+    if event.get("httpMethod") != "POST" or resource not in (TXT2IMG_PATH, V2_PATH):
+        return None, None
+    namespace = known_namespace(services.tenants, key_id)
+    if namespace is None:
+        return None, None
+    return prefetch_cache_read(body_of(event), headers_of(event), namespace, services, v2=resource == V2_PATH)
+
+
+def refusal(event: dict[str, Any], refused: AccessRefused | Unavailable, cors: CORSConfig) -> dict[str, Any]:
+    """An answer built before routing: a refused origin gets no CORS headers, so browsers cannot read it."""
+    answer = segmind_errors.answer(refused)
+    origin = headers_of(event).get("origin")
+    headers = {"Content-Type": "application/json", "x-request-id": request_id(event) or "", **answer.headers}
+    if (not isinstance(refused, AccessRefused) or refused.cors) and origin:
+        headers |= cors.to_dict(origin)
+    logger.info("Request refused", extra={"status": answer.status, "reason": refused.message})
+    return {
+        "statusCode": answer.status,
+        "headers": headers,
+        "body": json.dumps(answer.body),
+        "isBase64Encoded": False,
+    }

@@ -1,0 +1,41 @@
+"""What the front doors read of API Gateway's REST proxy event, as API Gateway sends it (binary media types `*/*`:
+every body arrives base64-encoded)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+
+def body_of(event: dict[str, Any]) -> bytes | None:
+    raw = event.get("body")
+    if raw is None:
+        return None
+    return base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode()
+
+
+def headers_of(event: dict[str, Any]) -> dict[str, str]:
+    """Header names lower-cased: HTTP's are case-insensitive, and API Gateway passes them as the client sent them."""
+    return {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+
+
+def request_id(event: dict[str, Any]) -> str | None:
+    return (event.get("requestContext") or {}).get("requestId")
+
+
+def api_key_id(event: dict[str, Any]) -> str | None:
+    """API Gateway's id of the key the client sent: never anything the client controls."""
+    return ((event.get("requestContext") or {}).get("identity") or {}).get("apiKeyId")
+
+
+def base_url(event: dict[str, Any]) -> str:
+    """This API's absolute base URL as the client called it (custom domain or execute-api with stage): the stage, if
+    any, is what `requestContext.path` has before the resource's `path`."""
+    headers = headers_of(event)
+    context = event.get("requestContext") or {}
+    host = headers.get("host") or context.get("domainName")
+    proto = headers.get("x-forwarded-proto", "https")
+    path = event.get("path") or ""
+    full_path = context.get("path") or path
+    prefix = full_path[: len(full_path) - len(path)] if full_path.endswith(path) else ""
+    return f"{proto}://{host}{prefix}"

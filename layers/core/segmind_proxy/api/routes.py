@@ -1,0 +1,234 @@
+"""The Segmind front doors' routes, as a Powertools Router that the API function's resolver includes: each parses
+its request once, calls its front door (v1, v2, usage), and answers; domain errors are answered through Segmind's
+error map. The edge (`edge.py`) has admitted the caller before any route runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.router import Router
+
+from segmind_proxy.api import docs, segmind_errors
+from segmind_proxy.api.edge import TXT2IMG_PATH, V2_PATH, Admission
+from segmind_proxy.api.proxy_events import base_url, body_of, headers_of, request_id
+from segmind_proxy.api.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
+from segmind_proxy.api.segmind_v1 import handle_txt2img
+from segmind_proxy.api.segmind_v2 import handle_result, handle_status, handle_submit
+from segmind_proxy.api.services import Incoming, Services
+from segmind_proxy.api.usage import handle_usage
+from segmind_proxy.domain.errors import DomainError, NotCached
+from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.tenants import Tenant
+from segmind_proxy.domain.usage import Caller
+from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
+
+router = Router()
+
+
+def _services() -> Services:
+    return router.context["services"]
+
+
+def _admission() -> Admission:
+    return router.context["admission"]
+
+
+def _request_id() -> str:
+    return request_id(router.current_event.raw_event) or router.lambda_context.aws_request_id
+
+
+def _caller() -> Caller:
+    return _admission().caller
+
+
+def _tenant() -> Tenant | None:
+    return _caller().tenant
+
+
+def _namespace() -> str:
+    return _caller().namespace
+
+
+def _incoming() -> Incoming:
+    """The request as the routes read it: the deadline is the invocation's end less the margin kept for answering."""
+    event = router.current_event.raw_event
+    remaining_s = router.lambda_context.get_remaining_time_in_millis() / 1000
+    admission = _admission()
+    return Incoming(
+        body=body_of(event),
+        headers=headers_of(event),
+        request_id=_request_id(),
+        deadline=time.monotonic() + remaining_s - _services().settings.deadline_margin_seconds,
+        context=router.lambda_context,
+        prefetched=admission.prefetched,
+        base_url=base_url(event),
+        parsed=admission.parsed,
+    )
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(body),
+        headers={"x-request-id": _request_id(), **(headers or {})},
+    )
+
+
+@router.post(
+    TXT2IMG_PATH,
+    summary="Generate images (Segmind v1 protocol)",
+    description="Validates, answers from the tenant's cache when it can, otherwise calls Segmind with the operator's key.",
+    responses=docs.TXT2IMG_RESPONSES,
+    security=docs.SECURITY,
+    tags=["Generation"],
+)
+@tracer.capture_method(capture_response=False)
+def txt2img() -> Any:  # the raw body is parsed by `handle_txt2img`, so errors keep Segmind's shape
+    reply = handle_txt2img(_incoming(), _caller(), _services())
+    return Response(
+        status_code=reply.status,
+        content_type=reply.content_type,
+        body=reply.body,
+        headers={"x-request-id": _request_id(), **reply.headers},
+    )
+
+
+@router.post(
+    V2_PATH,
+    summary="Submit an async generation (Segmind v2 protocol)",
+    description=(
+        "Validates like v1 and answers at once with `request_id` and absolute `poll_url`, `status_url` and "
+        "`response_url`. A cache hit completes the job at once. Optional `x-webhook-url` (https) is called, "
+        "signed, when the job ends."
+    ),
+    responses={
+        200: {"description": "Job accepted", "content": {"application/json": {"model": JobSubmitted}}},
+        **{code: docs.TXT2IMG_RESPONSES[code] for code in (400, 402, 403, 409, 413, 415, 422, 429)},
+        404: docs.error("Async (v2) generation is not enabled on this gateway"),
+        503: docs.error("The usage ledger, the job store or the job queue is unavailable (nothing was charged)"),
+        504: docs.error(docs.ONLY_IF_CACHED_MISS),
+    },
+    security=docs.SECURITY,
+    tags=["Generation"],
+)
+def submit_v2() -> JobSubmitted:
+    return JobSubmitted.model_validate(handle_submit(_incoming(), _caller(), _services()))
+
+
+@router.get(
+    "/v2/requests/<request_id>/status",
+    summary="Status of an async generation",
+    responses={
+        200: {
+            "description": "QUEUED, PROCESSING or COMPLETED",
+            "content": {"application/json": {"model": JobStatusBody}},
+        },
+        404: docs.error("No such request (or another tenant's)"),
+        422: {"description": "FAILED, with `error`", "content": {"application/json": {"model": JobStatusBody}}},
+        **docs.GATEWAY_RESPONSES,
+    },
+    security=docs.SECURITY,
+    tags=["Generation"],
+)
+def job_status(request_id: str) -> Response[JobStatusBody]:
+    status, body = handle_status(request_id, _namespace(), _services())
+    return _json(status, body)
+
+
+@router.get(
+    "/v2/requests/<request_id>",
+    summary="Result of an async generation: `output` holds presigned image URL(s)",
+    responses={
+        200: {
+            "description": "The job, with output once COMPLETED",
+            "content": {"application/json": {"model": JobResultBody}},
+        },
+        404: docs.error("No such request (or another tenant's)"),
+        410: docs.error("COMPLETED, but its images have expired from storage"),
+        422: {"description": "FAILED, with `error`", "content": {"application/json": {"model": JobResultBody}}},
+        **docs.GATEWAY_RESPONSES,
+    },
+    security=docs.SECURITY,
+    tags=["Generation"],
+)
+def job_result(request_id: str) -> Response[JobResultBody]:
+    status, body = handle_result(request_id, _namespace(), _services())
+    return _json(status, body)
+
+
+@router.get(
+    "/v1/usage",
+    summary="Your usage this month and what remains of your budget",
+    description="Figures of the calling tenant only (identified by its API key). `?month=YYYY-MM` for another month.",
+    responses={
+        200: {"description": "Usage", "content": {"application/json": {"model": UsageReport}}},
+        400: docs.error("'month' is not YYYY-MM, or a query parameter other than 'month' was given"),
+        404: docs.error("Usage metering is not enabled on this gateway"),
+        **docs.GATEWAY_RESPONSES,
+    },
+    security=docs.SECURITY,
+    tags=["Usage"],
+)
+def usage() -> UsageReport:
+    return handle_usage(_tenant(), router.current_event.query_string_parameters, _services().ledger)
+
+
+@router.get("/v1/health", summary="Liveness (no key needed)", tags=["Operations"])
+def health() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/openapi.json", summary="This API's OpenAPI spec", tags=["Operations"], include_in_schema=False)
+def openapi_json() -> Response[str]:
+    return Response(200, "application/json", openapi_spec())
+
+
+@router.get("/docs", summary="Swagger UI", tags=["Operations"], include_in_schema=False)
+def swagger_ui() -> Response[str]:
+    return Response(200, "text/html", docs.swagger_html(openapi_spec(server=base_url(router.current_event.raw_event))))
+
+
+def openapi_spec(server: str = "/") -> str:
+    """The spec Powertools generates from these routes, plus what it cannot see: the POST bodies, headers and query
+    parameters, which the handlers read themselves (for Segmind-style errors naming every bad field)."""
+    assert router.api_resolver is not None, "the router is included in the function's resolver"
+    spec = json.loads(router.api_resolver.get_openapi_json_schema(servers=[], **docs.openapi_settings()))
+    spec = docs.with_parameters(
+        spec,
+        {
+            ("post", TXT2IMG_PATH): [docs.CACHE_CONTROL, docs.RESPONSE_MODE, docs.IDEMPOTENCY_KEY],
+            ("post", V2_PATH): [docs.CACHE_CONTROL, docs.IDEMPOTENCY_KEY, docs.WEBHOOK_URL],
+            ("get", "/v1/usage"): [docs.MONTH],
+        },
+    )
+    return json.dumps(docs.with_request_bodies(spec, (TXT2IMG_PATH, V2_PATH), Txt2ImgRequest, server))
+
+
+@router.exception_handler(DomainError)
+def domain_error(error: DomainError) -> Response:
+    answer = segmind_errors.answer(error)
+    if isinstance(error, NotCached):  # the answer asked for, not a failure: counted apart, so the 5xx alarm skips it
+        metrics.add_metric(name="OnlyIfCachedMisses", unit=MetricUnit.Count, value=1)
+        logger.info("Not cached (only-if-cached)", extra={"status": answer.status})
+    elif answer.status >= 500:
+        logger.error("Request failed", extra={"status": answer.status, "kind": error.kind, "reason": error.message})
+    else:
+        logger.info("Request refused", extra={"status": answer.status, "kind": error.kind, "reason": error.message})
+    return _json(answer.status, answer.body, answer.headers)
+
+
+@router.exception_handler(NotFoundError)  # what the resolver's `not_found` registers
+def not_found(_: NotFoundError) -> Response:
+    event = router.current_event
+    return _json(404, {"error": f"No route for {event.http_method} {event.path}"})
+
+
+@router.exception_handler(Exception)
+def unexpected_error(_: Exception) -> Response:
+    logger.exception("Unhandled error")
+    return _json(500, {"error": "Internal gateway error"})
