@@ -137,6 +137,14 @@ def test_reservations_stop_at_the_budget_and_name_it(ledger, budget, field):
     assert ledger.usage(acme.tenant_id).requests == 3
 
 
+def test_a_reservation_given_back_for_a_hit_counts_one_request_and_one_hit(ledger):
+    acme = tenant(budget_credits=1.0)
+    reservation, _ = ledger.reserve(acme, 0.5, 1, Hold("req-1", 2_000_000_000))
+    usage = ledger.release(reservation, failed=False, hit=True)
+    assert (usage.requests, usage.cache_hits, usage.failed_generations, usage.credits_committed) == (1, 1, 0, 0)
+    assert ledger.release(reservation, failed=False, hit=True) is None  # once
+
+
 def test_hits_and_refusals_are_counted_never_charged(ledger):
     acme = tenant(budget_credits=0.0)
     assert (ledger.record_hit(acme).cache_hits, ledger.usage(acme.tenant_id).credits_committed) == (1, 0)

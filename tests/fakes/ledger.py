@@ -137,13 +137,15 @@ class FakeLedger(Breakable):
         }
         return self._resolve(reservation, deltas)
 
-    def release(self, reservation: Reservation, *, failed: bool = True) -> Usage | None:
+    def release(self, reservation: Reservation, *, failed: bool = True, hit: bool = False) -> Usage | None:
         self._may_fail("release")
         deltas = {
             "credits_committed": _dec(-reservation.credits),
             "images_committed": -reservation.images,
             "failed_generations": int(failed),
         }
+        if hit:
+            deltas["cache_hits"] = 1
         return self._resolve(reservation, deltas)
 
     def refund(self, reservation: Reservation, credits: float, images: int) -> Usage:

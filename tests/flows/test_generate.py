@@ -161,12 +161,11 @@ def test_an_identical_request_waits_for_the_lease_holders_images_and_is_a_free_h
     }
 
 
-@pytest.mark.xfail(strict=True, reason="the reservation and the hit are each counted as a request")
-def test_a_coalesced_waiter_counts_as_one_request(service, segmind, store, leases, clock, ledger, acme):
+def test_a_coalesced_waiter_counts_as_one_request_and_one_hit(service, segmind, store, leases, clock, ledger, acme):
     assert leases.acquire(LEASE, "holder", 30)
     service.coalescer._sleep = during_the_wait(clock, 1, holder_stores(store, segmind))
     assert generate(service, billing=billing(ledger, acme), owner="waiter").coalesced
-    assert charged(ledger, acme)["requests"] == 1
+    assert charged(ledger, acme) == {"requests": 1, "hits": 1, "images": 0, "failed": 0, "spent": 0, "held": 0}
 
 
 def test_when_the_lease_holder_is_gone_without_images_the_waiter_takes_over(

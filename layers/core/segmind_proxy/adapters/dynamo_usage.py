@@ -146,14 +146,17 @@ class Meter(DynamoTable):
         }
         return self._resolve(reservation, deltas)
 
-    def release(self, reservation: Reservation, *, failed: bool = True) -> Usage | None:
-        """Nothing is charged: the generation failed (counted), or was not needed (a cache hit after all).
+    def release(self, reservation: Reservation, *, failed: bool = True, hit: bool = False) -> Usage | None:
+        """Nothing is charged: the generation failed (counted), or was not needed. `hit`: an identical request's
+        images came instead, counted as the request's cache hit (its reservation counted the request already).
         None: already resolved (by the sweeper)."""
         deltas = {
             "credits_committed": _dec(-reservation.credits),
             "images_committed": -reservation.images,
             "failed_generations": int(failed),
         }
+        if hit:
+            deltas["cache_hits"] = 1
         return self._resolve(reservation, deltas)
 
     def _resolve(self, reservation: Reservation, deltas: dict[str, Any]) -> Usage | None:

@@ -95,7 +95,14 @@ class TenantBilling:
             self.usage = self._read_usage
             later.defer(self.best_effort, lambda: self.meter.record_hit(self.tenant))
             return
-        self.release(failed=False)  # reserved in case it had to generate; an identical request's images came instead
+        if self.reservation is not None:
+            # Reserved in case it had to generate; an identical request's images came instead. The reservation
+            # counted the request already: giving it back counts the hit, in the same update.
+            reservation, self.reservation = self.reservation, None
+            released = self.best_effort(lambda: self.meter.release(reservation, failed=False, hit=True))
+            if released is not None:
+                self.usage = released
+                return
         self.usage = self.best_effort(lambda: self.meter.record_hit(self.tenant))
 
     def reserve(self) -> None:
