@@ -294,6 +294,7 @@ class _SlowUpstream:
     def __init__(self, *, pause: float = 0.2, stall: bool = False) -> None:
         self.pause, self.stall = pause, stall
         self.closed = threading.Event()
+        self.left = threading.Event()  # the client closed the connection while the body was still trickling
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
@@ -313,6 +314,8 @@ class _SlowUpstream:
                     connection.sendall(body[start : start + 8])
                     if self.closed.wait(self.pause):
                         return
+                return
+            self.left.set()  # a send failed: the client is gone
 
     def close(self) -> None:
         """Stops the body too: the client's abandoned read (on its pool's thread) then ends, instead of reading the
@@ -336,3 +339,15 @@ def test_a_slow_body_ends_at_the_deadline_as_a_504_saying_segmind_was_too_slow(e
     assert caught.value.kind is FailureKind.TIMEOUT
     assert "too slow" in caught.value.message and "connect" not in caught.value.message
     assert errors == ["timeout"]
+
+
+def test_an_abandoned_slow_body_stops_being_read_soon_after_the_deadline():
+    """The caller has its 504 at the deadline; the read it abandoned (on the client's pool) must end too, not hold
+    a worker for as long as Segmind trickles (the whole body here would take over a minute)."""
+    upstream = _SlowUpstream(pause=0.2)
+    try:
+        with pytest.raises(UpstreamFailure):
+            SegmindClient(upstream.url, Keys("k")).txt2img("model", {}, deadline=time.monotonic() + 1.0)
+        assert upstream.left.wait(10)  # the abandoned read closed the connection
+    finally:
+        upstream.close()

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from urllib3.exceptions import ReadTimeoutError
+from urllib3 import HTTPResponse
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 
 from segmind_proxy.domain.errors import FailureKind, UpstreamFailure
 from segmind_proxy.domain.image_formats import sniff_format
@@ -32,7 +33,7 @@ BACKOFF_CAP_SECONDS = 8.0
 BODY_CHUNK_BYTES = 64 * 1024
 # requests' timeouts bound each socket read, not the whole answer: a body trickled a few bytes a second would outlast
 # any deadline. Each exchange runs here while the caller waits for it no longer than the deadline. An abandoned one
-# stops at its next chunk, or at its read timeout (itself no longer than the time that was left): a few spare workers
+# stops at the next bytes that arrive, or at its read timeout (itself no longer than the time that was left): a few spare workers
 # keep such a straggler from holding up the next request of the same container.
 _exchanges = ThreadPoolExecutor(max_workers=4, thread_name_prefix="segmind")
 
@@ -171,12 +172,27 @@ class SegmindClient:
             timeout=(min(self._connect_timeout, remaining), remaining),
             stream=True,
         ) as response:
-            chunks = []
-            for chunk in response.iter_content(BODY_CHUNK_BYTES):
-                if self._clock() > deadline:  # abandoned by `_exchange` already: stop reading
-                    raise _TooSlow
-                chunks.append(chunk)
-            return _Answer(response.status_code, response.headers, b"".join(chunks))
+            return _Answer(response.status_code, response.headers, self._body(response.raw, deadline))
+
+    def _body(self, raw: HTTPResponse, deadline: float) -> bytes:
+        """The body as it arrives: each read returns what has come (up to BODY_CHUNK_BYTES), so a trickled body is
+        checked against the deadline every few bytes, not once per 64 KB (a read of 64 KB waits for all of them).
+        urllib3's errors become requests' own, as `iter_content` would raise them."""
+        chunks = []
+        while True:
+            if self._clock() > deadline:  # abandoned by `_exchange` already: stop reading
+                raise _TooSlow
+            try:
+                chunk = raw.read1(BODY_CHUNK_BYTES, decode_content=True)
+            except ReadTimeoutError:
+                raise _TooSlow from None
+            except ProtocolError as exc:
+                raise requests.exceptions.ChunkedEncodingError(exc) from None
+            except DecodeError as exc:
+                raise requests.exceptions.ContentDecodingError(exc) from None
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
 
     def _generation(self, response: _Answer, payload: dict[str, Any], attempts: int, started: float) -> Generation:
         images = _decode_images(response)
