@@ -1,19 +1,29 @@
-"""Webhook targets: which addresses a webhook may go to, at submit, at delivery and on the connection itself."""
+"""Webhook targets (which addresses a webhook may go to, at submit, at delivery and on the connection itself), and
+signatures: receivers verify deliveries with the Standard Webhooks library, as the README tells them to."""
 
 from __future__ import annotations
 
+import base64
+import json
+import secrets
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 import urllib3.connection
 from pydantic import ValidationError
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from local.template import load_template
 from segmind_proxy.adapters import webhooks
 from segmind_proxy.domain.errors import RequestInvalid
+from segmind_proxy.domain.tenants import new_webhook_secret
 from segmind_proxy.settings import Settings, WebhookTargets
+
+SECRET = "whsec_" + base64.b64encode(bytes(range(24))).decode()  # a secret in the form new tenants get
 
 # Teredo hides the client's IPv4 address in the last 32 bits, XORed with all ones (server 65.54.227.120 here).
 TEREDO_SERVER = "2001:0:4136:e378:8000:63bf"
@@ -148,7 +158,7 @@ def test_a_host_that_resolves_to_an_embedded_private_address_by_delivery_gets_no
     outcome = webhooks.deliver(
         "https://hooks.example/done",
         {"status": "COMPLETED"},
-        "whsec_x",
+        SECRET,
         targets=WebhookTargets.PUBLIC,
         session=NoPost(),
     )
@@ -188,7 +198,7 @@ def test_a_connection_that_reaches_an_embedded_private_address_is_closed_unused(
     outcome = webhooks.deliver(
         "https://hooks.example/done",
         {"status": "COMPLETED"},
-        "whsec_x",
+        SECRET,
         targets=WebhookTargets.PUBLIC,
         sleep=lambda s: None,
     )
@@ -263,10 +273,12 @@ def test_loopback_rule_takes_http_or_https_only():
 
 def test_loopback_rule_delivers_to_a_loopback_receiver_over_http():
     received: list[bytes] = []
+    headers: list[dict[str, str]] = []
 
     class Receiver(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            headers.append(dict(self.headers))
             self.send_response(204)
             self.end_headers()
 
@@ -277,11 +289,12 @@ def test_loopback_rule_delivers_to_a_loopback_receiver_over_http():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/done"
-        outcome = webhooks.deliver(url, {"status": "COMPLETED"}, "whsec_x", targets=WebhookTargets.LOOPBACK)
+        outcome = webhooks.deliver(url, {"status": "COMPLETED"}, SECRET, targets=WebhookTargets.LOOPBACK)
     finally:
         server.shutdown()
     assert outcome == {"delivered": True, "attempts": 1, "status": 204}
     assert received == [b'{"status":"COMPLETED"}']
+    assert Webhook(SECRET).verify(received[0], headers[0]) == {"status": "COMPLETED"}  # as it came over the wire
 
 
 def test_loopback_rule_closes_a_connection_that_reached_another_address(monkeypatch):
@@ -290,7 +303,7 @@ def test_loopback_rule_closes_a_connection_that_reached_another_address(monkeypa
     resolving(monkeypatch, {"hooks.local": ["127.0.0.1"]})
     monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", lambda self: reached)
     outcome = webhooks.deliver(
-        "http://hooks.local/done", {"status": "COMPLETED"}, "whsec_x", targets=WebhookTargets.LOOPBACK
+        "http://hooks.local/done", {"status": "COMPLETED"}, SECRET, targets=WebhookTargets.LOOPBACK
     )
     assert outcome["error"] == "refused: 'hooks.local' led to 10.0.0.1, which is not loopback"
     assert reached.closed
@@ -321,7 +334,7 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
     outcome = webhooks.deliver(
         f"https://localhost:{port}/hook",
         {"status": "COMPLETED"},
-        "whsec_x",
+        SECRET,
         targets=WebhookTargets.PUBLIC,
         sleep=lambda s: None,
     )
@@ -330,3 +343,119 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
     assert outcome["delivered"] is False and outcome["attempts"] == 1
     assert outcome["error"] == "refused: 'localhost' led to 127.0.0.1, which is loopback"
     assert received == [b""]  # connected, then closed without a byte
+
+
+# Signatures: Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature), and the deprecated header.
+
+JOB = {"request_id": "0f8e2b6c5d7a4f1e9b3c2a1d0e9f8a7b", "status": "COMPLETED", "output": "https://images/1.jpeg"}
+
+
+class Recorded:
+    """A session standing for the receiver: records each POST and answers the next of `statuses` (then 204)."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses, self.posts = list(statuses), []
+
+    def post(self, url: str, *, data: bytes, headers: dict[str, str], **kwargs: object) -> SimpleNamespace:
+        self.posts.append(SimpleNamespace(url=url, body=data, headers=headers))
+        return SimpleNamespace(status_code=self.statuses.pop(0) if self.statuses else 204)
+
+
+def delivered(monkeypatch, payload: dict, secret: str, *statuses: int) -> tuple[dict, list[SimpleNamespace]]:
+    """Delivers to a public host on a clock that the backoff pauses move on; the outcome and what was posted."""
+    resolving(monkeypatch, {"hooks.example": ["93.184.216.34"]})
+    clock = [time.time()]
+    monkeypatch.setattr(webhooks, "time", SimpleNamespace(time=lambda: clock[0]))
+    session = Recorded(*statuses)
+    outcome = webhooks.deliver(
+        "https://hooks.example/done",
+        payload,
+        secret,
+        targets=WebhookTargets.PUBLIC,
+        session=session,
+        sleep=lambda seconds: clock.__setitem__(0, clock[0] + seconds),
+    )
+    return outcome, session.posts
+
+
+def test_a_delivery_verifies_with_the_standard_webhooks_library(monkeypatch):
+    outcome, [post] = delivered(monkeypatch, JOB, SECRET)
+    assert outcome == {"delivered": True, "attempts": 1, "status": 204}
+    assert Webhook(SECRET).verify(post.body, post.headers) == JOB
+    assert post.headers["webhook-id"] == f"msg_{JOB['request_id']}_completed"
+    assert post.headers["webhook-signature"].startswith("v1,")
+    assert post.headers["Content-Type"] == "application/json"
+
+
+def test_a_new_tenants_secret_is_base64_of_24_random_bytes_and_verifies(monkeypatch):
+    secret = new_webhook_secret()
+    assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:], validate=True)) == 24
+    assert new_webhook_secret() != secret
+    _, [post] = delivered(monkeypatch, JOB, secret)
+    assert Webhook(secret).verify(post.body, post.headers) == JOB
+
+
+def test_an_existing_hex_secret_still_signs_and_the_library_verifies_it_as_it_is(monkeypatch):
+    """Secrets made before were `whsec_` + 48 hex characters: base64 characters, decoded to 36 bytes as the
+    libraries decode them, so a receiver keeps its secret string."""
+    hex_secret = f"whsec_{secrets.token_hex(24)}"
+    _, [post] = delivered(monkeypatch, JOB, hex_secret)
+    assert Webhook(hex_secret).verify(post.body, post.headers) == JOB
+    assert webhooks.verify_legacy(hex_secret, post.body, post.headers["x-webhook-signature"])
+
+
+def test_a_retry_keeps_the_webhook_id_with_a_fresh_timestamp_and_signature(monkeypatch):
+    outcome, posts = delivered(monkeypatch, JOB, SECRET, 500, 503)
+    assert outcome == {"delivered": True, "attempts": 3, "status": 204}
+    assert len({post.headers["webhook-id"] for post in posts}) == 1
+    stamps = [int(post.headers["webhook-timestamp"]) for post in posts]
+    assert stamps[1] - stamps[0] == 2 and stamps[2] - stamps[1] == 4  # the backoff pauses
+    assert len({post.headers["webhook-signature"] for post in posts}) == 3
+    for post in posts:
+        assert Webhook(SECRET).verify(post.body, post.headers) == JOB
+
+
+def test_a_redelivered_notification_keeps_its_id_even_with_fresh_links(monkeypatch):
+    """A worker that stopped after sending, before recording it, notifies again, with newly presigned links: the
+    receiver sees the same id and can drop it. Another status of the job is another message."""
+    _, [first] = delivered(monkeypatch, JOB, SECRET)
+    _, [again] = delivered(monkeypatch, JOB | {"output": "https://images/1.jpeg?signed=2"}, SECRET)
+    _, [failed] = delivered(monkeypatch, {"request_id": JOB["request_id"], "status": "FAILED"}, SECRET)
+    assert first.body != again.body and first.headers["webhook-id"] == again.headers["webhook-id"]
+    assert failed.headers["webhook-id"] == f"msg_{JOB['request_id']}_failed"
+
+
+def test_a_tampered_body_or_another_secret_is_refused(monkeypatch):
+    _, [post] = delivered(monkeypatch, JOB, SECRET)
+    tampered = post.body.replace(b"COMPLETED", b"FAILED")
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(tampered, post.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_webhook_secret()).verify(post.body, post.headers)
+    with pytest.raises(WebhookVerificationError):  # the id is signed too
+        Webhook(SECRET).verify(post.body, post.headers | {"webhook-id": "msg_other"})
+    assert not webhooks.verify_legacy(SECRET, tampered, post.headers["x-webhook-signature"])
+
+
+def test_the_deprecated_signature_header_is_still_sent_and_verifies(monkeypatch):
+    _, [post] = delivered(monkeypatch, JOB, SECRET)
+    header = post.headers["x-webhook-signature"]
+    assert header.startswith(f"t={post.headers['webhook-timestamp']},v1=")
+    assert webhooks.verify_legacy(SECRET, post.body, header)
+    assert not webhooks.verify_legacy("whsec_wrong", post.body, header)
+    stale = time.time() + 301
+    assert not webhooks.verify_legacy(SECRET, post.body, header, now=stale)
+
+
+def test_the_body_is_compact_json_of_the_payload(monkeypatch):
+    _, [post] = delivered(monkeypatch, JOB, SECRET)
+    assert post.body == json.dumps(JOB, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("secret", ["whsec_", "whsec_x"])
+def test_a_secret_that_cannot_sign_sends_nothing(secret):
+    outcome = webhooks.deliver(
+        "https://hooks.example/done", JOB, secret, targets=WebhookTargets.PUBLIC, session=NoPost()
+    )
+    assert outcome["delivered"] is False and outcome["attempts"] == 0
+    assert outcome["error"].startswith("the tenant's webhook secret is not a whsec_ base64 secret")

@@ -4,10 +4,12 @@ import json
 import time
 
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from segmind_proxy.adapters.dynamo_jobs import JobStore
-from segmind_proxy.adapters.webhooks import verify
+from segmind_proxy.adapters.webhooks import verify_legacy
 from segmind_proxy.domain.jobs import JobStatus
+from segmind_proxy.domain.tenants import new_webhook_secret
 from tests.support.aws import BUCKET, JOBS_TABLE, aws_failing, make_tenant, order_against_tenant_check
 from tests.support.lambda_events import api_event, body_json, header
 from tests.support.segmind import SAMPLE
@@ -289,9 +291,12 @@ def test_webhook_is_signed_with_the_tenants_secret(invoke, upstream, jobs_env, w
     calls = [c for c in upstream.mock.calls if c.request.url == "https://hooks.example/done"]
     assert len(calls) == 2  # retried after the 500
     delivered = calls[-1].request
-    assert verify(tenant.webhook_secret, delivered.body, delivered.headers["x-webhook-signature"])
-    assert not verify("whsec_wrong", delivered.body, delivered.headers["x-webhook-signature"])
-    payload = json.loads(delivered.body)
+    payload = Webhook(tenant.webhook_secret).verify(delivered.body, dict(delivered.headers))  # Standard Webhooks
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_webhook_secret()).verify(delivered.body, dict(delivered.headers))
+    assert calls[0].request.headers["webhook-id"] == delivered.headers["webhook-id"] == f"msg_{job_id}_completed"
+    assert verify_legacy(tenant.webhook_secret, delivered.body, delivered.headers["x-webhook-signature"])  # deprecated
+    assert not verify_legacy("whsec_wrong", delivered.body, delivered.headers["x-webhook-signature"])
     assert payload["request_id"] == job_id and payload["status"] == "COMPLETED" and payload["output"].startswith("http")
 
 

@@ -16,8 +16,9 @@ from typing import ClassVar
 
 import pytest
 import requests
+from standardwebhooks import Webhook
 
-from segmind_proxy.adapters.webhooks import verify
+from segmind_proxy.adapters.webhooks import verify_legacy
 from segmind_proxy.domain.image_formats import sniff_format
 from tests.integration.conftest import SLUG, start_stack, stop_stack
 
@@ -108,8 +109,10 @@ def test_a_webhook_arrives_signed(stack):
     finally:
         server.shutdown()
     sent_headers, data = Receiver.received[-1]
-    assert verify(secret, data, sent_headers["x-webhook-signature"])
-    payload = json.loads(data)
+    payload = Webhook(secret).verify(data, sent_headers)  # as the README tells receivers to
+    assert sent_headers["webhook-id"] == f"msg_{submitted['request_id']}_completed"
+    assert verify_legacy(secret, data, sent_headers["x-webhook-signature"])  # the deprecated header, still sent
+    assert payload == json.loads(data)
     assert payload["request_id"] == submitted["request_id"] and payload["status"] == "COMPLETED"
 
 

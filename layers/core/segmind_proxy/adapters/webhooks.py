@@ -1,10 +1,20 @@
 """Job webhooks: HTTPS only, to public addresses only (checked at submit, at delivery, and on the address each
-connection reached, so DNS rebinding cannot slip past the checks), signed with HMAC-SHA256 under the tenant's
-secret, retried with backoff. An IPv6 address carrying an IPv4 one (IPv4-mapped, NAT64, 6to4) is judged by the
-IPv4 one; Teredo and IPv4-compatible addresses are refused. The local stack's rule (ALLOW_PRIVATE_WEBHOOKS=loopback)
-takes http or https to loopback addresses only, under the same three checks.
+connection reached, so DNS rebinding cannot slip past the checks), signed under the tenant's secret, retried with
+backoff. An IPv6 address carrying an IPv4 one (IPv4-mapped, NAT64, 6to4) is judged by the IPv4 one; Teredo and
+IPv4-compatible addresses are refused. The local stack's rule (ALLOW_PRIVATE_WEBHOOKS=loopback) takes http or https
+to loopback addresses only, under the same three checks.
 
-Signature header: `x-webhook-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`."""
+Signed as Standard Webhooks (https://www.standardwebhooks.com) says, so receivers verify with its libraries:
+- `webhook-id`: `msg_<job id>_<terminal status>`, the same on every attempt and on any redelivery of one job's
+  notification (a worker that stopped after sending, before recording it), so receivers can drop duplicates;
+- `webhook-timestamp`: unix seconds, fresh on each attempt;
+- `webhook-signature`: `v1,<base64 HMAC-SHA256 of "<webhook-id>.<webhook-timestamp>.<raw body>">`, keyed by the
+  base64-decoded part of the tenant's secret after `whsec_`. Secrets are `whsec_` + base64 of 24 random bytes; those
+  made before (`whsec_` + 48 hex characters) are used the same way: hex characters are base64 ones, so they decode
+  (to 36 bytes) as the specification's libraries decode them, and a receiver verifies with the secret as it is.
+
+Deprecated, sent alongside until receivers have moved: `x-webhook-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+"<t>.<raw body>">`, keyed by the secret string's own bytes (`whsec_` included); `verify_legacy` checks it."""
 
 from __future__ import annotations
 
@@ -15,11 +25,14 @@ import json
 import socket
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
@@ -30,7 +43,7 @@ from segmind_proxy.observability import logger
 from segmind_proxy.settings import WebhookTargets
 
 HEADER = "x-webhook-url"  # named in refusals: the header the URL came in
-SIGNATURE_HEADER = "x-webhook-signature"
+LEGACY_SIGNATURE_HEADER = "x-webhook-signature"  # deprecated: see the module's docstring
 BACKOFF_SECONDS = (0, 2, 4, 8)  # four attempts
 
 
@@ -265,13 +278,41 @@ def _explained(host: str, address: Address, reason: str) -> str:
     return f"host '{host}' resolves to {address}, which {reason}"
 
 
-def sign(secret: str, body: bytes, timestamp: int) -> str:
+def message_id(payload: dict[str, Any], body: bytes) -> str:
+    """The `webhook-id` of a notification: its job and the status it reports, so every attempt and redelivery of one
+    notification carries the same id. Without a job id (not sent by the worker), the body's digest."""
+    job_id, status = payload.get("request_id"), payload.get("status")
+    if isinstance(job_id, str) and job_id and isinstance(status, str) and status:
+        return f"msg_{job_id}_{status.lower()}"
+    return f"msg_{hashlib.sha256(body).hexdigest()[:32]}"
+
+
+def signer(secret: str) -> Webhook:
+    """Signs under a `whsec_` secret as the Standard Webhooks libraries verify; ValueError if it cannot be decoded
+    (or is empty): Standard Webhooks keys are the base64-decoded part after `whsec_`."""
+    try:
+        return Webhook(secret)
+    except (ValueError, EmptyWebhookSecretError) as exc:  # binascii.Error is a ValueError
+        raise ValueError(f"not a whsec_ base64 secret ({exc})") from None
+
+
+def standard_headers(signing: Webhook, msg_id: str, body: bytes, timestamp: int) -> dict[str, str]:
+    """The Standard Webhooks headers of one attempt."""
+    signature = signing.sign(msg_id, datetime.fromtimestamp(timestamp, UTC), body.decode())
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
+
+
+def legacy_signature(secret: str, body: bytes, timestamp: int) -> str:
+    """The deprecated `x-webhook-signature` value."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
 
 
-def verify(secret: str, body: bytes, header: str, *, tolerance_seconds: int = 300, now: float | None = None) -> bool:
-    """What a receiver does (also used by the tests): recompute, compare in constant time, reject stale timestamps."""
+def verify_legacy(
+    secret: str, body: bytes, header: str, *, tolerance_seconds: int = 300, now: float | None = None
+) -> bool:
+    """What a receiver of the deprecated `x-webhook-signature` does: recompute, compare in constant time, reject
+    stale timestamps. New receivers verify the Standard Webhooks headers with its libraries instead."""
     try:
         fields = dict(part.split("=", 1) for part in header.split(","))
         timestamp = int(fields["t"])
@@ -279,7 +320,16 @@ def verify(secret: str, body: bytes, header: str, *, tolerance_seconds: int = 30
         return False
     if abs((now or time.time()) - timestamp) > tolerance_seconds:
         return False
-    return hmac.compare_digest(sign(secret, body, timestamp), header)
+    return hmac.compare_digest(legacy_signature(secret, body, timestamp), header)
+
+
+def signed_headers(secret: str, signing: Webhook, msg_id: str, body: bytes, timestamp: int) -> dict[str, str]:
+    """Every header of one attempt: content type, the Standard Webhooks ones and the deprecated one."""
+    return {
+        "Content-Type": "application/json",
+        **standard_headers(signing, msg_id, body, timestamp),
+        LEGACY_SIGNATURE_HEADER: legacy_signature(secret, body, timestamp),
+    }
 
 
 def deliver(
@@ -291,8 +341,15 @@ def deliver(
     session: requests.Session | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """POST the payload until a 2xx, with backoff; returns the outcome to record on the job."""
+    """POST the payload until a 2xx, with backoff; returns the outcome to record on the job. Every attempt carries
+    the same `webhook-id` and a fresh timestamp and signatures."""
     body = json.dumps(payload, separators=(",", ":")).encode()
+    try:
+        signing = signer(secret)
+    except ValueError as refused:
+        logger.warning("Webhook not sent: the tenant's secret cannot sign it", extra={"url": url})
+        return {"delivered": False, "attempts": 0, "error": f"the tenant's webhook secret is {refused}; rotate it"}
+    msg_id = message_id(payload, body)
     http = session or checked_session(targets)
     last = ""
     for attempt, pause in enumerate(BACKOFF_SECONDS, start=1):
@@ -302,7 +359,7 @@ def deliver(
             response = http.post(
                 url,
                 data=body,
-                headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(secret, body, int(time.time()))},
+                headers=signed_headers(secret, signing, msg_id, body, int(time.time())),
                 timeout=(3.05, 10),
                 allow_redirects=False,
             )

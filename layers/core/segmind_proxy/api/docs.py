@@ -71,7 +71,8 @@ RESPONSE_MODE = _parameter(
 )
 WEBHOOK_URL = _parameter(
     "x-webhook-url",
-    "https URL called (signed, `x-webhook-signature`) when the job ends; never a private address",
+    "https URL called when the job ends, signed as Standard Webhooks says (`webhook-id`, `webhook-timestamp`, "
+    "`webhook-signature`; the former `x-webhook-signature` is deprecated); never a private address",
     {"type": "string", "format": "uri", "pattern": "^https://", "maxLength": MAX_WEBHOOK_URL_LENGTH},
 )
 

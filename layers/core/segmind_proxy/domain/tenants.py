@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -45,8 +46,13 @@ class Tenant:
         return not self.allowed_origins or (origin is not None and origin in self.allowed_origins)
 
 
+WEBHOOK_SECRET_BYTES = 24  # the least the Standard Webhooks specification allows (it says 24 to 64)
+
+
 def new_webhook_secret() -> str:
-    return f"whsec_{secrets.token_hex(24)}"
+    """A Standard Webhooks secret: `whsec_` and the base64 of random bytes, the HMAC key. Secrets made before were
+    `whsec_` and 48 hex characters: they stay valid, as base64 of 36 bytes (adapters/webhooks.py)."""
+    return f"whsec_{base64.b64encode(secrets.token_bytes(WEBHOOK_SECRET_BYTES)).decode()}"
 
 
 def new_tenant_id() -> str:
