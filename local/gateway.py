@@ -1,11 +1,15 @@
-"""A local API Gateway (REST API, Lambda proxy integration): API key check against API Gateway's keys (moto),
-REST proxy events with `requestContext.identity.apiKeyId`, binary media types, and API Gateway's own limits."""
+"""A local API Gateway (REST API, Lambda proxy integration): Lambda authorizers (their identity sources, validation
+expressions, cached answers and policies), the API key check against API Gateway's keys (moto) with the key from the
+API's key source (the x-api-key header, or the authorizer's `usageIdentifierKey`), REST proxy events with
+`requestContext.identity.apiKeyId` and `requestContext.authorizer`, binary media types, the template's gateway
+responses, and API Gateway's own limits."""
 
 from __future__ import annotations
 
 import base64
 import fnmatch
 import json
+import re
 import threading
 import time
 import uuid
@@ -17,7 +21,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from .lambda_runtime import LocalFunction
-from .template import Route, Stack
+from .template import AuthorizerSpec, Route, Stack
 
 INTEGRATION_TIMEOUT_S = 29
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
@@ -125,14 +129,116 @@ def _period(kind: str) -> str:
     return now.strftime("%Y-%m")
 
 
-def _gateway_error(status: int, message: str) -> Response:
-    # Mirrors the template's GatewayResponses: Segmind-style body, CORS header so browsers can read it.
+# API Gateway's own answers, by gateway response type: its status and `$context.error.message` when the template does
+# not set them.
+GATEWAY_DEFAULTS = {
+    "MISSING_AUTHENTICATION_TOKEN": (403, "Missing Authentication Token"),
+    "UNAUTHORIZED": (401, "Unauthorized"),
+    "ACCESS_DENIED": (403, "User is not authorized to access this resource"),
+    "INVALID_API_KEY": (403, "Forbidden"),
+    "THROTTLED": (429, "Too Many Requests"),
+    "QUOTA_EXCEEDED": (429, "Limit Exceeded"),
+    "REQUEST_TOO_LARGE": (413, "Request Too Long"),
+    "AUTHORIZER_FAILURE": (500, "Internal server error"),
+    "AUTHORIZER_CONFIGURATION_ERROR": (500, "Internal server error"),
+}
+
+
+def gateway_response(responses: dict[str, Any], kind: str, message: str | None = None) -> Response:
+    """API Gateway's answer of type `kind`, as the template's GatewayResponses shape it (else DEFAULT_4XX/5XX, else
+    API Gateway's own `{"message": ...}`)."""
+    status, default_message = GATEWAY_DEFAULTS[kind]
+    message = message or default_message
+    entry = responses.get(kind) or responses.get("DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX") or {}
+    status = int(entry.get("StatusCode", status))
+    template = (entry.get("ResponseTemplates") or {}).get("application/json")
+    body = template.replace("$context.error.message", message) if template else json.dumps({"message": message})
+    headers = {
+        name: str(value).strip("'")
+        for name, value in (entry.get("ResponseParameters") or {}).get("Headers", {}).items()
+    }
     return Response(
-        json.dumps({"error": message}),
-        status=status,
-        content_type="application/json",
-        headers={"Access-Control-Allow-Origin": "*", "x-amzn-ErrorType": "GatewayError"},
+        body, status=status, content_type="application/json", headers={**headers, "x-amzn-ErrorType": "GatewayError"}
     )
+
+
+class Authorizers:
+    """The API's Lambda authorizers as API Gateway runs them: a missing identity source (or, for a TOKEN authorizer, a
+    token its validation expression refuses) is UNAUTHORIZED without invoking the function; an answer is cached per
+    authorizer and identity value for its TTL (ReauthorizeEvery), and its policy is evaluated against each request's
+    method ARN, cached or not; an error whose message is `Unauthorized` is UNAUTHORIZED (and not cached); any other
+    error, or an answer without a principal or policy, is a 500."""
+
+    def __init__(
+        self, specs: dict[str, AuthorizerSpec], functions: dict[str, LocalFunction], clock: Any = time.monotonic
+    ) -> None:
+        self.specs = specs
+        self._functions = functions
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any]]] = {}
+        self.invocations = 0
+
+    def authorize(
+        self, name: str, request: Request, method_arn: str, request_event: Any
+    ) -> tuple[str | None, dict[str, Any]]:
+        """(None, the authorizer's answer) if allowed, else (the gateway response type, {})."""
+        spec = self.specs[name]
+        values = [request.headers.get(header) for header in spec.headers]
+        if not all(values):
+            return "UNAUTHORIZED", {}
+        if spec.validation and not re.fullmatch(spec.validation, values[0] or ""):
+            return "UNAUTHORIZED", {}
+        cache_key = (name, *(value or "" for value in values))
+        with self._lock:
+            cached = self._cache.get(cache_key)
+        if cached is not None and self._clock() - cached[0] < spec.ttl_seconds:
+            answer = cached[1]
+        else:
+            if spec.payload_type == "TOKEN":
+                event = {"type": "TOKEN", "authorizationToken": values[0], "methodArn": method_arn}
+            else:
+                event = {"type": "REQUEST", "methodArn": method_arn, **request_event()}
+            self.invocations += 1
+            started = time.monotonic()
+            try:
+                answer = self._functions[spec.function].invoke(event).result(timeout=INTEGRATION_TIMEOUT_S)
+            except Exception as exc:
+                if str(exc) == "Unauthorized":
+                    return "UNAUTHORIZED", {}
+                print(f"[{spec.function}] authorizer failed: {type(exc).__name__}: {exc}", flush=True)
+                return "AUTHORIZER_FAILURE", {}
+            if not isinstance(answer, dict) or not answer.get("principalId") or not answer.get("policyDocument"):
+                return "AUTHORIZER_CONFIGURATION_ERROR", {}
+            answer = {**answer, "integrationLatency": int((time.monotonic() - started) * 1000)}
+            if spec.ttl_seconds > 0:
+                with self._lock:
+                    self._cache[cache_key] = (self._clock(), answer)
+        if not _allows(answer["policyDocument"], method_arn):
+            return "ACCESS_DENIED", {}
+        return None, answer
+
+
+def _allows(policy: dict[str, Any], method_arn: str) -> bool:
+    """An IAM policy for execute-api:Invoke on `method_arn`: allowed by a statement, and denied by none."""
+    allowed = False
+    statements = policy.get("Statement") or []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        actions, resources = statement.get("Action", []), statement.get("Resource", [])
+        actions = actions if isinstance(actions, list) else [actions]
+        resources = resources if isinstance(resources, list) else [resources]
+        if not any(action in ("*", "execute-api:*", "execute-api:Invoke") for action in actions):
+            continue
+        if any(fnmatch.fnmatchcase(method_arn, resource) for resource in resources):
+            if statement.get("Effect") == "Deny":
+                return False
+            allowed = allowed or statement.get("Effect") == "Allow"
+    return allowed
+
+
+def _context_value(value: Any) -> str:
+    # API Gateway hands the function an authorizer's context values as strings.
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class LocalGateway:
@@ -144,6 +250,9 @@ class LocalGateway:
         self.api_keys = api_keys
         self.limits = PlanLimits()
         self.stage = stage
+        self.key_source = stack.api_key_source()
+        self.authorizers = Authorizers(stack.authorizers(), functions)
+        self.gateway_responses = stack.api().get("GatewayResponses", {})
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         return self.dispatch(Request(environ))(environ, start_response)
@@ -158,22 +267,50 @@ class LocalGateway:
     def _is_binary(self, mimetype: str) -> bool:
         return any(fnmatch.fnmatch(mimetype or "", pattern) for pattern in self.binary_types)
 
+    def method_arn_for(self, method: str, path: str) -> str:
+        api_id = self.stack.physical.get("GatewayApi", "local")
+        return f"arn:aws:execute-api:{self.stack.region}:{self.stack.account}:{api_id}/{self.stage}/{method}{path}"
+
+    def _refusal(self, kind: str, message: str | None = None) -> Response:
+        return gateway_response(self.gateway_responses, kind, message)
+
     def dispatch(self, request: Request) -> Response:
         found = self._find_route(request.method, request.path)
         if found is None:
-            return _gateway_error(404, "No such route (or missing x-api-key)")
+            return self._refusal("MISSING_AUTHENTICATION_TOKEN")
         route, path_params = found
+        # As API Gateway: the authorizer first, then the API key (from the key source) and its usage plan.
+        key_value = request.headers.get("x-api-key") if self.key_source == "HEADER" else None
+        authorizer: dict[str, Any] | None = None
+        if route.authorizer:
+            refused, answer = self.authorizers.authorize(
+                route.authorizer,
+                request,
+                self.method_arn_for(request.method, request.path),
+                lambda: self.event(request, route, path_params, None),
+            )
+            if refused:
+                return self._refusal(refused)
+            authorizer = {
+                "principalId": answer["principalId"],
+                "integrationLatency": answer["integrationLatency"],
+                **{name: _context_value(value) for name, value in (answer.get("context") or {}).items()},
+            }
+            if self.key_source == "AUTHORIZER":
+                key_value = answer.get("usageIdentifierKey")
         key = None
         if route.api_key_required:
-            key, plan = self.api_keys.lookup(request.headers.get("x-api-key"))
+            key, plan = self.api_keys.lookup(key_value)
             if key is None or plan is None:  # API Gateway only accepts keys that are on a usage plan
-                return _gateway_error(403, "Missing or invalid x-api-key")
+                return self._refusal("INVALID_API_KEY")
             refusal = self.limits.check(key["id"], plan)
             if refusal:
-                return _gateway_error(429, refusal)
+                return self._refusal("THROTTLED" if refusal == "Too Many Requests" else "QUOTA_EXCEEDED", refusal)
         if (request.content_length or 0) > MAX_REQUEST_BYTES:
-            return _gateway_error(413, "Request Too Long")
+            return self._refusal("REQUEST_TOO_LARGE")
         event = self.event(request, route, path_params, key)
+        if authorizer is not None:
+            event["requestContext"]["authorizer"] = authorizer
         future = self.functions[route.function].invoke(event)
         try:
             result = future.result(timeout=INTEGRATION_TIMEOUT_S)

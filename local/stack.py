@@ -24,7 +24,7 @@ from .event_sources import ScheduledRule, SqsPoller, rate_seconds
 from .fake_segmind import FakeSegmind
 from .gateway import ApiKeys, LocalGateway
 from .lambda_runtime import LocalFunction
-from .template import Stack
+from .template import Stack, load_template
 
 FAKE_SEGMIND_KEY = "sg_local_fake_segmind_key"
 
@@ -48,6 +48,7 @@ class LocalConfig:
     parameter_overrides: str = ""
     schedule_seconds: float | None = None  # every scheduled function this often instead of its rule's rate
     webhook_targets: str = "loopback"  # the receivers of the tests and of `make dev` listen on loopback
+    template: str = ""  # another SAM template than template.yaml (its CodeUri paths relative to the repository)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> LocalConfig:
@@ -67,6 +68,7 @@ class LocalConfig:
             parameter_overrides=env.get("PARAMETER_OVERRIDES", ""),
             schedule_seconds=float(env["LOCAL_SCHEDULE_SECONDS"]) if env.get("LOCAL_SCHEDULE_SECONDS") else None,
             webhook_targets=_webhook_targets(env.get("ALLOW_PRIVATE_WEBHOOKS", cls.webhook_targets)),
+            template=env.get("LOCAL_TEMPLATE", ""),
         )
 
 
@@ -127,7 +129,7 @@ class MotoProcess:
 class LocalStack:
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
-        self.stack = Stack(config.stack_name)
+        self.stack = Stack(config.stack_name, load_template(Path(config.template)) if config.template else None)
         self._servers: list[Any] = []
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: list[SqsPoller] = []
@@ -179,7 +181,8 @@ class LocalStack:
 
         aws_env = self.function_environment()
         sources = self.stack.sqs_sources()
-        for logical_id in {route.function for route in self.stack.routes()} | {f for f, _, _ in sources}:
+        authorizers = {spec.function for spec in self.stack.authorizers().values()}
+        for logical_id in {route.function for route in self.stack.routes()} | {f for f, _, _ in sources} | authorizers:
             spec = self.stack.function(logical_id)
             environment = {**spec.environment, **aws_env, "AWS_LAMBDA_FUNCTION_NAME": logical_id}
             function = LocalFunction(spec, environment, config.concurrency)

@@ -52,6 +52,7 @@ class Route:
     path: str
     function: str
     api_key_required: bool
+    authorizer: str | None = None  # the name of one of the API's Lambda authorizers
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -64,6 +65,18 @@ class Route:
             return None
         found = self.pattern.match(path)
         return found.groupdict() if found else None
+
+
+@dataclass
+class AuthorizerSpec:
+    """A Lambda authorizer of the API (SAM's `Auth.Authorizers`), as API Gateway runs it."""
+
+    name: str
+    function: str  # logical id of its function
+    payload_type: str  # TOKEN or REQUEST
+    headers: list[str]  # identity sources (a TOKEN authorizer has exactly one)
+    validation: str | None  # a TOKEN authorizer's ValidationExpression
+    ttl_seconds: int  # ReauthorizeEvery: how long an answer is cached for the identity's value; 0 never
 
 
 @dataclass
@@ -178,8 +191,32 @@ class Stack:
     def api(self, logical_id: str = "GatewayApi") -> dict[str, Any]:
         return self.resources[logical_id]["Properties"]
 
+    def api_key_source(self, api_id: str = "GatewayApi") -> str:
+        """HEADER (the x-api-key header) or AUTHORIZER (the `usageIdentifierKey` of the route's authorizer)."""
+        return str(self.api(api_id).get("ApiKeySourceType", "HEADER")).upper()
+
+    def authorizers(self, api_id: str = "GatewayApi") -> dict[str, AuthorizerSpec]:
+        """The API's Lambda authorizers, their cache TTLs resolved (API Gateway's default is 300 s)."""
+        found = {}
+        for name, spec in self.api(api_id).get("Auth", {}).get("Authorizers", {}).items():
+            if "FunctionArn" not in spec:
+                continue  # a Cognito authorizer: not emulated
+            identity = spec.get("Identity", {})
+            payload = spec.get("FunctionPayloadType", "TOKEN").upper()
+            headers = [identity.get("Header", "Authorization")] if payload == "TOKEN" else identity.get("Headers", [])
+            found[name] = AuthorizerSpec(
+                name=name,
+                function=spec["FunctionArn"]["Fn::GetAtt"][0],
+                payload_type=payload,
+                headers=list(headers),
+                validation=identity.get("ValidationExpression") if payload == "TOKEN" else None,
+                ttl_seconds=int(self.resolve(identity.get("ReauthorizeEvery", 300))),
+            )
+        return found
+
     def routes(self, api_id: str = "GatewayApi") -> list[Route]:
-        default_key = bool(self.api(api_id).get("Auth", {}).get("ApiKeyRequired", False))
+        auth = self.api(api_id).get("Auth", {})
+        default_key = bool(auth.get("ApiKeyRequired", False))
         routes = []
         for logical_id, resource in self.resources_of("AWS::Serverless::Function").items():
             for event in resource["Properties"].get("Events", {}).values():
@@ -187,7 +224,9 @@ class Stack:
                     continue
                 props = event["Properties"]
                 required = props.get("Auth", {}).get("ApiKeyRequired", default_key)
-                routes.append(Route(props["Method"].upper(), props["Path"], logical_id, bool(required)))
+                authorizer = props.get("Auth", {}).get("Authorizer", auth.get("DefaultAuthorizer"))
+                authorizer = None if authorizer in (None, "NONE") else authorizer
+                routes.append(Route(props["Method"].upper(), props["Path"], logical_id, bool(required), authorizer))
         # Literal paths before greedy ones, as API Gateway prefers the most specific resource.
         return sorted(routes, key=lambda r: ("{" in r.path, -len(r.path)))
 

@@ -24,7 +24,7 @@ def test_layer_is_lean_and_leaves_boto3_to_the_runtime():
     assert native and all("cpython-313-aarch64" in so.name for so in native)
 
 
-FUNCTIONS = ("ApiFunction", "WorkerFunction", "CreditsProbeFunction")
+FUNCTIONS = ("ApiFunction", "WorkerFunction", "CreditsProbeFunction", "KeyAuthorizerFunction")
 # The first bytes of every CPython 3.13 .pyc (importlib.util.MAGIC_NUMBER there), then its flags: 1 is hash-based
 # and unchecked, used without comparing the source's timestamp (which a zip archive rounds).
 PYTHON_313_MAGIC = (3571).to_bytes(2, "little") + b"\r\n"

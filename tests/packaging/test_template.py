@@ -58,3 +58,68 @@ def test_every_alarm_notifies_the_topic():
 def test_probe_runs_on_the_schedule_parameter():
     probe = load_template()["Resources"]["CreditsProbeFunction"]["Properties"]
     assert probe["Events"]["Probe"]["Properties"]["Schedule"] == {"Ref": "CreditsProbeSchedule"}
+
+
+# -- keys: the authorizers ----------------------------------------------------------------------------------------
+OPENAI_PATHS = ("/v1/images/", "/v1/models", "/v1/{proxy+}")
+
+
+def api_events():
+    template = load_template()
+    api_auth = template["Resources"]["GatewayApi"]["Properties"]["Auth"]
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for name, event in resource["Properties"].get("Events", {}).items():
+            if event["Type"] == "Api":
+                auth = event["Properties"].get("Auth", {})
+                keyed = auth.get("ApiKeyRequired", api_auth["ApiKeyRequired"])
+                yield name, event["Properties"], keyed, auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
+
+
+def test_every_keyed_route_takes_its_key_from_one_of_the_two_authorizers():
+    """The key source is AUTHORIZER: a keyed route without an authorizer would have no key and refuse everyone."""
+    api = load_template()["Resources"]["GatewayApi"]["Properties"]
+    assert api["ApiKeySourceType"] == "AUTHORIZER"
+    events = list(api_events())
+    assert {name for name, _, keyed, _ in events if keyed} >= {"Txt2Img", "SubmitV2", "JobStatus", "JobResult", "Usage"}
+    for name, props, keyed, authorizer in events:
+        if keyed:
+            assert authorizer in ("SegmindKey", "BearerKey"), name
+            expected = "BearerKey" if props["Path"].startswith(OPENAI_PATHS) else "SegmindKey"
+            assert authorizer == expected, f"{name} ({props['Path']}) should use {expected}"
+        else:  # public: health, the OpenAPI document, the docs, the CORS preflight
+            assert authorizer == "NONE", name
+
+
+def test_the_two_authorizers_read_their_headers_and_share_the_function_and_cache_ttl():
+    authorizers = load_template()["Resources"]["GatewayApi"]["Properties"]["Auth"]["Authorizers"]
+    assert set(authorizers) == {"SegmindKey", "BearerKey"}
+    assert authorizers["SegmindKey"]["Identity"]["Header"] == "x-api-key"
+    assert authorizers["BearerKey"]["Identity"]["Header"] == "Authorization"
+    for authorizer in authorizers.values():
+        assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["KeyAuthorizerFunction", "Arn"]}
+        assert authorizer["FunctionPayloadType"] == "TOKEN"  # its answer depends on the cached token alone
+        assert authorizer["Identity"]["ReauthorizeEvery"] == {"Ref": "KeyAuthorizerCacheSeconds"}
+
+
+def test_the_validation_expressions_keep_the_two_headers_apart():
+    """No token passes both expressions, so the function's choice (a bearer token, else the value as it is) is the
+    authorizer's: a Segmind route never takes `Bearer <key>` in x-api-key, an OpenAI route never a bare key."""
+    import re
+
+    authorizers = load_template()["Resources"]["GatewayApi"]["Properties"]["Auth"]["Authorizers"]
+    segmind, bearer = (authorizers[n]["Identity"]["ValidationExpression"] for n in ("SegmindKey", "BearerKey"))
+    for token in ["k-0123456789abcdefghij", "Bearer k-0123456789", "bearer k", "Basic abc", "a b", ""]:
+        assert not (re.fullmatch(segmind, token) and re.fullmatch(bearer, token)), token
+    assert re.fullmatch(segmind, "k-0123456789abcdefghij") and re.fullmatch(bearer, "Bearer k-0123456789abcdefghij")
+
+
+def test_a_missing_or_malformed_key_header_is_answered_as_a_missing_key_was():
+    responses = load_template()["Resources"]["GatewayApi"]["Properties"]["GatewayResponses"]
+    for kind in ("UNAUTHORIZED", "ACCESS_DENIED"):
+        assert responses[kind] == responses["INVALID_API_KEY"]
+    assert responses["INVALID_API_KEY"]["StatusCode"] == 403
+    assert responses["INVALID_API_KEY"]["ResponseTemplates"] == {
+        "application/json": '{"error": "Missing or invalid x-api-key"}'
+    }
