@@ -145,6 +145,10 @@ def test_b64_json_too_large_for_lambda_answers_url_items(invoke, upstream, monke
         ({"output_format": "gif"}, "output_format"),
         ({"output_format": "svg"}, "output_format"),
         ({"output_format": "bmp"}, "output_format"),
+        ({"output_format": {}}, "output_format"),
+        ({"response_format": ["url"]}, "response_format"),
+        ({"quality": {}}, "quality"),
+        ({"size": ["256x256"]}, "size"),
         ({"output_compression": 5}, "output_compression"),
         ({"output_compression": 101}, "output_compression"),
         ({"response_format": "bytes"}, "response_format"),
@@ -197,6 +201,7 @@ def test_compression_below_the_catalog_minimum_says_why(invoke, upstream):
 
 
 def test_unknown_model_is_404_model_not_found(invoke, upstream):
+    assert generate(invoke, SMALL | {"model": ["a"]})["statusCode"] == 404  # not a name: no such model either
     response = generate(invoke, SMALL | {"model": "dall-e-3"})
     assert response["statusCode"] == 404
     error = openai_error(response)

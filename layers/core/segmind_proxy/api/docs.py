@@ -185,7 +185,13 @@ OPENAI_IMAGES_RESPONSES: dict[int, dict[str, Any]] = {
         "content": {"application/json": {"model": OpenAIImagesResponse}},
     },
     400: openai_error("Invalid request, or a parameter Stable Diffusion 3.5 Turbo cannot honour: `param` names it"),
-    403: openai_error("Missing or invalid x-api-key (permission_error)"),
+    403: {
+        "description": (
+            "A refused tenant or origin (OpenAI-shaped, permission_error); a missing or invalid x-api-key is refused "
+            "by API Gateway itself, in Segmind's shape"
+        ),
+        "content": {"application/json": {"model": OpenAIErrorBody | ErrorBody}},
+    },
     404: openai_error("Unknown model (code model_not_found)"),
     409: openai_error("A request with the same Idempotency-Key is still in progress; see Retry-After"),
     410: openai_error("The images of an Idempotency-Key replay have expired, or could not be kept, in storage"),
@@ -200,3 +206,14 @@ OPENAI_IMAGES_RESPONSES: dict[int, dict[str, Any]] = {
     503: openai_error("A dependency is unavailable or the gateway's Segmind account is out of credits (server_error)"),
     504: openai_error(f"Upstream timed out, or {ONLY_IF_CACHED_MISS}"),
 }
+
+
+def with_segmind_fields(
+    spec: dict[str, Any], schema_name: str, source: type[BaseModel], fields: tuple[str, ...]
+) -> dict[str, Any]:
+    """The OpenAI request's Segmind fields documented exactly as v1 validates them (one source for both)."""
+    properties = source.model_json_schema(ref_template="#/components/schemas/{model}")["properties"]
+    target = spec["components"]["schemas"][schema_name]["properties"]
+    for name in fields:
+        target[name] = properties[name]
+    return spec

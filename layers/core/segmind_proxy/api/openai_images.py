@@ -124,7 +124,7 @@ def translate(data: dict[str, Any]) -> ImageOrder:
 
 
 def _check_model(model: Any) -> None:
-    if model is None or model in MODEL_ALIASES:
+    if model is None or (isinstance(model, str) and model in MODEL_ALIASES):
         return
     shown = model if isinstance(model, str) else repr(model)
     raise UnknownModel(f"The model '{shown}' does not exist: this gateway serves '{MODEL_ID}' only")
@@ -161,7 +161,7 @@ def _output_format(value: Any) -> dict[str, Any]:
         raise invalid(
             "output_format", f"'output_format' {value} is not supported: Stable Diffusion 3.5 Turbo makes raster stills"
         )
-    if value not in CATALOG.image_formats:
+    if not isinstance(value, str) or value not in CATALOG.image_formats:
         allowed = ", ".join(CATALOG.image_formats)
         raise invalid("output_format", f"Invalid value for 'output_format': {value!r}; accepted: {allowed}")
     return {"image_format": value}

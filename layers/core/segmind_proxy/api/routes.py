@@ -16,7 +16,14 @@ from aws_lambda_powertools.event_handler.router import Router
 from segmind_proxy.api import docs, openai_errors, segmind_errors
 from segmind_proxy.api.delivery import Reply
 from segmind_proxy.api.edge import TXT2IMG_PATH, V2_PATH, Admission
-from segmind_proxy.api.openai_images import GENERATIONS_PATH, MODELS_PATH, handle_generations, model, models
+from segmind_proxy.api.openai_images import (
+    GENERATIONS_PATH,
+    MODELS_PATH,
+    SEGMIND_EXTENSIONS,
+    handle_generations,
+    model,
+    models,
+)
 from segmind_proxy.api.proxy_events import base_url, body_of, headers_of, request_id
 from segmind_proxy.api.schemas import (
     Health,
@@ -271,6 +278,9 @@ def openapi_spec(server: str = "/") -> str:
     spec = docs.with_request_bodies(
         spec, (GENERATIONS_PATH,), OpenAIImageRequest, server, "OpenAI's images fields, and Segmind's extensions"
     )
+    spec = docs.with_segmind_fields(spec, "OpenAIImageRequest", Txt2ImgRequest, ("prompt", *SEGMIND_EXTENSIONS))
+    seed = spec["components"]["schemas"]["OpenAIImageRequest"]["properties"]["seed"]
+    seed |= {"default": -1, "description": "Absent (-1): a fresh random image on every call, never read from cache"}
     return json.dumps(docs.with_request_bodies(spec, (TXT2IMG_PATH, V2_PATH), Txt2ImgRequest, server))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class FieldError(BaseModel):
@@ -88,6 +88,10 @@ class JobResultBody(JobStatusBody):
     metrics: dict[str, object] | None = None
 
 
+_SIDE = "(6[4-9]|[7-9][0-9]|[1-9][0-9]{2}|1[0-9]{3}|20[0-3][0-9]|204[0-8])"  # 64 to 2048
+SIZE_PATTERN = f"^(auto|{_SIDE}x{_SIDE})$"
+
+
 class OpenAIError(BaseModel):
     message: str
     type: str = Field(description="invalid_request_error, insufficient_quota, permission_error, server_error, ...")
@@ -116,12 +120,21 @@ class OpenAIImagesResponse(BaseModel):
 
 
 class OpenAIImageRequest(BaseModel):
-    """OpenAI's `POST /v1/images/generations` fields this gateway honours, and Segmind's extensions."""
+    """OpenAI's `POST /v1/images/generations` fields this gateway honours, and Segmind's extensions; any other
+    field (OpenAI's `style`, `stream`, `partial_images`, ... included) is refused, named."""
 
-    model: str | None = Field(None, description="stable-diffusion-3.5-turbo (or Segmind's slug)")
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        None,
+        json_schema_extra={"enum": ["stable-diffusion-3.5-turbo", "stable-diffusion-3.5-turbo-txt2img"]},
+        description="stable-diffusion-3.5-turbo (or Segmind's slug); another model: 404 model_not_found",
+    )
     prompt: str
     n: int | None = Field(None, ge=1, le=10, description="Images in one upstream batch (Segmind's batch_size)")
-    size: str | None = Field(None, description="'auto' (1024x1024) or 'WIDTHxHEIGHT', 64 to 2048 each")
+    size: str | None = Field(
+        None, description="'auto' (1024x1024) or 'WIDTHxHEIGHT', 64 to 2048 each", pattern=SIZE_PATTERN
+    )
     response_format: str | None = Field(
         None, json_schema_extra={"enum": ["b64_json", "url"]}, description="default b64_json"
     )
@@ -132,8 +145,10 @@ class OpenAIImageRequest(BaseModel):
     quality: str | None = Field(None, json_schema_extra={"enum": ["auto"]})
     background: str | None = Field(None, json_schema_extra={"enum": ["auto", "opaque"]})
     moderation: str | None = Field(None, json_schema_extra={"enum": ["auto", "low"]}, description="none is applied")
-    user: str | None = Field(None, description="Recorded in the request's logs, never sent upstream")
-    safety_identifier: str | None = Field(None, description="Recorded in the request's logs, never sent upstream")
+    user: str | None = Field(None, max_length=256, description="Recorded in the request's logs, never sent upstream")
+    safety_identifier: str | None = Field(
+        None, max_length=256, description="Recorded in the request's logs, never sent upstream"
+    )
     negative_prompt: str | None = Field(None, description="Segmind extension")
     seed: int | None = Field(None, description="Segmind extension; absent: a fresh random image on every call")
     steps: int | None = Field(None, description="Segmind extension")
