@@ -17,6 +17,9 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 # Python 3.13's compiler for the Lambda packages' bytecode (Pyodide, from the npm registry: see compile.mjs).
 BYTECODE_DIR := tools/bytecode
 BYTECODE_STAMP := $(BYTECODE_DIR)/node_modules/.installed-$(shell cat $(BYTECODE_DIR)/package-lock.json | cksum | cut -d' ' -f1)
+# The openai npm package, which an integration test drives against the local stack (tests/integration/js).
+OPENAI_JS_DIR := tests/integration/js
+OPENAI_JS_STAMP := $(OPENAI_JS_DIR)/node_modules/.installed-$(shell cat $(OPENAI_JS_DIR)/package-lock.json | cksum | cut -d' ' -f1)
 
 .PHONY: dev test install lint unit integration validate build deploy clean openapi bench load
 
@@ -36,6 +39,10 @@ $(BYTECODE_STAMP): $(BYTECODE_DIR)/package-lock.json
 	cd $(BYTECODE_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(OPENAI_JS_STAMP): $(OPENAI_JS_DIR)/package-lock.json
+	cd $(OPENAI_JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 $(CHECKOV_STAMP):
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -50,8 +57,8 @@ dev: $(STAMP)
 
 ## make test: lint, template checks, sam build, unit and integration tests
 test:
-	@# The three virtualenvs and the bytecode compiler install side by side: one after the other took five of a fresh clone's minutes.
-	@$(MAKE) --no-print-directory -j3 $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) $(BYTECODE_STAMP)
+	@# The three virtualenvs, the bytecode compiler and the openai npm package install side by side: one after the other took five of a fresh clone's minutes.
+	@$(MAKE) --no-print-directory -j3 $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) $(BYTECODE_STAMP) $(OPENAI_JS_STAMP)
 	@$(MAKE) --no-print-directory lint validate build
 	$(BIN)/python -m pytest
 
@@ -74,7 +81,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests --ignore=tests/integration
 
-integration: $(STAMP)
+integration: $(STAMP) $(OPENAI_JS_STAMP)
 	$(BIN)/python -m pytest tests/integration
 
 ## make openapi: regenerate docs/openapi.json from the code (a test fails when they differ)

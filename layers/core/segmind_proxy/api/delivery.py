@@ -48,11 +48,7 @@ def deliver(result: ImageResult, answer: Answer, namespace: str, services: Servi
         headers["x-seed-value"] = str(result.seed)
     fits = fits_inline(result, answer.as_base64, settings.inline_response_max_bytes)
     if answer.mode is ResponseMode.URL or not fits:
-        if result.stored is None and result.images:
-            transient = StoredSet.transient(namespace, answer.request_id, result.count, result.image_format)
-            if service.keep(transient, result):
-                result.stored = transient
-        if result.stored is not None:
+        if keep_for_urls(result, namespace, answer.request_id, service):
             headers["x-response-mode"] = ResponseMode.URL.value
             body = _url_body(result, service, settings.presigned_url_ttl_seconds)
             return Reply(200, "application/json", body, headers)
@@ -67,6 +63,16 @@ def deliver(result: ImageResult, answer: Answer, namespace: str, services: Servi
         body = Base64Images(image=encoded[0], images=encoded if result.asked > 1 or len(encoded) > 1 else None)
         return Reply(200, "application/json", body.model_dump_json(exclude_none=True), headers)
     return Reply(200, result.content_type, images[0], headers)
+
+
+def keep_for_urls(result: ImageResult, namespace: str, request_id: str, service: GenerationService) -> bool:
+    """Whether the images are in the store, so URLs can point at them: images not cached are kept as a transient set
+    named by the request."""
+    if result.stored is None and result.images:
+        transient = StoredSet.transient(namespace, request_id, result.count, result.image_format)
+        if service.keep(transient, result):
+            result.stored = transient
+    return result.stored is not None
 
 
 def _url_body(result: ImageResult, service: GenerationService, ttl: int) -> str:

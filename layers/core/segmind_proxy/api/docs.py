@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from segmind_proxy.api.delivery import ResponseMode
 from segmind_proxy.api.headers import KEY_PATTERN
-from segmind_proxy.api.schemas import Base64Images, ErrorBody, ImageUrls
+from segmind_proxy.api.schemas import Base64Images, ErrorBody, ImageUrls, OpenAIErrorBody, OpenAIImagesResponse
 from segmind_proxy.domain.jobs import MAX_WEBHOOK_URL_LENGTH
 from segmind_proxy.domain.usage import MONTH_PATTERN
 
@@ -34,7 +34,11 @@ def openapi_settings() -> dict[str, Any]:
 
 
 def with_request_bodies(
-    spec: dict[str, Any], paths: tuple[str, ...], model: type[BaseModel], server: str = "/"
+    spec: dict[str, Any],
+    paths: tuple[str, ...],
+    model: type[BaseModel],
+    server: str = "/",
+    description: str = REQUEST_BODY_DESCRIPTION,
 ) -> dict[str, Any]:
     """Adds the JSON body of each POST path (the handlers read raw bodies, so Powertools cannot see them)."""
     name = model.__name__
@@ -42,7 +46,7 @@ def with_request_bodies(
     for path in paths:
         spec["paths"][path]["post"]["requestBody"] = {
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
-            "description": REQUEST_BODY_DESCRIPTION,
+            "description": description,
             "required": True,
         }
     spec["servers"] = [{"url": server}]
@@ -164,3 +168,53 @@ TXT2IMG_RESPONSES: dict[int, dict[str, Any]] = {
     ),
     504: error(f"Upstream timed out, or {ONLY_IF_CACHED_MISS}"),
 }
+
+
+def openai_error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"model": OpenAIErrorBody}}}
+
+
+OPENAI_HEADERS = {name: _HEADERS[name] for name in ("x-cache", "x-request-id", "x-seed-value", "x-images-delivered")}
+
+OPENAI_IMAGES_RESPONSES: dict[int, dict[str, Any]] = {
+    200: {
+        "description": (
+            "`data` holds one item per image: `b64_json` (the default), or `url` (presigned) when asked or when the "
+            "answer would exceed Lambda's 6 MB limit"
+        ),
+        "headers": OPENAI_HEADERS,
+        "content": {"application/json": {"model": OpenAIImagesResponse}},
+    },
+    400: openai_error("Invalid request, or a parameter Stable Diffusion 3.5 Turbo cannot honour: `param` names it"),
+    403: {
+        "description": (
+            "A refused tenant or origin (OpenAI-shaped, permission_error); a missing or invalid x-api-key is refused "
+            "by API Gateway itself, in Segmind's shape"
+        ),
+        "content": {"application/json": {"model": OpenAIErrorBody | ErrorBody}},
+    },
+    404: openai_error("Unknown model (code model_not_found)"),
+    409: openai_error("A request with the same Idempotency-Key is still in progress; see Retry-After"),
+    410: openai_error("The images of an Idempotency-Key replay have expired, or could not be kept, in storage"),
+    413: openai_error("Request body too large"),
+    415: openai_error("Content-Type is not application/json, or the body is compressed"),
+    422: openai_error("Idempotency-Key reused with a different body"),
+    429: openai_error(
+        "The tenant's monthly budget cannot cover this request (code insufficient_quota, `x-should-retry: false`), "
+        "or rate limited (see Retry-After)"
+    ),
+    502: openai_error("Upstream failed or rejected the gateway's credentials (server_error)"),
+    503: openai_error("A dependency is unavailable or the gateway's Segmind account is out of credits (server_error)"),
+    504: openai_error(f"Upstream timed out, or {ONLY_IF_CACHED_MISS}"),
+}
+
+
+def with_segmind_fields(
+    spec: dict[str, Any], schema_name: str, source: type[BaseModel], fields: tuple[str, ...]
+) -> dict[str, Any]:
+    """The OpenAI request's Segmind fields documented exactly as v1 validates them (one source for both)."""
+    properties = source.model_json_schema(ref_template="#/components/schemas/{model}")["properties"]
+    target = spec["components"]["schemas"][schema_name]["properties"]
+    for name in fields:
+        target[name] = properties[name]
+    return spec

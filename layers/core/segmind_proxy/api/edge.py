@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import CORSConfig
 
-from segmind_proxy.api import segmind_errors
+from segmind_proxy.api import openai_errors, segmind_errors
 from segmind_proxy.api.proxy_events import api_key_id, body_of, headers_of, request_id
 from segmind_proxy.api.segmind_v1 import Parsed, prefetch_cache_read
 from segmind_proxy.api.services import Services
@@ -110,8 +110,10 @@ def _prefetch(
 
 
 def refusal(event: dict[str, Any], refused: AccessRefused | Unavailable, cors: CORSConfig) -> dict[str, Any]:
-    """An answer built before routing: a refused origin gets no CORS headers, so browsers cannot read it."""
-    answer = segmind_errors.answer(refused)
+    """An answer built before routing, in the protocol of the path: a refused origin gets no CORS headers, so
+    browsers cannot read it."""
+    errors = openai_errors if openai_errors.speaks_openai(event.get("path")) else segmind_errors
+    answer = errors.answer(refused)
     origin = headers_of(event).get("origin")
     headers = {"Content-Type": "application/json", "x-request-id": request_id(event) or "", **answer.headers}
     if (not isinstance(refused, AccessRefused) or refused.cors) and origin:

@@ -1,6 +1,7 @@
-"""The Segmind front doors' routes, as a Powertools Router that the API function's resolver includes: each parses
-its request once, calls its front door (v1, v2, usage), and answers; domain errors are answered through Segmind's
-error map. The edge (`edge.py`) has admitted the caller before any route runs."""
+"""The front doors' routes, as a Powertools Router that the API function's resolver includes: each parses its
+request once, calls its front door (Segmind v1, v2, usage; OpenAI images and models), and answers; domain errors
+are answered through the error map of the path's protocol (OpenAI's for OpenAI's paths, Segmind's otherwise). The
+edge (`edge.py`) has admitted the caller before any route runs."""
 
 from __future__ import annotations
 
@@ -12,10 +13,28 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.router import Router
 
-from segmind_proxy.api import docs, segmind_errors
+from segmind_proxy.api import docs, openai_errors, segmind_errors
+from segmind_proxy.api.delivery import Reply
 from segmind_proxy.api.edge import TXT2IMG_PATH, V2_PATH, Admission
+from segmind_proxy.api.openai_images import (
+    GENERATIONS_PATH,
+    MODELS_PATH,
+    SEGMIND_EXTENSIONS,
+    handle_generations,
+    model,
+    models,
+)
 from segmind_proxy.api.proxy_events import base_url, body_of, headers_of, request_id
-from segmind_proxy.api.schemas import Health, JobResultBody, JobStatusBody, JobSubmitted, UsageReport
+from segmind_proxy.api.schemas import (
+    Health,
+    JobResultBody,
+    JobStatusBody,
+    JobSubmitted,
+    OpenAIImageRequest,
+    OpenAIModel,
+    OpenAIModelList,
+    UsageReport,
+)
 from segmind_proxy.api.segmind_v1 import handle_txt2img
 from segmind_proxy.api.segmind_v2 import handle_result, handle_status, handle_submit
 from segmind_proxy.api.services import Incoming, Services
@@ -89,13 +108,62 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 )
 @tracer.capture_method(capture_response=False)
 def txt2img() -> Any:  # the raw body is parsed by `handle_txt2img`, so errors keep Segmind's shape
-    reply = handle_txt2img(_incoming(), _caller(), _services())
+    return _reply(handle_txt2img(_incoming(), _caller(), _services()))
+
+
+def _reply(reply: Reply) -> Response:
     return Response(
         status_code=reply.status,
         content_type=reply.content_type,
         body=reply.body,
         headers={"x-request-id": _request_id(), **reply.headers},
     )
+
+
+@router.post(
+    GENERATIONS_PATH,
+    summary="Generate images (OpenAI Images API)",
+    description=(
+        "OpenAI's `images.generate` over the same flow as Segmind v1 (tenant cache, coalescing, budgets, "
+        "Idempotency-Key). Without `seed`, every call makes a fresh image; with one, the answer is cached. Errors "
+        "are OpenAI-shaped and name the parameter at fault."
+    ),
+    responses=docs.OPENAI_IMAGES_RESPONSES,
+    security=docs.SECURITY,
+    tags=["OpenAI"],
+)
+@tracer.capture_method(capture_response=False)
+def openai_generations() -> Any:  # the raw body is translated by `handle_generations`, so errors are OpenAI's
+    return _reply(handle_generations(_incoming(), _caller(), _services()))
+
+
+@router.get(
+    MODELS_PATH,
+    summary="The models this gateway serves (OpenAI's list shape)",
+    responses={
+        200: {"description": "One model", "content": {"application/json": {"model": OpenAIModelList}}},
+        **docs.GATEWAY_RESPONSES,
+    },
+    security=docs.SECURITY,
+    tags=["OpenAI"],
+)
+def openai_models() -> Response[OpenAIModelList]:
+    return _json(200, models())
+
+
+@router.get(
+    f"{MODELS_PATH}/<model_id>",
+    summary="One model (OpenAI's model object); Segmind's slug is an alias",
+    responses={
+        200: {"description": "The model", "content": {"application/json": {"model": OpenAIModel}}},
+        404: docs.openai_error("No such model (code model_not_found)"),
+        **docs.GATEWAY_RESPONSES,
+    },
+    security=docs.SECURITY,
+    tags=["OpenAI"],
+)
+def openai_model(model_id: str) -> Response[OpenAIModel]:
+    return _json(200, model(model_id))
 
 
 @router.post(
@@ -204,14 +272,21 @@ def openapi_spec(server: str = "/") -> str:
             ("post", TXT2IMG_PATH): [docs.CACHE_CONTROL, docs.RESPONSE_MODE, docs.IDEMPOTENCY_KEY],
             ("post", V2_PATH): [docs.CACHE_CONTROL, docs.IDEMPOTENCY_KEY, docs.WEBHOOK_URL],
             ("get", "/v1/usage"): [docs.MONTH],
+            ("post", GENERATIONS_PATH): [docs.CACHE_CONTROL, docs.IDEMPOTENCY_KEY],
         },
     )
+    spec = docs.with_request_bodies(
+        spec, (GENERATIONS_PATH,), OpenAIImageRequest, server, "OpenAI's images fields, and Segmind's extensions"
+    )
+    spec = docs.with_segmind_fields(spec, "OpenAIImageRequest", Txt2ImgRequest, ("prompt", *SEGMIND_EXTENSIONS))
+    seed = spec["components"]["schemas"]["OpenAIImageRequest"]["properties"]["seed"]
+    seed |= {"default": -1, "description": "Absent (-1): a fresh random image on every call, never read from cache"}
     return json.dumps(docs.with_request_bodies(spec, (TXT2IMG_PATH, V2_PATH), Txt2ImgRequest, server))
 
 
 @router.exception_handler(DomainError)
 def domain_error(error: DomainError) -> Response:
-    answer = segmind_errors.answer(error)
+    answer = _error_map().answer(error)
     if isinstance(error, NotCached):  # the answer asked for, not a failure: counted apart, so the 5xx alarm skips it
         metrics.add_metric(name="OnlyIfCachedMisses", unit=MetricUnit.Count, value=1)
         logger.info("Not cached (only-if-cached)", extra={"status": answer.status})
@@ -225,10 +300,21 @@ def domain_error(error: DomainError) -> Response:
 @router.exception_handler(NotFoundError)  # what the resolver's `not_found` registers
 def not_found(_: NotFoundError) -> Response:
     event = router.current_event
+    if openai_errors.speaks_openai(event.path):
+        answer = openai_errors.not_found(event.http_method, event.path)
+        return _json(answer.status, answer.body)
     return _json(404, {"error": f"No route for {event.http_method} {event.path}"})
 
 
 @router.exception_handler(Exception)
 def unexpected_error(_: Exception) -> Response:
     logger.exception("Unhandled error")
+    if openai_errors.speaks_openai(router.current_event.path):
+        answer = openai_errors.internal_error()
+        return _json(answer.status, answer.body)
     return _json(500, {"error": "Internal gateway error"})
+
+
+def _error_map() -> Any:
+    """The error map of the request's protocol: OpenAI's on its paths, Segmind's everywhere else."""
+    return openai_errors if openai_errors.speaks_openai(router.current_event.path) else segmind_errors

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class FieldError(BaseModel):
@@ -86,3 +86,84 @@ class JobResultBody(JobStatusBody):
     outputs: list[str] | None = Field(None, description="Every image URL, always a list")
     expires_in: int | None = Field(None, description="Seconds the URLs stay valid")
     metrics: dict[str, object] | None = None
+
+
+_SIDE = "(6[4-9]|[7-9][0-9]|[1-9][0-9]{2}|1[0-9]{3}|20[0-3][0-9]|204[0-8])"  # 64 to 2048
+SIZE_PATTERN = f"^(auto|{_SIDE}x{_SIDE})$"
+
+
+class OpenAIError(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error, insufficient_quota, permission_error, server_error, ...")
+    param: str | None = Field(description="The request parameter at fault, as OpenAI names it")
+    code: str | None
+
+
+class OpenAIErrorBody(BaseModel):
+    """OpenAI's error shape (the openai SDKs raise by status and keep this as `.body`)."""
+
+    error: OpenAIError
+
+
+class OpenAIImage(BaseModel):
+    b64_json: str | None = Field(None, description="The image, base64-encoded (response_format b64_json)")
+    url: str | None = Field(None, description="Presigned HTTPS GET URL (response_format url, or too large to inline)")
+
+
+class OpenAIImagesResponse(BaseModel):
+    """OpenAI's images answer: one item per image, in order."""
+
+    created: int = Field(description="Unix seconds")
+    data: list[OpenAIImage]
+    output_format: str = Field(description="png, jpeg or webp")
+    size: str = Field(description="WIDTHxHEIGHT of the images")
+
+
+class OpenAIImageRequest(BaseModel):
+    """OpenAI's `POST /v1/images/generations` fields this gateway honours, and Segmind's extensions; any other
+    field (OpenAI's `style`, `stream`, `partial_images`, ... included) is refused, named."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        None,
+        json_schema_extra={"enum": ["stable-diffusion-3.5-turbo", "stable-diffusion-3.5-turbo-txt2img"]},
+        description="stable-diffusion-3.5-turbo (or Segmind's slug); another model: 404 model_not_found",
+    )
+    prompt: str
+    n: int | None = Field(None, ge=1, le=10, description="Images in one upstream batch (Segmind's batch_size)")
+    size: str | None = Field(
+        None, description="'auto' (1024x1024) or 'WIDTHxHEIGHT', 64 to 2048 each", pattern=SIZE_PATTERN
+    )
+    response_format: str | None = Field(
+        None, json_schema_extra={"enum": ["b64_json", "url"]}, description="default b64_json"
+    )
+    output_format: str | None = Field(
+        None, json_schema_extra={"enum": ["png", "jpeg", "webp"]}, description="default jpeg"
+    )
+    output_compression: int | None = Field(None, ge=10, le=100, description="Segmind's image_quality")
+    quality: str | None = Field(None, json_schema_extra={"enum": ["auto"]})
+    background: str | None = Field(None, json_schema_extra={"enum": ["auto", "opaque"]})
+    moderation: str | None = Field(None, json_schema_extra={"enum": ["auto", "low"]}, description="none is applied")
+    user: str | None = Field(None, max_length=256, description="Recorded in the request's logs, never sent upstream")
+    safety_identifier: str | None = Field(
+        None, max_length=256, description="Recorded in the request's logs, never sent upstream"
+    )
+    negative_prompt: str | None = Field(None, description="Segmind extension")
+    seed: int | None = Field(None, description="Segmind extension; absent: a fresh random image on every call")
+    steps: int | None = Field(None, description="Segmind extension")
+    guidance_scale: float | None = Field(None, description="Segmind extension")
+    sampler: str | None = Field(None, description="Segmind extension")
+    scheduler: str | None = Field(None, description="Segmind extension")
+
+
+class OpenAIModel(BaseModel):
+    id: str
+    object: str = "model"
+    created: int
+    owned_by: str
+
+
+class OpenAIModelList(BaseModel):
+    object: str = "list"
+    data: list[OpenAIModel]

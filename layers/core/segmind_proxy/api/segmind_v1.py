@@ -110,7 +110,7 @@ def handle_txt2img(incoming: Incoming, caller: Caller, services: Services) -> Re
         billing_for(request, caller, services.ledger, request_hold(incoming.request_id, incoming.deadline, settings)),
         incoming.prefetched,
     )
-    plan = _plan(request, mode, incoming.headers, settings, idempotent=key is not None)
+    plan = plan_for(request, mode, incoming.headers, settings, idempotent=key is not None)
     try:
         # A 402 (over budget) is refused before any cost, as a 400 is.
         with counting_rejections(caller.tenant, services.ledger, service.later):
@@ -120,7 +120,7 @@ def handle_txt2img(incoming: Incoming, caller: Caller, services: Services) -> Re
                 keyed = Keyed(key, "v1", incoming.body, incoming.context)
                 result, replayed = services.once.generate(request, scope, plan, keyed)
         if not replayed:
-            _report(request, result, caller.tenant, settings)
+            report(request, result, caller.tenant, settings)
         reply = deliver(result, Answer(request.base64, mode, incoming.request_id), scope.namespace, services)
     except BaseException:
         scope.billing.refund()  # paid images that reach the client neither now nor by a replay are not charged
@@ -132,7 +132,7 @@ def handle_txt2img(incoming: Incoming, caller: Caller, services: Services) -> Re
     return reply
 
 
-def _plan(
+def plan_for(
     request: Txt2ImgRequest, mode: ResponseMode, headers: Mapping[str, str], settings: Settings, *, idempotent: bool
 ) -> Plan:
     """An answer that carries the images whole need not wait for them to be cached (see `after_response`); a
@@ -150,8 +150,15 @@ def budget_headers(remaining: Mapping[str, float | int | None]) -> dict[str, str
     return {f"x-budget-remaining-{unit}": str(value) for unit, value in remaining.items() if value is not None}
 
 
-def _report(request: Txt2ImgRequest, result: ImageResult, tenant: Tenant | None, settings: Settings) -> None:
-    """Per-request figures as EMF metadata (searchable in Logs Insights, free of metric-dimension cost)."""
+def report(
+    request: Txt2ImgRequest,
+    result: ImageResult,
+    tenant: Tenant | None,
+    settings: Settings,
+    extra: Mapping[str, str] | None = None,
+) -> None:
+    """Per-request figures as EMF metadata (searchable in Logs Insights, free of metric-dimension cost); `extra`:
+    what a front door records besides (never sent upstream)."""
     estimate = price_table().estimate(request)
     hit = result.cache is CacheStatus.HIT
     fields: dict[str, object] = {
@@ -164,6 +171,7 @@ def _report(request: Txt2ImgRequest, result: ImageResult, tenant: Tenant | None,
     }
     if settings.log_prompts:
         fields["prompt"] = request.prompt[:200]
+    fields |= dict(extra or {})
     if tenant:
         fields |= {"tenant_id": tenant.tenant_id, "tenant": tenant.name, "plan": tenant.plan}
     for key, value in fields.items():

@@ -62,6 +62,12 @@ class NotFound(DomainError):
     kind = "not_found"
 
 
+class UnknownModel(NotFound):
+    """A request named a model this gateway does not serve."""
+
+    kind = "model_not_found"
+
+
 class Expired(DomainError):
     """It existed, but its images have expired from storage (or were never kept)."""
 
