@@ -1,7 +1,8 @@
 """Key authorizer: hands API Gateway the tenant key a request carries, for API Gateway itself to check and meter.
 
-One function, two TOKEN authorizers in template.yaml: `SegmindKey` gives it the `x-api-key` header (the key as it is,
-Segmind's way) and `BearerKey` the `Authorization` header (`Bearer <key>`, OpenAI's way). It authenticates nothing:
+One function, three authorizers in template.yaml: the TOKEN authorizers `SegmindKey`, which gives it the `x-api-key`
+header (the key as it is, Segmind's way), and `BearerKey`, the `Authorization` header (`Bearer <key>`, OpenAI's way);
+and, for the paths under /v1/ that no route serves, the uncached REQUEST authorizer `AnyKey`, which takes either. It authenticates nothing:
 the API's key source is AUTHORIZER, so API Gateway takes `usageIdentifierKey` as the request's API key, then checks
 it (known, enabled, on a usage plan) and applies that plan's throttle and quota exactly as it did the x-api-key
 header, and the function behind finds the tenant from `requestContext.identity.apiKeyId` as before.
@@ -20,7 +21,7 @@ _KEY = re.compile(r"[!-~]+")
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    token = event.get("authorizationToken") or ""
+    token = _token(event)
     bearer = _BEARER.fullmatch(token)
     key = bearer.group(1) if bearer else token
     if not _KEY.fullmatch(key):
@@ -37,6 +38,15 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "usageIdentifierKey": key,
         "context": {"keySource": "bearer" if bearer else "x-api-key"},
     }
+
+
+def _token(event: dict[str, Any]) -> str:
+    """A TOKEN authorizer's header value; for the REQUEST authorizer of the paths no route serves (`AnyKey`), the
+    x-api-key header if there is one, else the Authorization header."""
+    if event.get("type") != "REQUEST":
+        return event.get("authorizationToken") or ""
+    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+    return headers.get("x-api-key") or headers.get("authorization") or ""
 
 
 def stage_arn(method_arn: str) -> str:

@@ -50,3 +50,15 @@ def test_what_is_not_a_key_is_refused_as_api_gateway_expects(token):
 def test_a_missing_token_is_refused():
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         lambda_handler({"type": "TOKEN", "methodArn": METHOD_ARN}, None)
+
+
+def request(headers):
+    return lambda_handler({"type": "REQUEST", "methodArn": METHOD_ARN, "headers": headers}, None)
+
+
+def test_the_unserved_paths_authorizer_takes_either_header():
+    assert request({"X-Api-Key": "k-0123456789abcdef"})["usageIdentifierKey"] == "k-0123456789abcdef"
+    bearer = request({"Authorization": "Bearer k-0123456789abcdef"})
+    assert bearer["usageIdentifierKey"] == "k-0123456789abcdef" and bearer["context"] == {"keySource": "bearer"}
+    with pytest.raises(PermissionError, match=r"^Unauthorized$"):
+        request({"Accept": "*/*"})

@@ -27,7 +27,6 @@ def client(stack) -> OpenAI:
     return OpenAI(
         base_url=f"{stack.base}/v1",
         api_key=stack.api_key,
-        default_headers={"x-api-key": stack.api_key},  # until Bearer keys: remove default_headers
         max_retries=0,
     )
 
@@ -98,6 +97,31 @@ def test_unknown_model_and_route_raise_not_found(client):
         client.chat.completions.create(model="stable-diffusion-3.5-turbo", messages=[{"role": "user", "content": "hi"}])
     assert [m.id for m in client.models.list()] == ["stable-diffusion-3.5-turbo"]
     assert client.models.retrieve("stable-diffusion-3.5-turbo-txt2img").id == "stable-diffusion-3.5-turbo"
+
+
+def test_a_bearer_key_and_an_x_api_key_are_one_tenant(client, stack):
+    """The SDK sends the key as `Authorization: Bearer`; Segmind's routes read `x-api-key`: one tenant's usage."""
+
+    def usage() -> dict:
+        return requests.get(f"{stack.base}/v1/usage", headers={"x-api-key": stack.api_key}, timeout=10).json()
+
+    before = usage()
+    client.images.generate(prompt=prompt(), size="64x64")
+    after = usage()
+    assert after["tenant_id"] == before["tenant_id"]
+    assert after["requests"] == before["requests"] + 1
+    assert after["images_generated"] == before["images_generated"] + 1
+
+
+def test_the_openai_routes_take_the_key_as_bearer_only(stack):
+    """OpenAI's routes read the key from `Authorization: Bearer`, as OpenAI's clients send it; `x-api-key` there is
+    refused as a missing key (as Segmind's routes refuse a Bearer key)."""
+    body = {"prompt": prompt(), "size": "64x64"}
+    url = f"{stack.base}/v1/images/generations"
+    assert requests.post(url, json=body, headers={"x-api-key": stack.api_key}, timeout=10).status_code == 403
+    bearer = {"Authorization": f"Bearer {stack.api_key}"}
+    assert requests.post(url, json=body, headers=bearer, timeout=30).status_code == 200
+    assert requests.get(f"{stack.base}/v1/usage", headers=bearer, timeout=10).status_code == 403
 
 
 def test_unknown_routes_outside_v1_still_answer_as_the_gateway_did(stack):

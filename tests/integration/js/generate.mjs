@@ -6,7 +6,6 @@ const [baseURL, apiKey, prompt] = process.argv.slice(2);
 const client = new OpenAI({
   baseURL,
   apiKey,
-  defaultHeaders: { "x-api-key": apiKey }, // until Bearer keys: remove defaultHeaders
   maxRetries: 0,
 });
 

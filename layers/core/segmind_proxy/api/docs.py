@@ -16,10 +16,12 @@ TITLE = "Segmind image gateway"
 VERSION = "1.0.0"
 DESCRIPTION = (
     "A Segmind-compatible proxy for Stable Diffusion 3.5 Turbo: point a Segmind client at this base URL and use "
-    "your gateway key as `x-api-key`. Images are cached per tenant; answers carry `x-cache`, `x-request-id` and "
-    "`x-seed-value` headers."
+    "your gateway key as `x-api-key`, or an OpenAI client at `/v1` with the same key as its Bearer key. Images are "
+    "cached per tenant; answers carry `x-cache`, `x-request-id` and `x-seed-value` headers."
 )
 SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
+# OpenAI's routes take the same key as `Authorization: Bearer <key>`, as OpenAI's clients send it.
+BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 REQUEST_BODY_DESCRIPTION = "Segmind's request fields"
 
 # Powertools' OpenAPI models and Swagger UI are imported only when the spec is asked for: they take ~0.5 s to
@@ -27,10 +29,12 @@ REQUEST_BODY_DESCRIPTION = "Segmind's request fields"
 
 
 def openapi_settings() -> dict[str, Any]:
-    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer
 
     key = APIKey(name="x-api-key", in_=APIKeyIn.header, description="Your gateway (tenant) key")
-    return {"title": TITLE, "version": VERSION, "description": DESCRIPTION, "security_schemes": {"apiKey": key}}
+    bearer = HTTPBearer(description="The same gateway (tenant) key, as `Authorization: Bearer <key>` (OpenAI's routes)")
+    schemes = {"apiKey": key, "bearer": bearer}
+    return {"title": TITLE, "version": VERSION, "description": DESCRIPTION, "security_schemes": schemes}
 
 
 def with_request_bodies(

@@ -44,7 +44,7 @@ def cors_config(settings: Settings) -> CORSConfig:
     return CORSConfig(
         allow_origin=origins[0],
         extra_origins=origins[1:],
-        allow_headers=["Cache-Control", "x-response-mode", "Idempotency-Key", "x-webhook-url"],
+        allow_headers=["Authorization", "Cache-Control", "x-response-mode", "Idempotency-Key", "x-webhook-url"],
         expose_headers=EXPOSED_HEADERS,
         max_age=600,
     )

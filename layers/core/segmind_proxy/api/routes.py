@@ -129,7 +129,7 @@ def _reply(reply: Reply) -> Response:
         "are OpenAI-shaped and name the parameter at fault."
     ),
     responses=docs.OPENAI_IMAGES_RESPONSES,
-    security=docs.SECURITY,
+    security=docs.BEARER_SECURITY,
     tags=["OpenAI"],
 )
 @tracer.capture_method(capture_response=False)
@@ -144,7 +144,7 @@ def openai_generations() -> Any:  # the raw body is translated by `handle_genera
         200: {"description": "One model", "content": {"application/json": {"model": OpenAIModelList}}},
         **docs.GATEWAY_RESPONSES,
     },
-    security=docs.SECURITY,
+    security=docs.BEARER_SECURITY,
     tags=["OpenAI"],
 )
 def openai_models() -> Response[OpenAIModelList]:
@@ -159,7 +159,7 @@ def openai_models() -> Response[OpenAIModelList]:
         404: docs.openai_error("No such model (code model_not_found)"),
         **docs.GATEWAY_RESPONSES,
     },
-    security=docs.SECURITY,
+    security=docs.BEARER_SECURITY,
     tags=["OpenAI"],
 )
 def openai_model(model_id: str) -> Response[OpenAIModel]:
