@@ -212,6 +212,8 @@ def test_the_page_is_readable_at_phone_width(stack, browser):
         page = opened.page
         open_playground(page, f"{stack.base}/playground", stack.api_key)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the screen
+        if SCREENSHOTS:
+            page.screenshot(path=str(ROOT / "docs/playground-phone.png"))
         unlabelled = "[...document.querySelectorAll('input, select, textarea')].filter((e) => !e.labels.length).length"
         assert page.evaluate(unlabelled) == 0  # every control has its label
         page.get_by_label("Prompt", exact=True).fill(prompt())
@@ -222,8 +224,6 @@ def test_the_page_is_readable_at_phone_width(stack, browser):
                 break
         page.keyboard.press("Enter")
         expect(page.locator("#images img")).to_have_count(1, timeout=60_000)
-        if SCREENSHOTS:
-            page.screenshot(path=str(ROOT / "docs/playground-phone.png"), full_page=False)
         assert opened.errors == []
     finally:
         opened.close()
