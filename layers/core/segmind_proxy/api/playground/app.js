@@ -422,7 +422,7 @@ function pyKwargs(body) {
 
 function segmindSdk(route, body, note) {
   const call = route === "v2" ? "run" : "run_sync";
-  return `# ${note}\n# Segmind's Python SDK (pip install segmind) with the gateway as its base URL.\nimport os\nfrom segmind import SegmindClient\n\nclient = SegmindClient(api_key=os.environ["GATEWAY_KEY"], base_url="${gatewayBase().replace(/\/$/, "")}")\nresponse = client.${call}(\n    "${state.catalog.slug}",\n${pyKwargs(body)}\n)`;
+  return `# ${note}\n# Segmind's Python SDK (pip install segmind): run_sync is v1, run submits to v2 and waits.\nimport os\nfrom segmind import SegmindClient\n\nclient = SegmindClient(api_key=os.environ["GATEWAY_KEY"], base_url="${url("v1")}")\nresponse = client.${call}(\n    "${state.catalog.slug}",\n${pyKwargs(body)}\n)`;
 }
 
 function openaiSdk(body, note) {
