@@ -20,6 +20,9 @@ BYTECODE_STAMP := $(BYTECODE_DIR)/node_modules/.installed-$(shell cat $(BYTECODE
 # The openai npm package, which an integration test drives against the local stack (tests/integration/js).
 OPENAI_JS_DIR := tests/integration/js
 OPENAI_JS_STAMP := $(OPENAI_JS_DIR)/node_modules/.installed-$(shell cat $(OPENAI_JS_DIR)/package-lock.json | cksum | cut -d' ' -f1)
+# Debian's chromium, which Playwright drives in the playground's browser tests (browsers cannot be downloaded here).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: dev test install lint unit integration validate build deploy clean openapi bench load
 
@@ -43,6 +46,10 @@ $(OPENAI_JS_STAMP): $(OPENAI_JS_DIR)/package-lock.json
 	cd $(OPENAI_JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null
+
 $(CHECKOV_STAMP):
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
@@ -55,10 +62,10 @@ install: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/python -m local.stack
 
-## make test: lint, template checks, sam build, unit and integration tests
+## make test: lint, template checks, sam build, unit and integration tests (with the playground's, in headless Chromium)
 test:
-	@# The three virtualenvs, the bytecode compiler and the openai npm package install side by side: one after the other took five of a fresh clone's minutes.
-	@$(MAKE) --no-print-directory -j3 $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) $(BYTECODE_STAMP) $(OPENAI_JS_STAMP)
+	@# The three virtualenvs, the bytecode compiler, the openai npm package and Debian's chromium install side by side: one after the other took five of a fresh clone's minutes.
+	@$(MAKE) --no-print-directory -j3 $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) $(BYTECODE_STAMP) $(OPENAI_JS_STAMP) $(CHROMIUM)
 	@$(MAKE) --no-print-directory lint validate build
 	$(BIN)/python -m pytest
 
@@ -81,7 +88,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests --ignore=tests/integration
 
-integration: $(STAMP) $(OPENAI_JS_STAMP)
+integration: $(STAMP) $(OPENAI_JS_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest tests/integration
 
 ## make openapi: regenerate docs/openapi.json from the code (a test fails when they differ)

@@ -271,6 +271,7 @@ Segmind image gateway (local stack) is ready.
   Upstream:   {upstream}
   AWS (moto): {self.moto_endpoint}
   API key:    {config.dev_api_key}   (demo tenant, from DEV_API_KEY)
+  Playground: {base}/playground   (paste the key there)
 
 Try Segmind's sample request:
   curl -sS -X POST {base}/v1/stable-diffusion-3.5-turbo-txt2img \\

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.router import Router
 
-from segmind_proxy.api import docs, openai_errors, segmind_errors
+from segmind_proxy.api import docs, openai_errors, playground, segmind_errors
 from segmind_proxy.api.delivery import Reply
 from segmind_proxy.api.edge import TXT2IMG_PATH, V2_PATH, Admission
 from segmind_proxy.api.openai_images import (
@@ -259,6 +259,25 @@ def openapi_json() -> Response[str]:
 @router.get("/docs", summary="Swagger UI", tags=["Operations"], include_in_schema=False)
 def swagger_ui() -> Response[str]:
     return Response(200, "text/html", docs.swagger_html(openapi_spec(server=base_url(router.current_event.raw_event))))
+
+
+@router.get("/", summary="Links to the playground and Swagger UI", tags=["Operations"], include_in_schema=False)
+def landing() -> Response[str]:
+    return Response(200, "text/html; charset=utf-8", playground.landing(), headers=playground.SECURITY_HEADERS)
+
+
+@router.get(playground.PAGE_PATH, summary="The playground", tags=["Operations"], include_in_schema=False)
+def playground_page() -> Response[str]:
+    return Response(200, "text/html; charset=utf-8", playground.page(), headers=playground.SECURITY_HEADERS)
+
+
+@router.get(f"{playground.PAGE_PATH}/<name>", summary="The playground's files", include_in_schema=False)
+def playground_file(name: str) -> Response[str]:
+    found = playground.asset(name)
+    if found is None:
+        raise NotFoundError
+    content_type, text = found
+    return Response(200, content_type, text, headers=playground.SECURITY_HEADERS)
 
 
 def openapi_spec(server: str = "/") -> str:

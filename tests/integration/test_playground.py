@@ -1,0 +1,229 @@
+"""The playground in a real browser: headless Chromium (Debian's package, installed by `make test` when missing)
+driven by Playwright, against the local stack. The page loads with no console error and no request to another
+origin, generates (v1, OpenAI, v2), shows HIT on a repeat, shows an error next to its field, and works from another
+origin with an origin-restricted key (CORS as a browser enforces it)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from local.harness import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+FILES = ROOT / "layers/core/segmind_proxy/api/playground"
+# Set to write docs/playground.png and docs/playground-phone.png (the README's screenshots).
+SCREENSHOTS = os.environ.get("PLAYGROUND_SCREENSHOTS") == "1"
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "Debian's chromium package: `make test` installs it (see the Makefile)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM)
+        yield launched
+        launched.close()
+
+
+class Watched:
+    """A page with every console error and every request it made."""
+
+    def __init__(self, browser: Browser, **context: object) -> None:
+        self.context = browser.new_context(**context)
+        self.page: Page = self.context.new_page()
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda msg: msg.type == "error" and self.errors.append(msg.text))
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on("request", lambda request: self.requests.append(request.url))
+
+    def origins(self) -> set[str]:
+        return {f"{p.scheme}://{p.netloc}" for p in map(urlsplit, self.requests) if p.scheme in ("http", "https")}
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def watched(browser: Browser) -> Iterator[Watched]:
+    opened = Watched(browser, viewport={"width": 1280, "height": 1000})
+    yield opened
+    opened.close()
+
+
+def open_playground(page: Page, address: str, key: str) -> None:
+    page.goto(address)
+    expect(page.get_by_label("Prompt", exact=True)).to_be_visible()
+    page.get_by_label("Gateway key").fill(key)
+
+
+def generate(page: Page) -> None:
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_role("button", name="Generate")).to_be_enabled(timeout=60_000)
+
+
+def prompt() -> str:
+    return f"a playground lighthouse {uuid.uuid4().hex[:8]}"
+
+
+def test_page_loads_with_its_csp_no_console_error_and_no_other_origin(stack, watched):
+    answer = watched.page.goto(f"{stack.base}/playground")
+    assert answer is not None and answer.ok
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    expect(watched.page.get_by_label("Sampler")).to_have_value("dpmpp_2m")  # built from the catalog
+    expect(watched.page.get_by_label("Aspect ratio")).to_contain_text("16:9 (1344\u00d7768)")
+    assert watched.errors == []
+    assert watched.origins() == {stack.base}
+    landing = watched.page.goto(f"{stack.base}/")
+    assert landing is not None and landing.ok
+    expect(watched.page.get_by_role("link", name="Playground")).to_have_attribute("href", "playground")
+    expect(watched.page.get_by_role("link", name="API reference")).to_have_attribute("href", "docs")
+
+
+def test_a_generation_shows_an_image_then_a_hit_with_its_seed_and_code(stack, watched):
+    page = watched.page
+    open_playground(page, f"{stack.base}/playground", stack.api_key)
+    page.get_by_label("Prompt", exact=True).fill(prompt())
+    page.get_by_label("Seed (-1: random)").fill("-1")
+    generate(page)
+    expect(page.locator("#images img")).to_have_count(1)
+    expect(page.locator("#cache")).to_have_text("BYPASS")  # a random seed never reads the cache
+    seed = page.locator("#seed-used").inner_text()
+    assert seed.isdigit()
+    expect(page.locator("#request-id")).to_have_text(re.compile(r"\w"))
+    page.get_by_role("button", name="Reuse seed").click()
+    expect(page.get_by_label("Seed (-1: random)")).to_have_value(seed)
+    generate(page)
+    expect(page.locator("#cache")).to_have_text("HIT")
+    expect(page.locator("#images img")).to_have_count(1)
+    expect(page.locator("#images a[download]")).to_have_count(1)
+    code = page.locator("#code-text").inner_text()
+    assert f'"seed":{seed}' in code and stack.api_key not in code and "$GATEWAY_KEY" in code
+    for tab in ("Python requests", "JavaScript fetch", "SDK"):
+        page.get_by_role("tab", name=tab).click()
+        assert stack.api_key not in page.locator("#code-text").inner_text()
+    page.get_by_role("button", name="Refresh usage").click()
+    expect(page.locator("#usage-figures")).to_contain_text("Cache hits")
+    assert watched.errors == [] and watched.origins() == {stack.base}
+    assert page.evaluate("window.sessionStorage.getItem('playground.key')") == stack.api_key
+    assert all(stack.api_key not in address for address in watched.requests)
+    if SCREENSHOTS:
+        page.screenshot(path=str(ROOT / "docs/playground.png"), full_page=True)
+
+
+def test_a_bad_value_shows_its_fields_error(stack, watched):
+    page = watched.page
+    open_playground(page, f"{stack.base}/playground", stack.api_key)
+    page.get_by_label("Steps").fill("500")
+    generate(page)
+    expect(page.locator("#err-steps")).to_contain_text("70")
+    expect(page.get_by_label("Steps")).to_have_attribute("aria-invalid", "true")
+    # OpenAI's errors name OpenAI's parameter (n), shown next to Segmind's field it maps from.
+    page.get_by_label("Route").select_option("openai")
+    page.get_by_label("Steps").fill("4")
+    page.get_by_label("Batch size").fill("50")
+    generate(page)
+    expect(page.locator("#err-batch_size")).not_to_be_empty()
+    expect(page.locator("#err-steps")).to_be_empty()
+
+
+def test_openai_and_v2_routes_show_a_batch(stack, watched):
+    page = watched.page
+    open_playground(page, f"{stack.base}/playground", stack.api_key)
+    page.get_by_label("Route").select_option("openai")
+    page.get_by_label("Prompt", exact=True).fill(prompt())
+    page.get_by_label("Batch size").fill("2")
+    page.get_by_label("Aspect ratio").select_option("16:9")
+    generate(page)
+    expect(page.locator("#images img")).to_have_count(2)
+    expect(page.locator("#cache")).to_have_text("MISS")
+    assert '"size":"1344x768"' in page.locator("#code-text").inner_text()
+    page.get_by_label("Route").select_option("v2")
+    page.get_by_label("Prompt", exact=True).fill(prompt())
+    generate(page)
+    expect(page.locator("#status")).to_have_text("COMPLETED.")
+    expect(page.locator("#images img")).to_have_count(2)
+    assert watched.errors == [] and watched.origins() == {stack.base}
+
+
+class _Files(http.server.SimpleHTTPRequestHandler):
+    """The page's files under /playground, as another site would host them."""
+
+    def translate_path(self, path: str) -> str:
+        name = urlsplit(path).path.removeprefix("/playground").lstrip("/") or "index.html"
+        return str(FILES / name)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def other_sites() -> Iterator[list[str]]:
+    servers = []
+    for _ in range(2):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), functools.partial(_Files))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield [f"http://127.0.0.1:{server.server_address[1]}" for server in servers]
+    for server in servers:
+        server.shutdown()
+
+
+def test_the_page_works_from_another_origin_with_an_origin_restricted_key(stack, browser, other_sites):
+    allowed, refused = other_sites
+    created = stack.cli(
+        "tenants", "create", f"playground-{uuid.uuid4().hex[:8]}", "--plan", "enterprise", "--allowed-origin", allowed
+    )
+    key = created["api_key"]
+    for site, works in ((allowed, True), (refused, False)):
+        opened = Watched(browser)
+        try:
+            page = opened.page
+            open_playground(page, f"{site}/playground?gateway={stack.base}/", key)
+            page.get_by_label("Prompt", exact=True).fill(prompt())
+            generate(page)
+            if works:
+                expect(page.locator("#images img")).to_have_count(1)
+                expect(page.locator("#cache")).to_have_text("MISS")
+            else:
+                expect(page.locator("#form-error")).to_contain_text("CORS")
+                expect(page.locator("#images img")).to_have_count(0)
+            assert opened.origins() == {site, stack.base}
+        finally:
+            opened.close()
+
+
+def test_the_page_is_readable_at_phone_width(stack, browser):
+    opened = Watched(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = opened.page
+        open_playground(page, f"{stack.base}/playground", stack.api_key)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the screen
+        if SCREENSHOTS:
+            page.screenshot(path=str(ROOT / "docs/playground-phone.png"))
+        unlabelled = "[...document.querySelectorAll('input, select, textarea')].filter((e) => !e.labels.length).length"
+        assert page.evaluate(unlabelled) == 0  # every control has its label
+        page.get_by_label("Prompt", exact=True).fill(prompt())
+        page.get_by_label("Prompt", exact=True).focus()
+        for _ in range(40):  # from the prompt to Generate by keyboard alone, then Enter
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "submit":
+                break
+        page.keyboard.press("Enter")
+        expect(page.locator("#images img")).to_have_count(1, timeout=60_000)
+        assert opened.errors == []
+    finally:
+        opened.close()
