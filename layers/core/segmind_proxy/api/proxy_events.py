@@ -35,7 +35,14 @@ def base_url(event: dict[str, Any]) -> str:
     context = event.get("requestContext") or {}
     host = headers.get("host") or context.get("domainName")
     proto = headers.get("x-forwarded-proto", "https")
+    return f"{proto}://{host}{path_prefix(event)}"
+
+
+def path_prefix(event: dict[str, Any]) -> str:
+    """What the client's path has before the resource's (the stage, `/prod`, on an execute-api URL; nothing on a
+    custom domain or the local stack). The stage's root asked without its slash (`/prod`) is the resource `/`."""
     path = event.get("path") or ""
-    full_path = context.get("path") or path
-    prefix = full_path[: len(full_path) - len(path)] if full_path.endswith(path) else ""
-    return f"{proto}://{host}{prefix}"
+    full_path = (event.get("requestContext") or {}).get("path") or path
+    if path == "/" and not full_path.endswith("/"):
+        full_path += "/"
+    return full_path[: len(full_path) - len(path)] if full_path.endswith(path) else ""

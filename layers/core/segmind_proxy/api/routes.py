@@ -24,7 +24,7 @@ from segmind_proxy.api.openai_images import (
     model,
     models,
 )
-from segmind_proxy.api.proxy_events import base_url, body_of, headers_of, request_id
+from segmind_proxy.api.proxy_events import base_url, body_of, headers_of, path_prefix, request_id
 from segmind_proxy.api.schemas import (
     Health,
     JobResultBody,
@@ -263,7 +263,8 @@ def swagger_ui() -> Response[str]:
 
 @router.get("/", summary="Links to the playground and Swagger UI", tags=["Operations"], include_in_schema=False)
 def landing() -> Response[str]:
-    return Response(200, "text/html; charset=utf-8", playground.landing(), headers=playground.SECURITY_HEADERS)
+    page = playground.landing(path_prefix(router.current_event.raw_event))
+    return Response(200, "text/html; charset=utf-8", page, headers=playground.SECURITY_HEADERS)
 
 
 @router.get(playground.PAGE_PATH, summary="The playground", tags=["Operations"], include_in_schema=False)

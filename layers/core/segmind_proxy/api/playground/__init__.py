@@ -5,6 +5,7 @@ only as `data:` or `blob:` URLs, so it talks to no other origin (see README, "Pl
 
 from __future__ import annotations
 
+import html
 import json
 from functools import cache
 from importlib import resources
@@ -45,8 +46,10 @@ def page() -> str:
     return _text("index.html")
 
 
-def landing() -> str:
-    return _text("landing.html")
+def landing(prefix: str) -> str:
+    """The landing page, its links absolute under `prefix` (the stage's path, see `proxy_events.path_prefix`): a
+    stage's root opened without its slash (`/prod`) would otherwise send relative links to the host's root."""
+    return _text("landing.html").replace("{prefix}", html.escape(prefix, quote=True))
 
 
 def asset(name: str) -> tuple[str, str] | None:
