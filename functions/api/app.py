@@ -6,11 +6,12 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from snapshot_restore_py import register_after_restore, register_before_snapshot
 
 from segmind_proxy.adapters.after_response import AFTER_RESPONSE
 from segmind_proxy.api import routes
 from segmind_proxy.api.edge import admit, cors_config, refusal
-from segmind_proxy.composition import services
+from segmind_proxy.composition import after_restore, before_snapshot, services
 from segmind_proxy.domain.errors import AccessRefused, Unavailable
 from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.settings import get_settings
@@ -23,6 +24,9 @@ cors = cors_config(_settings)
 # Validation stays ours (Segmind-style errors naming every field); Powertools generates the OpenAPI spec.
 app = APIGatewayRestResolver(cors=cors, enable_validation=False)
 app.include_router(routes.router)
+# SnapStart's runtime hooks (README, "SnapStart"); Lambda runs them only for a version published with it on.
+register_before_snapshot(before_snapshot, services)
+register_after_restore(after_restore)
 
 
 @AFTER_RESPONSE.holding

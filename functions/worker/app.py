@@ -7,9 +7,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from snapshot_restore_py import register_after_restore, register_before_snapshot
 
 from segmind_proxy.adapters.aws_clients import sqs
-from segmind_proxy.composition import job_runner
+from segmind_proxy.composition import after_restore, before_snapshot, job_runner
 from segmind_proxy.flows.job_runner import JobRunner, RetryLater
 from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.settings import get_settings
@@ -17,6 +18,9 @@ from segmind_proxy.settings import get_settings
 # Report failed records (retried by SQS) rather than fail the invocation when all of a batch fails.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _context: dict[str, Any] = {}
+# SnapStart's runtime hooks (README, "SnapStart"); Lambda runs them only for a version published with it on.
+register_before_snapshot(before_snapshot, job_runner)
+register_after_restore(after_restore)
 
 
 def runner() -> JobRunner:

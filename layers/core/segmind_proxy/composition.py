@@ -3,9 +3,13 @@ the flows and the front doors. The only module that knows both the adapters and 
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from functools import cache
+from typing import Any
 
 from segmind_proxy.adapters.after_response import AFTER_RESPONSE
+from segmind_proxy.adapters.aws_clients import build_clients, drop_connections
 from segmind_proxy.adapters.dynamo_jobs import JobStore
 from segmind_proxy.adapters.dynamo_leases import LeaseStore
 from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
@@ -14,9 +18,12 @@ from segmind_proxy.adapters.idempotency import PowertoolsIdempotency
 from segmind_proxy.adapters.s3_images import ImageStore, renewal_age
 from segmind_proxy.adapters.segmind import SegmindClient
 from segmind_proxy.adapters.sqs_queue import SqsJobQueue
-from segmind_proxy.adapters.upstream_key import get_segmind_key
+from segmind_proxy.adapters.upstream_key import forget_segmind_key, get_segmind_key, secrets
 from segmind_proxy.adapters.webhooks import WebhookSender
 from segmind_proxy.api.services import Services
+from segmind_proxy.domain.catalog import sd35_turbo
+from segmind_proxy.domain.pricing import price_table
+from segmind_proxy.flows.billing import forget_balance_write
 from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.flows.idempotent import OnceOnly
 from segmind_proxy.flows.job_runner import JobRunner
@@ -110,3 +117,34 @@ def reservation_sweeper() -> ReservationSweeper | None:
     """None where metering is off: no reservations exist."""
     ledger = meter()
     return ReservationSweeper(ledger, job_store()) if ledger is not None else None
+
+
+# SnapStart (README, "SnapStart"): the functions that use it register these two as runtime hooks at import. Lambda
+# calls them only for a version published with SnapStart on; anywhere else registering them does nothing.
+
+
+def before_snapshot(*wiring: Callable[[], Any]) -> None:
+    """What a snapshot should hold, built before it is taken: the boto3 session and every client, the catalog and
+    price table, the Secrets Manager provider (not the key: it is read after a restore) and what `wiring` builds
+    (the function's own adapters and flows). No request is made, so no connection is open when the snapshot is."""
+    build_clients()
+    sd35_turbo()
+    price_table()
+    secrets()
+    for build in wiring:
+        build()
+
+
+def after_restore() -> None:
+    """What must not be shared by the environments restored from one snapshot, made fresh in each: the random
+    module's state (reseeded from the OS), every connection (boto3's pools emptied, a new Segmind session), the
+    cached Segmind key, and the monotonic time of the last balance write. Ids need nothing: uuid4 reads the OS's
+    randomness at every call."""
+    random.seed()
+    drop_connections()
+    if generation_service.cache_info().currsize:
+        upstream = generation_service().upstream
+        if isinstance(upstream, SegmindClient):
+            upstream.reconnect()
+    forget_segmind_key()
+    forget_balance_write()

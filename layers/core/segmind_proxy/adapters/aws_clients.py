@@ -95,6 +95,7 @@ def _built_once(build: Callable[[], Any]) -> Callable[[], Any]:
             return built()
 
     get.cache_clear = built.cache_clear  # type: ignore[attr-defined]
+    get.cache_info = built.cache_info  # type: ignore[attr-defined]
     return get
 
 
@@ -122,6 +123,26 @@ def sqs() -> Any:
 @_built_once
 def secrets_manager() -> Any:
     return session().client("secretsmanager", config=_RETRYING)
+
+
+_CLIENTS = (s3, dynamodb, dynamodb_client, sqs, secrets_manager)
+
+
+def build_clients() -> None:
+    """Build every client now (SnapStart's before-snapshot hook): no request is made, so no connection is opened."""
+    for client in _CLIENTS:
+        client()
+
+
+def drop_connections() -> None:
+    """Empty the connection pools of every client built so far, so each opens fresh connections when next used
+    (SnapStart's after-restore hook: a restored environment must not reuse sockets from the one that was
+    snapshotted). The clients themselves, and the tables and other objects holding them, stay as they are."""
+    for client in _CLIENTS:
+        if client.cache_info().currsize:  # type: ignore[attr-defined]
+            built = client()
+            low_level = getattr(getattr(built, "meta", None), "client", built)  # a resource's own client
+            low_level._endpoint.http_session.close()
 
 
 class DynamoTable:

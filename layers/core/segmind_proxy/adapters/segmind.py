@@ -87,6 +87,12 @@ class SegmindClient:
         self._jitter = jitter
         self._on_attempt_error = on_attempt_error or (lambda kind: None)
 
+    def reconnect(self) -> None:
+        """Close the session's connections and start a new session (SnapStart's after-restore hook): a restored
+        environment opens its own connections to Segmind."""
+        old, self._session = self._session, requests.Session()
+        old.close()
+
     def txt2img(self, slug: str, payload: dict[str, Any], *, deadline: float) -> Generation:
         """POST the payload to `/v1/{slug}` and return the decoded images. `deadline` is on the `clock` scale."""
         started = self._clock()

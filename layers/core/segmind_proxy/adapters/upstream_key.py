@@ -23,6 +23,13 @@ def secrets() -> parameters.SecretsProvider:
     return parameters.SecretsProvider(boto3_client=secrets_manager())
 
 
+def forget_segmind_key() -> None:
+    """Drop the cached key (SnapStart's after-restore hook): a restored environment reads the secret afresh, so a
+    rotation is never hidden behind a copy taken when the snapshot was."""
+    if secrets.cache_info().currsize:
+        secrets().clear_cache()
+
+
 def get_segmind_key(*, refresh: bool = False) -> str:
     """The key as a plain string. The secret may hold the key itself or JSON `{"api_key": "..."}`."""
     settings = get_settings()

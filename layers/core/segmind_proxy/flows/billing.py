@@ -53,6 +53,12 @@ BALANCE_WRITE_INTERVAL_SECONDS = 60.0
 _last_balance_write = [-BALANCE_WRITE_INTERVAL_SECONDS]
 
 
+def forget_balance_write() -> None:
+    """Forget when the balance was last written (SnapStart's after-restore hook): the time is on the monotonic
+    clock of the environment that was snapshotted."""
+    _last_balance_write[0] = -BALANCE_WRITE_INTERVAL_SECONDS
+
+
 def _balance_due() -> bool:
     """Reconciliation needs the month's first and latest balance, not every one: write at most once a minute."""
     now = time.monotonic()
