@@ -121,7 +121,8 @@ class OpenAIImagesResponse(BaseModel):
 
 class OpenAIImageRequest(BaseModel):
     """OpenAI's `POST /v1/images/generations` fields this gateway honours, and Segmind's extensions; any other
-    field (OpenAI's `style`, `stream`, `partial_images`, ... included) is refused, named."""
+    field (OpenAI's `style`, `stream`, `partial_images`, ... included) is refused, named. `null` is the field absent,
+    as OpenAI's SDKs send it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -136,15 +137,17 @@ class OpenAIImageRequest(BaseModel):
         None, description="'auto' (1024x1024) or 'WIDTHxHEIGHT', 64 to 2048 each", pattern=SIZE_PATTERN
     )
     response_format: str | None = Field(
-        None, json_schema_extra={"enum": ["b64_json", "url"]}, description="default b64_json"
+        None, json_schema_extra={"enum": ["b64_json", "url", None]}, description="default b64_json"
     )
     output_format: str | None = Field(
-        None, json_schema_extra={"enum": ["png", "jpeg", "webp"]}, description="default jpeg"
+        None, json_schema_extra={"enum": ["png", "jpeg", "webp", None]}, description="default jpeg"
     )
     output_compression: int | None = Field(None, ge=10, le=100, description="Segmind's image_quality")
-    quality: str | None = Field(None, json_schema_extra={"enum": ["auto"]})
-    background: str | None = Field(None, json_schema_extra={"enum": ["auto", "opaque"]})
-    moderation: str | None = Field(None, json_schema_extra={"enum": ["auto", "low"]}, description="none is applied")
+    quality: str | None = Field(None, json_schema_extra={"enum": ["auto", None]})
+    background: str | None = Field(None, json_schema_extra={"enum": ["auto", "opaque", None]})
+    moderation: str | None = Field(
+        None, json_schema_extra={"enum": ["auto", "low", None]}, description="none is applied"
+    )
     user: str | None = Field(None, max_length=256, description="Recorded in the request's logs, never sent upstream")
     safety_identifier: str | None = Field(
         None, max_length=256, description="Recorded in the request's logs, never sent upstream"
