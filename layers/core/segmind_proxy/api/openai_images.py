@@ -20,21 +20,21 @@ from segmind_proxy.api.delivery import IMAGES_DELIVERED, Reply, ResponseMode, ke
 from segmind_proxy.api.headers import idempotency_key
 from segmind_proxy.api.openai_errors import SEGMIND_TO_OPENAI
 from segmind_proxy.api.segmind_v1 import (
-    budget_headers,
-    check_content_encoding,
-    check_content_type,
+    answered,
+    check_body,
+    generate_or_replay,
     plan_for,
     report,
+    request_scope,
 )
 from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.domain.delivery import fits_inline, undeliverable
-from segmind_proxy.domain.errors import BodyTooLarge, RequestInvalid, UnknownModel
+from segmind_proxy.domain.errors import RequestInvalid, UnknownModel
 from segmind_proxy.domain.images import ImageResult
 from segmind_proxy.domain.request import CATALOG, Txt2ImgRequest, load_json_object
 from segmind_proxy.domain.usage import Caller
-from segmind_proxy.flows.billing import TenantBilling, billing_for, counting_rejections, request_hold
+from segmind_proxy.flows.billing import counting_rejections
 from segmind_proxy.flows.idempotent import Keyed
-from segmind_proxy.flows.scope import RequestScope
 from segmind_proxy.settings import Settings
 
 GENERATIONS_PATH = "/v1/images/generations"
@@ -213,10 +213,7 @@ def _openai_detail(error: Mapping[str, Any]) -> dict[str, str]:
 
 def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> ImageOrder:
     """Every check that needs no I/O, so a bad request costs nothing."""
-    if body is not None and len(body) > settings.max_body_bytes:
-        raise BodyTooLarge(f"Request body is larger than {settings.max_body_bytes} bytes")
-    check_content_type(headers.get("content-type"))
-    check_content_encoding(headers.get("content-encoding"))
+    check_body(body, headers, settings)
     return translate(load_json_object(body))
 
 
@@ -227,33 +224,19 @@ def handle_generations(incoming: Incoming, caller: Caller, services: Services) -
         order = validate(incoming.body, incoming.headers, settings)
         key = idempotency_key(incoming.headers) if services.once else None
     request = order.request
-    scope = RequestScope(
-        caller,
-        incoming.request_id,
-        incoming.deadline,
-        billing_for(request, caller, services.ledger, request_hold(incoming.request_id, incoming.deadline, settings)),
-        incoming.prefetched,
-    )
+    scope = request_scope(request, caller, incoming, services)
     mode = ResponseMode.URL if order.as_url else ResponseMode.INLINE
     plan = plan_for(request, mode, incoming.headers, settings, idempotent=key is not None)
+    keyed = Keyed(key, IDEMPOTENCY_ROUTE, incoming.body, incoming.context) if key is not None else None
     try:
-        with counting_rejections(caller.tenant, services.ledger, service.later):
-            if key is None or services.once is None:
-                result, replayed = service.generate(request, scope, plan), False
-            else:
-                keyed = Keyed(key, IDEMPOTENCY_ROUTE, incoming.body, incoming.context)
-                result, replayed = services.once.generate(request, scope, plan, keyed)
+        result, replayed = generate_or_replay(request, scope, plan, keyed, services)
         if not replayed:
             report(request, result, caller.tenant, settings, {"front_door": "openai", **order.recorded})
         reply = deliver(result, order, scope.namespace, incoming.request_id, services)
     except BaseException:
         scope.billing.refund()  # paid images that reach the client neither now nor by a replay are not charged
         raise
-    if replayed:
-        reply.headers["x-idempotent-replay"] = "true"
-    if isinstance(scope.billing, TenantBilling):
-        reply.headers.update(budget_headers(scope.billing.remaining()))
-    return reply
+    return answered(reply, scope, replayed=replayed)
 
 
 def deliver(result: ImageResult, order: ImageOrder, namespace: str, request_id: str, services: Services) -> Reply:

@@ -64,12 +64,17 @@ def check_content_encoding(content_encoding: str | None) -> None:
         )
 
 
-def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> tuple[Txt2ImgRequest, ResponseMode]:
-    """Every check that needs no I/O, so a bad request costs nothing."""
+def check_body(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> None:
+    """The body's size and media type, checked before it is parsed (every front door's JSON body)."""
     if body is not None and len(body) > settings.max_body_bytes:
         raise BodyTooLarge(f"Request body is larger than {settings.max_body_bytes} bytes")
     check_content_type(headers.get("content-type"))
     check_content_encoding(headers.get("content-encoding"))
+
+
+def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> tuple[Txt2ImgRequest, ResponseMode]:
+    """Every check that needs no I/O, so a bad request costs nothing."""
+    check_body(body, headers, settings)
     mode = response_mode(headers)
     request = parse_request(body)
     if not request.base64 and request.batch_size > 1:
@@ -103,28 +108,41 @@ def handle_txt2img(incoming: Incoming, caller: Caller, services: Services) -> Re
     with counting_rejections(caller.tenant, services.ledger, service.later):
         request, mode = incoming.parsed or validate(incoming.body, incoming.headers, settings)
         key = idempotency_key(incoming.headers) if services.once else None
-    scope = RequestScope(
-        caller,
-        incoming.request_id,
-        incoming.deadline,
-        billing_for(request, caller, services.ledger, request_hold(incoming.request_id, incoming.deadline, settings)),
-        incoming.prefetched,
-    )
+    scope = request_scope(request, caller, incoming, services)
     plan = plan_for(request, mode, incoming.headers, settings, idempotent=key is not None)
+    keyed = Keyed(key, "v1", incoming.body, incoming.context) if key is not None else None
     try:
-        # A 402 (over budget) is refused before any cost, as a 400 is.
-        with counting_rejections(caller.tenant, services.ledger, service.later):
-            if key is None or services.once is None:
-                result, replayed = service.generate(request, scope, plan), False
-            else:
-                keyed = Keyed(key, "v1", incoming.body, incoming.context)
-                result, replayed = services.once.generate(request, scope, plan, keyed)
+        result, replayed = generate_or_replay(request, scope, plan, keyed, services)
         if not replayed:
             report(request, result, caller.tenant, settings)
         reply = deliver(result, Answer(request.base64, mode, incoming.request_id), scope.namespace, services)
     except BaseException:
         scope.billing.refund()  # paid images that reach the client neither now nor by a replay are not charged
         raise
+    return answered(reply, scope, replayed=replayed)
+
+
+def request_scope(request: Txt2ImgRequest, caller: Caller, incoming: Incoming, services: Services) -> RequestScope:
+    """A synchronous request's scope: its reservation is its own until its invocation has surely ended."""
+    hold = request_hold(incoming.request_id, incoming.deadline, services.settings)
+    billing = billing_for(request, caller, services.ledger, hold)
+    return RequestScope(caller, incoming.request_id, incoming.deadline, billing, incoming.prefetched)
+
+
+def generate_or_replay(
+    request: Txt2ImgRequest, scope: RequestScope, plan: Plan, keyed: Keyed | None, services: Services
+) -> tuple[ImageResult, bool]:
+    """The images, generated or served (once per Idempotency-Key when `keyed`), and whether they are a replay. A
+    402 (over budget) is refused before any cost, and counted, as a 400 is."""
+    with counting_rejections(scope.caller.tenant, services.ledger, services.generation.later):
+        if keyed is None or services.once is None:
+            return services.generation.generate(request, scope, plan), False
+        return services.once.generate(request, scope, plan, keyed)
+
+
+def answered(reply: Reply, scope: RequestScope, *, replayed: bool) -> Reply:
+    """The headers every synchronous answer carries beyond the images': a replay says so, and a billed request
+    shows what is left of its budgets."""
     if replayed:
         reply.headers["x-idempotent-replay"] = "true"
     if isinstance(scope.billing, TenantBilling):
