@@ -73,7 +73,8 @@ test:
 load: $(STAMP)
 	$(BIN)/python -m bench.load --requests 2000 --concurrency 50
 
-## make bench: latency, AWS calls per path, credits efficiency, cold start, large outputs -> docs/benchmarks.md
+## make bench: three targets as ratios to floors from the same run, latency, AWS calls per path, credits
+## efficiency, cold start, large outputs -> docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench.run

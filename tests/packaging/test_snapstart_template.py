@@ -4,6 +4,7 @@ invoke through their `live` alias, and turning it on or off publishes new versio
 import json
 
 import pytest
+from cfnlint.api import ManualArgs, lint
 from samtranslator.translator.transform import transform
 
 from local.template import load_template
@@ -72,3 +73,14 @@ def test_turning_it_on_or_off_publishes_new_versions():
     off, on = versions("None"), versions("PublishedVersions")
     assert len(off) == len(on) == len(FUNCTIONS)
     assert not off & on
+
+
+@pytest.mark.parametrize("snapstart", ["None", "PublishedVersions"])
+def test_the_template_lints_clean_with_snapstart_on_and_off(snapstart):
+    """cfn-lint, as `make validate` runs it, on the template deployed with each value (a value outside the allowed
+    ones is refused, so the check sees the value)."""
+    template = load_template()
+    template["Parameters"]["SnapStart"]["Default"] = snapstart
+    assert [str(match) for match in lint(json.dumps(template), config=ManualArgs(regions=["us-east-1"]))] == []
+    template["Parameters"]["SnapStart"]["Default"] = "Always"
+    assert any("E2015" in str(m) for m in lint(json.dumps(template), config=ManualArgs(regions=["us-east-1"])))
