@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapshot_restore_py import register_after_restore, register_before_snapshot
 
 from segmind_proxy.adapters.after_response import AFTER_RESPONSE
-from segmind_proxy.api import routes
+from segmind_proxy.api import routes, schemas
 from segmind_proxy.api.edge import admit, cors_config, refusal
 from segmind_proxy.composition import after_restore, before_snapshot, services
 from segmind_proxy.domain.errors import AccessRefused, Unavailable
@@ -24,8 +24,9 @@ cors = cors_config(_settings)
 # Validation stays ours (Segmind-style errors naming every field); Powertools generates the OpenAPI spec.
 app = APIGatewayRestResolver(cors=cors, enable_validation=False)
 app.include_router(routes.router)
-# SnapStart's runtime hooks (README, "SnapStart"); Lambda runs them only for a version published with it on.
-register_before_snapshot(before_snapshot, services)
+# SnapStart's runtime hooks (README, "SnapStart"); Lambda runs them only for a version published with it on. The
+# body models are built on first use otherwise, so the snapshot builds them.
+register_before_snapshot(before_snapshot, services, schemas.build_all)
 register_after_restore(after_restore)
 
 

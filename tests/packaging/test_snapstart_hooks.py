@@ -8,6 +8,7 @@ import snapshot_restore_py
 
 from segmind_proxy import composition
 from segmind_proxy.adapters import aws_clients, upstream_key
+from segmind_proxy.api import schemas
 from segmind_proxy.domain.jobs import Job
 from segmind_proxy.flows import billing
 from segmind_proxy.flows.generate import unique_id
@@ -25,7 +26,7 @@ def hooks(aws, jobs_env):
 
     before = registered(snapshot_restore_py.get_before_snapshot())
     after = registered(snapshot_restore_py.get_after_restore())
-    assert (composition.before_snapshot, (api.services,)) in before
+    assert (composition.before_snapshot, (api.services, schemas.build_all)) in before
     assert (composition.before_snapshot, (worker.job_runner,)) in before
     assert after.count((composition.after_restore, ())) == 2
 
@@ -46,6 +47,11 @@ def test_before_snapshot_builds_the_clients_and_wiring_without_connecting(hooks)
     for client in (aws_clients.s3, aws_clients.dynamodb, aws_clients.dynamodb_client, aws_clients.sqs):
         assert client.cache_info().currsize == 1
     assert composition.services.cache_info().currsize == 1
+    wired = composition.services()
+    # What a cold start leaves to first use (README, "Why the cold-start target is not met"), built beforehand.
+    for deferred in (wired.generation.upstream, wired.webhooks, wired.once.idempotency, wired.jobs.idempotency):
+        assert isinstance(deferred, composition.OnFirstUse) and deferred.built is not None
+    assert all(model.__pydantic_complete__ for model in schemas.every_schema())
     assert upstream_key.secrets().store == {}  # the key itself is read after a restore, never held in a snapshot
     for pool in pools():
         assert not pool  # no request made: nothing open to be snapshotted

@@ -4,9 +4,11 @@ the flows and the front doors. The only module that knows both the adapters and 
 from __future__ import annotations
 
 import random
+import threading
+import weakref
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from segmind_proxy.adapters.after_response import AFTER_RESPONSE
 from segmind_proxy.adapters.aws_clients import build_clients, drop_connections
@@ -14,12 +16,8 @@ from segmind_proxy.adapters.dynamo_jobs import JobStore
 from segmind_proxy.adapters.dynamo_leases import LeaseStore
 from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 from segmind_proxy.adapters.dynamo_usage import Meter
-from segmind_proxy.adapters.idempotency import PowertoolsIdempotency
 from segmind_proxy.adapters.s3_images import ImageStore, renewal_age
-from segmind_proxy.adapters.segmind import SegmindClient
 from segmind_proxy.adapters.sqs_queue import SqsJobQueue
-from segmind_proxy.adapters.upstream_key import forget_segmind_key, get_segmind_key, secrets
-from segmind_proxy.adapters.webhooks import WebhookSender
 from segmind_proxy.api.services import Services
 from segmind_proxy.domain.catalog import sd35_turbo
 from segmind_proxy.domain.pricing import price_table
@@ -30,19 +28,80 @@ from segmind_proxy.flows.job_runner import JobRunner
 from segmind_proxy.flows.jobs import AsyncJobs
 from segmind_proxy.flows.sweeper import ReservationSweeper
 from segmind_proxy.observability import record_upstream_error
-from segmind_proxy.settings import get_settings
+from segmind_proxy.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from segmind_proxy.adapters.idempotency import PowertoolsIdempotency
+    from segmind_proxy.adapters.segmind import SegmindClient
+    from segmind_proxy.adapters.webhooks import WebhookSender
+
+Built = TypeVar("Built")
 
 
-@cache
-def generation_service() -> GenerationService:
-    settings = get_settings()
-    upstream = SegmindClient(
+class OnFirstUse(Generic[Built]):
+    """An adapter imported and built on its first use (any attribute), once, for those a cache hit never uses: the
+    Segmind client and the webhook sender (they import `requests`, about 20 ms of a cold start) and Powertools
+    idempotency. SnapStart's before-snapshot hook builds every one made (`made`), so a restored environment pays
+    nothing on its first miss either."""
+
+    made: ClassVar[weakref.WeakSet[OnFirstUse[Any]]] = weakref.WeakSet()
+
+    def __init__(self, build: Callable[[], Built]) -> None:
+        self._build = build
+        self._built: Built | None = None
+        self._building = threading.Lock()
+        OnFirstUse.made.add(self)
+
+    def get(self) -> Built:
+        if self._built is None:
+            with self._building:  # two threads' first uses build one adapter
+                if self._built is None:
+                    self._built = self._build()
+        return self._built
+
+    @property
+    def built(self) -> Built | None:
+        return self._built
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+def segmind_client(settings: Settings) -> SegmindClient:
+    from segmind_proxy.adapters.segmind import SegmindClient
+    from segmind_proxy.adapters.upstream_key import get_segmind_key
+
+    return SegmindClient(
         settings.segmind_base_url,
         get_segmind_key,
         max_attempts=settings.upstream_max_attempts,
         connect_timeout=settings.upstream_connect_timeout_seconds,
         on_attempt_error=record_upstream_error,
     )
+
+
+def webhook_sender(settings: Settings) -> OnFirstUse[WebhookSender]:
+    def build() -> WebhookSender:
+        from segmind_proxy.adapters.webhooks import WebhookSender
+
+        return WebhookSender(settings.webhook_targets)
+
+    return OnFirstUse(build)
+
+
+def powertools_idempotency() -> OnFirstUse[PowertoolsIdempotency]:
+    def build() -> PowertoolsIdempotency:
+        from segmind_proxy.adapters.idempotency import PowertoolsIdempotency
+
+        return PowertoolsIdempotency()
+
+    return OnFirstUse(build)
+
+
+@cache
+def generation_service() -> GenerationService:
+    settings = get_settings()
+    upstream = OnFirstUse(lambda: segmind_client(settings))
     leases = LeaseStore(settings.jobs_table) if settings.jobs_table else None
     # What is handed out for a cached set must outlive its renewal: a URL, or a job record that presigns again.
     outlive = max(settings.presigned_url_ttl_seconds, settings.job_retention_hours * 3600)
@@ -77,12 +136,13 @@ def services() -> Services:
     once = None
     jobs = None
     if settings.jobs_table:
-        once = OnceOnly(generation, PowertoolsIdempotency(), settings.inline_response_max_bytes)
+        idempotency = powertools_idempotency()
+        once = OnceOnly(generation, idempotency, settings.inline_response_max_bytes)
         jobs = AsyncJobs(
             generation,
             job_store(),
             SqsJobQueue(settings.jobs_queue_url),
-            PowertoolsIdempotency(),
+            idempotency,
             settings.job_retention_hours,
             settings.presigned_url_ttl_seconds,
         )
@@ -93,7 +153,7 @@ def services() -> Services:
         ledger=meter(),
         once=once,
         jobs=jobs,
-        webhooks=WebhookSender(settings.webhook_targets),
+        webhooks=webhook_sender(settings),
     )
 
 
@@ -109,7 +169,7 @@ def job_runner() -> JobRunner:
         meter=meter(),
         max_attempts=settings.max_job_attempts,
         url_ttl=settings.presigned_url_ttl_seconds,
-        webhooks=WebhookSender(settings.webhook_targets),
+        webhooks=webhook_sender(settings),
     )
 
 
@@ -125,14 +185,19 @@ def reservation_sweeper() -> ReservationSweeper | None:
 
 def before_snapshot(*wiring: Callable[[], Any]) -> None:
     """What a snapshot should hold, built before it is taken: the boto3 session and every client, the catalog and
-    price table, the Secrets Manager provider (not the key: it is read after a restore) and what `wiring` builds
-    (the function's own adapters and flows). No request is made, so no connection is open when the snapshot is."""
+    price table, the Secrets Manager provider (not the key: it is read after a restore), what `wiring` builds (the
+    function's own adapters and flows) and every adapter it left to build on first use. No request is made, so no
+    connection is open when the snapshot is."""
+    from segmind_proxy.adapters.upstream_key import secrets
+
     build_clients()
     sd35_turbo()
     price_table()
     secrets()
     for build in wiring:
         build()
+    for adapter in list(OnFirstUse.made):
+        adapter.get()
 
 
 def after_restore() -> None:
@@ -140,11 +205,17 @@ def after_restore() -> None:
     module's state (reseeded from the OS), every connection (boto3's pools emptied, a new Segmind session), the
     cached Segmind key, and the monotonic time of the last balance write. Ids need nothing: uuid4 reads the OS's
     randomness at every call."""
+    from segmind_proxy.adapters.upstream_key import forget_segmind_key
+
     random.seed()
     drop_connections()
     if generation_service.cache_info().currsize:
         upstream = generation_service().upstream
-        if isinstance(upstream, SegmindClient):
-            upstream.reconnect()
+        built = upstream.built if isinstance(upstream, OnFirstUse) else upstream
+        if built is not None:  # its module is imported already
+            from segmind_proxy.adapters.segmind import SegmindClient
+
+            if isinstance(built, SegmindClient):
+                built.reconnect()
     forget_segmind_key()
     forget_balance_write()

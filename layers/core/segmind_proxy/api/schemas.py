@@ -5,31 +5,39 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class FieldError(BaseModel):
+class Schema(BaseModel):
+    """A response or request body built (its validator and serializer) on first use rather than at import: most
+    routes use one or two of these, and a cold start's first request should not pay for the rest. SnapStart's
+    before-snapshot hook builds them all (`build_all`)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class FieldError(Schema):
     field: str = Field(description="The request field (or 'body') at fault")
     message: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Schema):
     """Segmind's error shape, `{"error": "..."}`; validation errors also list each bad field."""
 
     error: str = Field(description="What went wrong, naming every bad field")
     errors: list[FieldError] | None = Field(None, description="One entry per bad field (validation errors only)")
 
 
-class Base64Images(BaseModel):
+class Base64Images(Schema):
     """`base64: true`: Segmind's `{"image": ...}`; with `batch_size` > 1, `images` holds every image in order."""
 
     image: str = Field(description="The first (or only) image, base64-encoded")
     images: list[str] | None = Field(None, description="Every image of a batch, base64-encoded (batch_size > 1 only)")
 
 
-class ImageUrl(BaseModel):
+class ImageUrl(Schema):
     url: str = Field(description="Presigned HTTPS GET URL of the image")
     content_type: str
 
 
-class ImageUrls(BaseModel):
+class ImageUrls(Schema):
     """`x-response-mode: url`, or an answer too large for Lambda's 6 MB limit: presigned URLs instead of bytes."""
 
     images: list[ImageUrl]
@@ -40,11 +48,11 @@ class ImageUrls(BaseModel):
     image_format: str
 
 
-class Health(BaseModel):
+class Health(Schema):
     status: str
 
 
-class UsageReport(BaseModel):
+class UsageReport(Schema):
     """A tenant's figures for one calendar month (UTC). Cache hits are free; credits are estimates (see README)."""
 
     tenant_id: str
@@ -65,7 +73,7 @@ class UsageReport(BaseModel):
     remaining: dict[str, float | int | None] = Field(description="What remains of each budget (null: no budget)")
 
 
-class JobSubmitted(BaseModel):
+class JobSubmitted(Schema):
     """Segmind v2 submit answer; the URLs are absolute, on this gateway."""
 
     request_id: str
@@ -75,7 +83,7 @@ class JobSubmitted(BaseModel):
     response_url: str
 
 
-class JobStatusBody(BaseModel):
+class JobStatusBody(Schema):
     request_id: str
     status: str = Field(description="QUEUED, PROCESSING, COMPLETED or FAILED")
     error: str | None = None
@@ -92,25 +100,25 @@ _SIDE = "(6[4-9]|[7-9][0-9]|[1-9][0-9]{2}|1[0-9]{3}|20[0-3][0-9]|204[0-8])"  # 6
 SIZE_PATTERN = f"^(auto|{_SIDE}x{_SIDE})$"
 
 
-class OpenAIError(BaseModel):
+class OpenAIError(Schema):
     message: str
     type: str = Field(description="invalid_request_error, insufficient_quota, permission_error, server_error, ...")
     param: str | None = Field(description="The request parameter at fault, as OpenAI names it")
     code: str | None
 
 
-class OpenAIErrorBody(BaseModel):
+class OpenAIErrorBody(Schema):
     """OpenAI's error shape (the openai SDKs raise by status and keep this as `.body`)."""
 
     error: OpenAIError
 
 
-class OpenAIImage(BaseModel):
+class OpenAIImage(Schema):
     b64_json: str | None = Field(None, description="The image, base64-encoded (response_format b64_json)")
     url: str | None = Field(None, description="Presigned HTTPS GET URL (response_format url, or too large to inline)")
 
 
-class OpenAIImagesResponse(BaseModel):
+class OpenAIImagesResponse(Schema):
     """OpenAI's images answer: one item per image, in order."""
 
     created: int = Field(description="Unix seconds")
@@ -119,12 +127,12 @@ class OpenAIImagesResponse(BaseModel):
     size: str = Field(description="WIDTHxHEIGHT of the images")
 
 
-class OpenAIImageRequest(BaseModel):
+class OpenAIImageRequest(Schema):
     """OpenAI's `POST /v1/images/generations` fields this gateway honours, and Segmind's extensions; any other
     field (OpenAI's `style`, `stream`, `partial_images`, ... included) is refused, named. `null` is the field absent,
     as OpenAI's SDKs send it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     model: str | None = Field(
         None,
@@ -160,13 +168,23 @@ class OpenAIImageRequest(BaseModel):
     scheduler: str | None = Field(None, description="Segmind extension")
 
 
-class OpenAIModel(BaseModel):
+class OpenAIModel(Schema):
     id: str
     object: str = "model"
     created: int
     owned_by: str
 
 
-class OpenAIModelList(BaseModel):
+class OpenAIModelList(Schema):
     object: str = "list"
     data: list[OpenAIModel]
+
+
+def every_schema(base: type[Schema] = Schema) -> list[type[Schema]]:
+    return [model for direct in base.__subclasses__() for model in (direct, *every_schema(direct))]
+
+
+def build_all() -> None:
+    """Build every schema now (SnapStart's before-snapshot hook), so a restored environment builds none."""
+    for schema in every_schema():
+        schema.model_rebuild()
