@@ -122,8 +122,11 @@ class Outcome:
     latency_ms: float  # from the scheduled instant, so a late send counts against the target (open loop)
     image: bool
     cache: str | None
-    sent: float
-    done: float
+    done: float  # perf_counter when answered
+
+    @property
+    def due(self) -> float:
+        return self.done - self.latency_ms / 1000
 
 
 @dataclass
@@ -142,7 +145,7 @@ class Played:
         return sum(o.status == 200 and not o.image for o in self.outcomes)
 
     def peak_in_flight(self) -> int:
-        edges = sorted([(o.sent, 1) for o in self.outcomes] + [(o.done, -1) for o in self.outcomes])
+        edges = sorted([(o.due, 1) for o in self.outcomes] + [(o.done, -1) for o in self.outcomes])
         level = peak = 0
         for _, step in edges:
             level += step
@@ -161,6 +164,16 @@ def is_image(answer: requests.Response) -> bool:
 Send = Callable[[dict[str, Any]], requests.Response]
 
 
+def _answer(send: Send, body: dict[str, Any]) -> requests.Response:
+    """The target's answer; a failed exchange as status 0, so it is counted, never dropped."""
+    try:
+        return send(body)
+    except requests.RequestException:
+        failed = requests.Response()
+        failed.status_code = 0
+        return failed
+
+
 def play(arrivals: list[Arrival], send: Send, workers: int = 160) -> Played:
     """Each request sent at its scheduled instant by a thread of its own (open loop: a slow answer does not delay
     the next request), so a burst's requests are in flight together."""
@@ -171,16 +184,11 @@ def play(arrivals: list[Arrival], send: Send, workers: int = 160) -> Played:
     def one(arrival: Arrival) -> None:
         due = start + arrival.at
         time.sleep(max(0.0, due - time.perf_counter()))
-        sent = time.perf_counter()
-        try:
-            answer = send(arrival.body)
-        except requests.RequestException:  # counted as status 0, never dropped
-            answer = requests.Response()
-            answer.status_code = 0
+        answer = _answer(send, arrival.body)
         done = time.perf_counter()
-        ok = answer.status_code == 200 and is_image(answer)
+        image = answer.status_code == 200 and is_image(answer)
         outcome = Outcome(
-            arrival.kind, answer.status_code, (done - due) * 1000, ok, answer.headers.get("x-cache"), sent, done
+            arrival.kind, answer.status_code, (done - due) * 1000, image, answer.headers.get("x-cache"), done
         )
         with lock:
             played.outcomes.append(outcome)
