@@ -8,12 +8,16 @@ SAM := $(SAM_VENV)/bin/sam
 SAM_VERSION := 1.170.0
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
+# LiteLLM's proxy, the peer `make bench-peers` measures the gateway beside (pinned in bench/litellm-requirements.txt).
+LITELLM_VENV := .venv-litellm
+LITELLM_REQUIREMENTS := bench/litellm-requirements.txt
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_VERSION)
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+LITELLM_STAMP := $(LITELLM_VENV)/.installed-$(shell cat $(LITELLM_REQUIREMENTS) | cksum | cut -d' ' -f1)
 # Python 3.13's compiler for the Lambda packages' bytecode (Pyodide, from the npm registry: see compile.mjs).
 BYTECODE_DIR := tools/bytecode
 BYTECODE_STAMP := $(BYTECODE_DIR)/node_modules/.installed-$(shell cat $(BYTECODE_DIR)/package-lock.json | cksum | cut -d' ' -f1)
@@ -24,7 +28,7 @@ OPENAI_JS_STAMP := $(OPENAI_JS_DIR)/node_modules/.installed-$(shell cat $(OPENAI
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: dev test install lint unit integration validate build deploy clean openapi bench load
+.PHONY: dev test install lint unit integration validate build deploy clean openapi bench bench-peers load
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +60,13 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 	touch $@
 
+$(LITELLM_STAMP): $(LITELLM_REQUIREMENTS)
+	test -x $(LITELLM_VENV)/bin/python || $(PYTHON) -m venv $(LITELLM_VENV)
+	@# Without PYTHONPATH: this checkout's packages are not LiteLLM's, and pip would check their requirements too.
+	PYTHONPATH= $(LITELLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	PYTHONPATH= $(LITELLM_VENV)/bin/python -m pip install --quiet -r $(LITELLM_REQUIREMENTS)
+	rm -f $(LITELLM_VENV)/.installed-* && touch $@
+
 install: $(STAMP)
 
 ## make dev: the local stack on http://127.0.0.1:$${PORT:-3000} (moto, fake or real Segmind, API Gateway emulator)
@@ -78,6 +89,13 @@ load: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench.run
+
+## make bench-peers: the gateway beside LiteLLM's pass-through and direct calls, side by side and on a workload of
+## bursts and repeats (about 5 min) -> its section of docs/benchmarks.md, docs/benchmarks-peers.png
+bench-peers: $(STAMP) $(LITELLM_STAMP)
+	@# matplotlib (the bench extra) is installed as `make bench` installs it, unless it already is.
+	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m bench.peers
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -28,12 +28,32 @@ class FakeState:
     api_key: str
     credits: float = 1000.0
     latency_ms: float = 0.0
+    # When set, (low, high) in ms: each request's latency drawn from a hash of its body, so the same request
+    # waits as long whichever client sends it (a benchmark's targets compared on one schedule), in place of
+    # `latency_ms`.
+    latency_ms_range: tuple[float, float] | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
     # Injected failures, consumed one per call: {"status": 500} or {"status": 429, "reset_in": 1} or {"body": "..."};
     # or a 200 that misbehaves: {"trickle_seconds": 20} sends its body spread over that long, {"image_format": "jpeg"}
     # renders another format than asked, {"images": 1} returns fewer images than `batch_size`.
     faults: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def body_latency_ms(body: object, low: float, high: float) -> float:
+    """A latency in [low, high] that depends only on the body's JSON (key order aside)."""
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
+    return low + int.from_bytes(digest[:8], "big") / 2**64 * (high - low)
+
+
+def _latency_range(value: object) -> tuple[float, float] | None:
+    """`latency_ms_range` as `/_fake/config` takes it: [low, high] in ms, or null for the fixed `latency_ms`."""
+    if value is None:
+        return None
+    low, high = (float(v) for v in value)  # type: ignore[union-attr]
+    if not 0 <= low <= high:
+        raise ValueError(f"latency_ms_range must be [low, high] with 0 <= low <= high, not {value}")
+    return low, high
 
 
 def render(prompt: str, seed: int, width: int, height: int, image_format: str, quality: int) -> bytes:
@@ -130,6 +150,11 @@ class FakeSegmind:
                 return Response("{}", content_type="application/json")
             if request.path == "/_fake/config" and request.method == "POST":
                 config = request.get_json(force=True)
+                try:
+                    latency_range = _latency_range(config.get("latency_ms_range", state.latency_ms_range))
+                except (TypeError, ValueError) as exc:
+                    return _error(400, str(exc))
+                state.latency_ms_range = latency_range
                 state.latency_ms = float(config.get("latency_ms", state.latency_ms))
                 state.credits = float(config.get("credits", state.credits))
                 state.api_key = str(config.get("api_key", state.api_key))
@@ -149,7 +174,9 @@ class FakeSegmind:
         with state.lock:
             state.calls.append({"path": request.path, "api_key": request.headers.get("x-api-key"), "body": body})
             fault = state.faults.pop(0) if state.faults else None
-            latency = state.latency_ms
+            latency = (
+                state.latency_ms if state.latency_ms_range is None else body_latency_ms(body, *state.latency_ms_range)
+            )
         if latency:
             time.sleep(latency / 1000)
         if fault and not fault.keys() & MISBEHAVIOURS:

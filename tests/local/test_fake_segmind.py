@@ -80,3 +80,41 @@ def test_injected_faults_are_served_in_order(fake):
     assert post(fake, {"prompt": "cat", "width": 64, "height": 64}).status_code == 200
     stats = json.loads(Client(fake).get("/_fake/stats").data)
     assert stats["calls"] == 3
+
+
+@pytest.fixture
+def slept(monkeypatch):
+    """The latencies the fake waits, in ms, recorded instead of slept."""
+    waits: list[float] = []
+    monkeypatch.setattr("local.fake_segmind.time.sleep", lambda seconds: waits.append(seconds * 1000))
+    return waits
+
+
+def configure(fake, **config):
+    response = Client(fake).post("/_fake/config", json=config)
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_latency_range_is_drawn_from_the_body(fake, slept):
+    """The same body waits the same whoever sends it (key order aside); other bodies spread over the range."""
+    configure(fake, latency_ms_range=[30, 60])
+    body = {"prompt": "cat", "seed": 7, "width": 64, "height": 64}
+    post(fake, body)
+    post(fake, dict(reversed(body.items())))
+    for n in range(20):
+        post(fake, {**body, "prompt": f"cat {n}"})
+    assert slept[0] == slept[1]
+    assert all(30 <= ms <= 60 for ms in slept)
+    assert len(set(slept)) > 10
+
+
+def test_latency_range_cleared_returns_to_the_fixed_latency(fake, slept):
+    configure(fake, latency_ms=25, latency_ms_range=[30, 60])
+    configure(fake, latency_ms_range=None)
+    post(fake, {"prompt": "cat", "width": 64, "height": 64})
+    assert slept == [25]
+
+
+@pytest.mark.parametrize("bad", [[60, 30], [-1, 5], [5], "fast"])
+def test_latency_range_refuses_what_is_not_a_range(fake, bad):
+    assert Client(fake).post("/_fake/config", json={"latency_ms_range": bad}).status_code == 400
