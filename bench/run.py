@@ -26,6 +26,9 @@ from typing import Any
 
 import requests
 
+from bench.host import host_speed_ms
+from bench.peers_report import END as PEERS_END
+from bench.peers_report import START as PEERS_START
 from local.extensions_api import ExtensionsApi, deadline_ms
 from local.harness import ROOT, SLUG, RunningStack, start_stack, stop_stack
 from local.stack import FAKE_SEGMIND_KEY
@@ -437,6 +440,9 @@ def cold_start(env: dict[str, str], key_id: str, runs: int = COLD_START_TURNS) -
         EVENT_SCRIPT
         + f"""
 import os, sys, time, json
+from bench.host import host_speed_ms
+from bench.peers_report import END as PEERS_END
+from bench.peers_report import START as PEERS_START
 from local.extensions_api import ExtensionsApi
 extensions = ExtensionsApi("ApiFunction", "app.lambda_handler")  # as Lambda has it, so the import registers
 os.environ["AWS_LAMBDA_RUNTIME_API"] = extensions.address
@@ -678,15 +684,6 @@ def markdown(
     return "\n".join(lines)
 
 
-def host_speed_ms() -> int:
-    """A fixed piece of pure-Python work, timed: how fast this (shared, noisy) host was, to compare runs by."""
-    started = time.perf_counter()
-    total = 0
-    for step in range(5_000_000):
-        total += step
-    return round((time.perf_counter() - started) * 1000)
-
-
 def main() -> int:
     speed = [host_speed_ms()]
     stack = start_stack({"FAKE_SEGMIND_LATENCY_MS": str(UPSTREAM_MS), "LOCAL_LAMBDA_CONCURRENCY": "6"})
@@ -710,9 +707,6 @@ def main() -> int:
     print(report)
     print("\n".join(["", "Targets:", *(goal.line() for goal in targets(lat, cold))]))
     return 0
-
-
-PEERS_START, PEERS_END = "<!-- bench-peers:start -->", "<!-- bench-peers:end -->"
 
 
 def peers_section(path: Path) -> str:
