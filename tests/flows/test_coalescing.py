@@ -3,6 +3,7 @@ answer keep identical requests waiting for them."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +13,7 @@ from segmind_proxy.domain.errors import CoalesceTimeout, FailureKind, UpstreamFa
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.usage import BudgetExceeded
 from segmind_proxy.flows.billing import TenantBilling
+from segmind_proxy.flows.coalescing import Coalescer
 from segmind_proxy.flows.generate import GenerationService
 from tests.fakes import FakeDeferrer, FakeImageStore, FakeLeases, FakeUpstream
 from tests.support.aws import make_tenant
@@ -186,3 +188,18 @@ def test_stored_before_answering(store, segmind, leases, clock, deferrer, must_s
     result = generate(service, must_store=must_store, store_later=lambda result: fits)
     assert deferrer.tasks == [] and result.storing is None
     assert result.stored is not None and service._read_cache(REQUEST, "t", by_url=False) is not None
+
+
+@pytest.mark.parametrize("lands_after", [0.5, 2.0, 4.7, 9.3])
+def test_a_waiter_is_served_within_a_quarter_second_of_the_images_landing(clock, leases, lands_after):
+    """Segmind takes 2 to 5 s: a waiter polling ever more slowly would answer up to its longest pause after the
+    request it waits for (about 0.65 s more than that request at p50 with a 1 s pause, in `make bench-peers`)."""
+
+    leases.acquire(KEY, "holder", 60)
+    landed = clock() + lands_after
+    images = SimpleNamespace(coalesced=False)
+    found = Coalescer(leases, clock=clock, sleep=clock.sleep).wait_for(
+        KEY, clock() + 30, lambda: images if clock() >= landed else None
+    )
+    assert found is images
+    assert 0 <= clock() - landed <= 0.25
