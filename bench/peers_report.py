@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.litellm_peer import ENVIRONMENT, MASTER_KEY, Peer
 from bench.workload import REPEAT_AFTER_S, Plan, Played, pct, schedule, summary
+from segmind_proxy.flows.coalescing import WAIT_FIRST_POLL_SECONDS, WAIT_MAX_POLL_SECONDS
 
 START = "<!-- bench-peers:start -->"
 END = "<!-- bench-peers:end -->"
@@ -131,8 +132,9 @@ def _copies_text(report: Report) -> str:
     )
     return (
         f"A burst's copy costs no credits at the gateway but took {slower} ms longer at p50 than sent direct: it "
-        "waits for the first's images, which the coalescing lease's follower looks for in the cache every 0.1 s, "
-        "backing off to every 1 s, and which land there only after the first's answer."
+        "waits for the first's images, which it looks for in the cache every "
+        f"{WAIT_FIRST_POLL_SECONDS} s, backing off to every {WAIT_MAX_POLL_SECONDS} s, and which land there only "
+        "after the first's answer."
     )
 
 
