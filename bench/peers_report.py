@@ -87,7 +87,8 @@ def _schedule_text(plan: Plan) -> str:
 def _side_table(report: Report) -> list[str]:
     lines = ["| path | p50 | p95 | added over direct (p50 / p95) |", "|---|---|---|---|"]
     for name, row in report.side.items():
-        added = "" if name == "direct" else f"{row['added p50']} / {row['added p95']}"
+        # A hit makes no upstream call: nothing of it is "added" to one.
+        added = "" if name in ("direct", "gateway hit") else f"{row['added p50']} / {row['added p95']}"
         lines.append(f"| {name} | {row['p50']} | {row['p95']} | {added} |")
     return lines
 
