@@ -91,10 +91,18 @@ class GenerationService:
         acquired = self.coalescer.acquire(lease, owner, deadline)
         refused = reserving.exception()
         took_over = False
-        look = partial(self._read_cache, request, scope.namespace, plan.by_url)
+        # Waiting reads the cache as it is: a read that fails means the holder's images could not be served even
+        # once they land, and the holder of a lease that cached them leaves it to lapse (up to its Lambda's
+        # timeout), so waiting would end in a 504.
+        look = partial(self._read_cache, request, scope.namespace, plan.by_url, strict=True)
         try:
             while not acquired:
-                shared = self.coalescer.wait_for(lease, deadline, look)
+                try:
+                    shared = self.coalescer.wait_for(lease, deadline, look)
+                except Outage:
+                    logger.warning("Cache unreadable while waiting; generating without the lease", exc_info=True)
+                    metrics.add_metric(name="StorageErrors", unit=MetricUnit.Count, value=1)
+                    break
                 if shared is not None:
                     billing.on_hit()  # free: gives back the reservation, if any
                     return shared
@@ -108,13 +116,14 @@ class GenerationService:
                 if not took_over:
                     raise refused
                 billing.reserve()  # the budget may have changed while we waited
-            result = self._generate(request, scope, plan, lambda: self.coalescer.release(lease, owner))
+            release = (lambda: self.coalescer.release(lease, owner)) if acquired else None
+            result = self._generate(request, scope, plan, release)
             return result
         finally:
             # Once the images are in the cache every identical request finds them there, so the lease can simply
             # lapse (its TTL tidies it): one round trip fewer on a miss. Without them, others must take over now.
             # Images cached after the answer keep identical requests waiting for them until then.
-            if result is None or not result.cached:
+            if acquired and (result is None or not result.cached):
                 self.coalescer.release(lease, owner)
 
     def _generate(
@@ -232,22 +241,30 @@ class GenerationService:
         if not self.keep(stored, result) and on_failure is not None:
             on_failure()
 
-    def _read_cache(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> ImageResult | None:
+    def _read_cache(
+        self, request: Txt2ImgRequest, namespace: str, by_url: bool, strict: bool = False
+    ) -> ImageResult | None:
+        """The cached set, or None; `strict`: a read that fails raises `Outage` instead of reading as a miss."""
         stored = StoredSet.cached(namespace, cache_key(request), request.batch_size, request.image_format)
+        if strict:
+            return self._read_set_or_raise(stored, request, by_url)
         return self._read_set(stored, request, by_url)
 
     def _read_set(self, stored: StoredSet, request: Txt2ImgRequest, by_url: bool) -> ImageResult | None:
         try:
-            if by_url:
-                found = self.store.head(stored)
-                images = None
-            else:
-                read = self.store.read(stored)
-                found, images = (read[1], read[0]) if read else (None, None)
+            return self._read_set_or_raise(stored, request, by_url)
         except Outage:
             logger.warning("Cache lookup failed; generating instead", extra={"prefix": stored.prefix}, exc_info=True)
             metrics.add_metric(name="StorageErrors", unit=MetricUnit.Count, value=1)
             return None
+
+    def _read_set_or_raise(self, stored: StoredSet, request: Txt2ImgRequest, by_url: bool) -> ImageResult | None:
+        if by_url:
+            found = self.store.head(stored)
+            images = None
+        else:
+            read = self.store.read(stored)
+            found, images = (read[1], read[0]) if read else (None, None)
         if found is None:
             return None
         image_format = stored_format(found, request.image_format)
