@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import Browser, sync_playwright
 
 from local.harness import DEV_KEY, SLUG, RunningStack, start_stack, stop_stack
 
 __all__ = ["DEV_KEY", "SLUG", "RunningStack", "start_stack", "stop_stack"]
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium: Debian's package (browsers cannot be downloaded here), which `make test` installs."""
+    assert Path(CHROMIUM).exists(), "Debian's chromium package: `make test` installs it (see the Makefile)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""The playground in a real browser: headless Chromium (Debian's package, installed by `make test` when missing)
-driven by Playwright, against the local stack. The page loads with no console error and no request to another
+"""The playground in a real browser: headless Chromium (the `browser` fixture in conftest.py) driven by
+Playwright, against the local stack. The page loads with no console error and no request to another
 origin, generates (v1, OpenAI, v2), shows HIT on a repeat, shows an error next to its field, and works from another
 origin with an origin-restricted key (CORS as a browser enforces it)."""
 
@@ -16,26 +16,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from local.harness import free_port
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "layers/core/segmind_proxy/api/playground"
 # Set to write docs/playground.png and docs/playground-phone.png (the README's screenshots).
 SCREENSHOTS = os.environ.get("PLAYGROUND_SCREENSHOTS") == "1"
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium package: `make test` installs it (see the Makefile)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM)
-        yield launched
-        launched.close()
 
 
 class Watched:

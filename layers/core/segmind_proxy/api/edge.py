@@ -39,12 +39,28 @@ EXPOSED_HEADERS = [
 ]
 
 
+# Beyond Powertools' defaults (Content-Type, X-Api-Key, Authorization, ...): ours, and those OpenAI's JavaScript SDK
+# sends from a browser (`dangerouslyAllowBrowser`), without which its preflight fails and no request is sent.
+ALLOWED_HEADERS = [
+    "Authorization",
+    "Cache-Control",
+    "x-response-mode",
+    "Idempotency-Key",
+    "x-webhook-url",
+    *(f"X-Stainless-{name}" for name in ("Lang", "Package-Version", "OS", "Arch", "Runtime", "Runtime-Version")),
+    "X-Stainless-Retry-Count",
+    "X-Stainless-Timeout",
+    "OpenAI-Organization",
+    "OpenAI-Project",
+]
+
+
 def cors_config(settings: Settings) -> CORSConfig:
     origins = settings.cors_allowed_origins or ["*"]
     return CORSConfig(
         allow_origin=origins[0],
         extra_origins=origins[1:],
-        allow_headers=["Authorization", "Cache-Control", "x-response-mode", "Idempotency-Key", "x-webhook-url"],
+        allow_headers=ALLOWED_HEADERS,
         expose_headers=EXPOSED_HEADERS,
         max_age=600,
     )
