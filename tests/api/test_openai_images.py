@@ -300,3 +300,35 @@ def test_idempotency_key_replays_and_refuses_a_different_body(invoke, upstream, 
     assert header(again, "x-idempotent-replay") == "true" and len(upstream.calls()) == 1
     reused = generate(invoke, SMALL | {"n": 2}, api_key_id="key-acme", headers=headers)
     assert reused["statusCode"] == 422 and openai_error(reused)["code"] == "idempotency_key_reused"
+
+
+@pytest.fixture
+def edge_reads(monkeypatch):
+    """The cache reads started at the edge, alongside the tenant check: (prompt, by_url) each."""
+    from segmind_proxy.composition import generation_service
+
+    service, started = generation_service(), []
+    prefetch = service.prefetch
+
+    def recorded(request, namespace, by_url):
+        started.append((request.prompt, by_url))
+        return prefetch(request, namespace, by_url)
+
+    monkeypatch.setattr(service, "prefetch", recorded)
+    return started
+
+
+def test_a_fixed_seed_starts_its_cache_read_at_the_edge_as_v1_does(invoke, upstream, edge_reads):
+    upstream.succeed()
+    assert header(generate(invoke, SMALL | {"seed": 11}), "x-cache") == "MISS"
+    hit = generate(invoke, SMALL | {"seed": 11, "response_format": "url"})
+    assert header(hit, "x-cache") == "HIT" and set(body_json(hit)["data"][0]) == {"url"}
+    assert edge_reads == [(SMALL["prompt"], False), (SMALL["prompt"], True)]  # url: only checks that they exist
+
+
+def test_no_seed_or_an_invalid_body_starts_no_cache_read(invoke, upstream, edge_reads):
+    upstream.succeed()
+    assert header(generate(invoke, SMALL), "x-cache") == "BYPASS"
+    assert generate(invoke, SMALL | {"seed": 11, "size": "1x1"})["statusCode"] == 400
+    assert generate(invoke, SMALL | {"seed": 11, "model": "dall-e-3"})["statusCode"] == 404
+    assert edge_reads == []

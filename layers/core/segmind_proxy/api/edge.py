@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.event_handler import CORSConfig
 
-from segmind_proxy.api import openai_errors, segmind_errors
+from segmind_proxy.api import openai_errors, openai_images, segmind_errors, segmind_v1
 from segmind_proxy.api.proxy_events import api_key_id, body_of, headers_of, request_id
-from segmind_proxy.api.segmind_v1 import Parsed, prefetch_cache_read
+from segmind_proxy.api.segmind_v1 import Parsed
 from segmind_proxy.api.services import Services
 from segmind_proxy.domain.catalog import sd35_turbo
 from segmind_proxy.domain.errors import AccessRefused, Dependency, Outage, Unavailable
@@ -26,6 +27,12 @@ from segmind_proxy.settings import Settings
 
 TXT2IMG_PATH = f"/v1/{sd35_turbo().slug}"
 V2_PATH = f"/v2/{sd35_turbo().slug}"
+# The routes whose body is parsed at the edge and whose cache read starts alongside the tenant check.
+PREFETCHERS = {
+    TXT2IMG_PATH: segmind_v1.prefetch_cache_read,
+    V2_PATH: partial(segmind_v1.prefetch_cache_read, v2=True),
+    openai_images.GENERATIONS_PATH: openai_images.prefetch_cache_read,
+}
 EXPOSED_HEADERS = [
     "x-cache",
     "x-request-id",
@@ -116,13 +123,13 @@ def _prefetch(
 ) -> tuple[Parsed | None, Future[ImageResult | None] | None]:
     """A generation's body is parsed once, here, and its cache read starts now, alongside the tenant check: one
     round trip in the time of two."""
-    resource = event.get("resource")
-    if event.get("httpMethod") != "POST" or resource not in (TXT2IMG_PATH, V2_PATH):
+    prefetcher = PREFETCHERS.get(event.get("resource", "")) if event.get("httpMethod") == "POST" else None
+    if prefetcher is None:
         return None, None
     namespace = known_namespace(services.tenants, key_id)
     if namespace is None:
         return None, None
-    return prefetch_cache_read(body_of(event), headers_of(event), namespace, services, v2=resource == V2_PATH)
+    return prefetcher(body_of(event), headers_of(event), namespace, services)
 
 
 def refusal(event: dict[str, Any], refused: AccessRefused | Unavailable, cors: CORSConfig) -> dict[str, Any]:

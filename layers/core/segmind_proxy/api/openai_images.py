@@ -11,6 +11,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,12 +21,14 @@ from segmind_proxy.api.delivery import IMAGES_DELIVERED, Reply, ResponseMode, ke
 from segmind_proxy.api.headers import idempotency_key
 from segmind_proxy.api.openai_errors import SEGMIND_TO_OPENAI
 from segmind_proxy.api.segmind_v1 import (
+    Parsed,
     answered,
     check_body,
     generate_or_replay,
     plan_for,
     report,
     request_scope,
+    start_cache_read,
 )
 from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.domain.delivery import fits_inline, undeliverable
@@ -217,11 +220,25 @@ def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings)
     return translate(load_json_object(body))
 
 
+def prefetch_cache_read(
+    body: bytes | None, headers: Mapping[str, str], namespace: str, services: Services
+) -> tuple[Parsed | None, Future[ImageResult | None] | None]:
+    """As v1's: the body translated once, at the edge, and the cache read of a request with a fixed seed started
+    alongside the tenant check. An invalid body is translated again by the route, which refuses it and counts it."""
+    try:
+        order = validate(body, headers, services.settings)
+    except (RequestInvalid, UnknownModel):
+        return None, None
+    read = start_cache_read(order.request, headers, namespace, services, by_url=order.as_url)
+    return (order.request, order), read
+
+
 def handle_generations(incoming: Incoming, caller: Caller, services: Services) -> Reply:
     """Validate, generate or serve (once per Idempotency-Key), and answer in OpenAI's shape."""
     settings, service = services.settings, services.generation
     with counting_rejections(caller.tenant, services.ledger, service.later):
-        order = validate(incoming.body, incoming.headers, settings)
+        parsed = incoming.parsed[1] if incoming.parsed else None
+        order = parsed if isinstance(parsed, ImageOrder) else validate(incoming.body, incoming.headers, settings)
         key = idempotency_key(incoming.headers) if services.once else None
     request = order.request
     scope = request_scope(request, caller, incoming, services)

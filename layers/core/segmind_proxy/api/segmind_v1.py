@@ -97,9 +97,16 @@ def prefetch_cache_read(
     except RequestInvalid:
         return None, None
     request, mode = parsed
+    return parsed, start_cache_read(request, headers, namespace, services, by_url=v2 or mode is ResponseMode.URL)
+
+
+def start_cache_read(
+    request: Txt2ImgRequest, headers: Mapping[str, str], namespace: str, services: Services, *, by_url: bool
+) -> Future[ImageResult | None] | None:
+    """The cache read of a request that will make one (a fixed seed, no `no-cache`), started now; else None."""
     if not CachePolicy.from_header(headers.get("cache-control")).reads(request):
-        return parsed, None
-    return parsed, services.generation.prefetch(request, namespace, by_url=v2 or mode is ResponseMode.URL)
+        return None
+    return services.generation.prefetch(request, namespace, by_url=by_url)
 
 
 def handle_txt2img(incoming: Incoming, caller: Caller, services: Services) -> Reply:

@@ -39,4 +39,6 @@ class Incoming:
     context: Any = None  # the Lambda context
     prefetched: Future[ImageResult | None] | None = None  # the cache read started for it at the edge
     base_url: str = ""  # this API's absolute base URL as the client called it
-    parsed: tuple[Txt2ImgRequest, Any] | None = None  # the body, validated at the edge (request, response mode)
+    # The body, validated at the edge: the request, and how its front door answers it (v1's response mode, OpenAI's
+    # order).
+    parsed: tuple[Txt2ImgRequest, Any] | None = None
