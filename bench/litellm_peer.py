@@ -4,7 +4,6 @@ free port from its own virtualenv (.venv-litellm, see bench/litellm-requirements
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -17,7 +16,7 @@ from typing import Any
 import requests
 import yaml
 
-from local.harness import ROOT, SLUG, free_port
+from local.harness import ROOT, SLUG, free_port, stop_stack
 from local.stack import FAKE_SEGMIND_KEY
 
 VENV = ROOT / ".venv-litellm"
@@ -88,16 +87,6 @@ def _wait_ready(process: subprocess.Popen, url: str, log: Path, timeout: float =
     raise RuntimeError(f"LiteLLM was not ready in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @contextmanager
 def running_litellm(fake_url: str) -> Iterator[Peer]:
     """LiteLLM's proxy, one worker, on loopback; stopped (its whole process group) however the block ends."""
@@ -122,4 +111,4 @@ def running_litellm(fake_url: str) -> Iterator[Peer]:
             _wait_ready(process, url, log)
             yield Peer(url, installed_version(), text)
         finally:
-            _stop(process)
+            stop_stack(process)  # its whole process group, as the local stack's
