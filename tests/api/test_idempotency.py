@@ -131,3 +131,39 @@ def test_an_undeliverable_first_attempt_is_refunded_and_not_remembered(
     spent = usage(invoke)
     assert (spent["images_generated"], spent["failed_generations"]) == (1, 1)
     assert len(upstream.calls()) == 2
+
+
+def _idempotency_record(params):
+    """A call on an Idempotency-Key's record (Powertools' low-level client: typed attribute values)."""
+    pk = (params.get("Key") or params.get("Item") or {}).get("pk")
+    return isinstance(pk, dict) and str(pk.get("S", "")).startswith("IDEMPOTENCY")
+
+
+def test_a_paid_image_is_delivered_even_when_its_key_cannot_be_recorded(invoke, upstream, jobs_env, monkeypatch):
+    make_tenant(jobs_env["registry"])
+    upstream.succeed()
+    aws_failing(monkeypatch, "UpdateItem", _idempotency_record)  # Powertools' save of the outcome
+    first = post(invoke, SMALL, "k-unrecorded")
+    assert first["statusCode"] == 200 and body_bytes(first)[:2] == b"\xff\xd8"
+    assert len(upstream.calls()) == 1 and usage(invoke)["images_generated"] == 1
+
+
+def test_a_key_that_cannot_be_checked_is_503_before_any_work(invoke, upstream, jobs_env, monkeypatch):
+    make_tenant(jobs_env["registry"])
+    upstream.succeed()
+    aws_failing(monkeypatch, "PutItem", _idempotency_record)  # Powertools' first write of the key
+    refused = post(invoke, SMALL, "k-unchecked")
+    assert refused["statusCode"] == 503 and "retry" in body_json(refused)["error"]
+    assert upstream.calls() == [] and usage(invoke)["images_generated"] == 0
+
+
+def test_a_failed_request_is_answered_with_its_own_failure_when_its_key_cannot_be_cleared(
+    invoke, upstream, jobs_env, monkeypatch
+):
+    make_tenant(jobs_env["registry"])
+    for _ in range(3):
+        upstream.fail(500)
+    aws_failing(monkeypatch, "DeleteItem", _idempotency_record)  # Powertools clears a failed attempt's record
+    failed = post(invoke, SMALL, "k-uncleared")
+    assert failed["statusCode"] == 502 and "Segmind" in body_json(failed)["error"]
+    assert usage(invoke)["images_generated"] == 0

@@ -392,3 +392,13 @@ def test_a_result_whose_images_expired_is_410_not_dead_urls(invoke, upstream, jo
     expired = get(invoke, f"/v2/requests/{job_id}")
     assert expired["statusCode"] == 410 and "expired from storage" in body_json(expired)["error"]
     assert body_json(get(invoke, f"/v2/requests/{job_id}/status"))["status"] == "COMPLETED"
+
+
+def test_a_job_status_while_the_job_store_is_down_is_503(invoke, upstream, jobs_env, monkeypatch):
+    make_tenant(jobs_env["registry"])
+    job_id = body_json(submit(invoke))["request_id"]
+    aws_failing(monkeypatch, "GetItem", lambda params: params.get("TableName") == JOBS_TABLE)
+    for path in (f"/v2/requests/{job_id}/status", f"/v2/requests/{job_id}"):
+        answer = get(invoke, path)
+        assert answer["statusCode"] == 503, path
+        assert body_json(answer)["error"] == "The gateway's job store is unavailable; retry shortly"

@@ -17,12 +17,14 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy.adapters.aws_clients import dynamodb_client
-from segmind_proxy.domain.errors import IdempotencyInProgress, IdempotencyKeyReused
+from segmind_proxy.domain.errors import Dependency, IdempotencyInProgress, IdempotencyKeyReused, Outage
+from segmind_proxy.observability import logger
 from segmind_proxy.settings import get_settings
 
 
@@ -56,11 +58,16 @@ class PowertoolsIdempotency:
     ) -> tuple[dict[str, Any], bool]:
         """`produce()`'s outcome, computed once per (tenant, route, key) for the retention period.
         `scope`: (namespace, route). Returns (outcome, replayed)."""
-        ran: list[bool] = []
+        produced: list[dict[str, Any]] = []
+        failed: list[Exception] = []
 
         def once(identity: dict[str, Any]) -> dict[str, Any]:
-            ran.append(True)
-            return produce()
+            try:
+                produced.append(produce())
+            except Exception as error:
+                failed.append(error)
+                raise
+            return produced[0]
 
         config = _config()
         if context is not None:
@@ -86,4 +93,20 @@ class PowertoolsIdempotency:
             raise IdempotencyInProgress(
                 "A request with this Idempotency-Key is still in progress; retry shortly", retry_after=2
             ) from None
-        return outcome, not ran
+        except IdempotencyPersistenceLayerError as error:
+            return _despite_the_store(error, produced, failed), False
+        return outcome, not (produced or failed)
+
+
+def _despite_the_store(
+    error: IdempotencyPersistenceLayerError, produced: list[dict[str, Any]], failed: list[Exception]
+) -> dict[str, Any]:
+    """Powertools could not read or write the key's record. The request's own failure is what the client hears; an
+    outcome produced (paid images) is answered unrecorded, and a retry runs afresh once the in-progress record
+    expires; before anything ran, nothing was done and the store's outage is the answer."""
+    if failed:
+        raise failed[0]
+    if produced:
+        logger.warning("Could not record an Idempotency-Key's outcome; answering it unrecorded", exc_info=error)
+        return produced[0]
+    raise Outage(Dependency.JOB_STORE) from error

@@ -39,7 +39,7 @@ from segmind_proxy.api.segmind_v1 import handle_txt2img
 from segmind_proxy.api.segmind_v2 import handle_result, handle_status, handle_submit
 from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.api.usage import handle_usage
-from segmind_proxy.domain.errors import DomainError, NotCached
+from segmind_proxy.domain.errors import DomainError, NotCached, Outage, Unavailable
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Caller
@@ -188,6 +188,9 @@ def submit_v2() -> JobSubmitted:
     return JobSubmitted.model_validate(handle_submit(_incoming(), _caller(), _services()))
 
 
+JOB_STORE_DOWN = "The tenant registry or the job store is unavailable; retry shortly"
+
+
 @router.get(
     "/v2/requests/<request_id>/status",
     summary="Status of an async generation",
@@ -198,6 +201,7 @@ def submit_v2() -> JobSubmitted:
         },
         404: docs.error("No such request (or another tenant's)"),
         422: {"description": "FAILED, with `error`", "content": {"application/json": {"model": JobStatusBody}}},
+        503: docs.error(JOB_STORE_DOWN),
         **docs.GATEWAY_RESPONSES,
     },
     security=docs.SECURITY,
@@ -219,6 +223,7 @@ def job_status(request_id: str) -> Response[JobStatusBody]:
         404: docs.error("No such request (or another tenant's)"),
         410: docs.error("COMPLETED, but its images have expired from storage"),
         422: {"description": "FAILED, with `error`", "content": {"application/json": {"model": JobResultBody}}},
+        503: docs.error(JOB_STORE_DOWN),
         **docs.GATEWAY_RESPONSES,
     },
     security=docs.SECURITY,
@@ -237,6 +242,7 @@ def job_result(request_id: str) -> Response[JobResultBody]:
         200: {"description": "Usage", "content": {"application/json": {"model": UsageReport}}},
         400: docs.error("'month' is not YYYY-MM, or a query parameter other than 'month' was given"),
         404: docs.error("Usage metering is not enabled on this gateway"),
+        503: docs.error("The tenant registry or the usage ledger is unavailable; retry shortly"),
         **docs.GATEWAY_RESPONSES,
     },
     security=docs.SECURITY,
@@ -315,6 +321,15 @@ def domain_error(error: DomainError) -> Response:
     else:
         logger.info("Request refused", extra={"status": answer.status, "kind": error.kind, "reason": error.message})
     return _json(answer.status, answer.body, answer.headers)
+
+
+@router.exception_handler(Outage)
+def outage(error: Outage) -> Response:
+    """An outage no flow turned into an answer of its own (a job's status while the job store is down, the usage
+    while the ledger is): nothing was done, so the request can simply be retried."""
+    return domain_error(
+        Unavailable(error.dependency, f"The gateway's {error.dependency.described} is unavailable; retry shortly")
+    )
 
 
 @router.exception_handler(NotFoundError)  # what the resolver's `not_found` registers

@@ -113,6 +113,21 @@ class Dependency(StrEnum):
     TENANT_REGISTRY = "registry"
     LEASES = "leases"
 
+    @property
+    def described(self) -> str:
+        """As a client's error message names it."""
+        return DEPENDENCY_NAMES[self]
+
+
+DEPENDENCY_NAMES = {
+    Dependency.STORAGE: "image storage",
+    Dependency.LEDGER: "usage ledger",
+    Dependency.JOB_STORE: "job store",
+    Dependency.JOB_QUEUE: "job queue",
+    Dependency.TENANT_REGISTRY: "tenant registry",
+    Dependency.LEASES: "lease store",
+}
+
 
 class Unavailable(DomainError):
     """A dependency is down, and the request fails because of it; the message says what that means for the caller
