@@ -245,6 +245,12 @@ def test_a_jobs_reservation_and_webhook_outcome_are_kept(jobs):
     assert jobs.get(job.job_id).reservation is None
 
 
+def test_holding_a_reservation_for_a_job_that_is_gone_leaves_no_trace(jobs):
+    jobs.hold("no-such-job", {"tenant_id": "t", "month": "2026-01", "credits": 0.5, "images": 1, "holder": "job-x"})
+    jobs.hold("no-such-job", None)
+    assert jobs.get("no-such-job") is None
+
+
 # -- leases ----------------------------------------------------------------------------------------------------------
 def test_a_lease_has_one_owner_until_it_expires(leases, clock):
     assert leases.acquire("k", "a", 10) and leases.held("k")

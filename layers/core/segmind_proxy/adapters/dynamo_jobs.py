@@ -105,15 +105,22 @@ class JobStore(DynamoTable):
         )
 
     def hold(self, job_id: str, reservation: dict[str, Any] | None) -> None:
-        """Record the budget reservation the job holds (None: none held)."""
-        if reservation is None:
-            self.table.update_item(Key={"pk": f"JOB#{job_id}"}, UpdateExpression="REMOVE reservation")
-        else:
-            self.table.update_item(
-                Key={"pk": f"JOB#{job_id}"},
-                UpdateExpression="SET reservation = :r",
-                ExpressionAttributeValues={":r": _to_dynamo(reservation)},
-            )
+        """Record the budget reservation the job holds (None: none held). A job that is gone (its record expired)
+        is left gone: an update alone would create an item holding nothing but the reservation; the ledger's own
+        record of the reservation is what the sweeper gives back."""
+        change: dict[str, Any] = (
+            {"UpdateExpression": "REMOVE reservation"}
+            if reservation is None
+            else {
+                "UpdateExpression": "SET reservation = :r",
+                "ExpressionAttributeValues": {":r": _to_dynamo(reservation)},
+            }
+        )
+        try:
+            self.table.update_item(Key={"pk": f"JOB#{job_id}"}, ConditionExpression="attribute_exists(pk)", **change)
+        except ClientError as exc:
+            if not condition_failed(exc):
+                raise
 
     def complete(self, job_id: str, result: dict[str, Any], attempt: int) -> Job | None:
         """PROCESSING -> COMPLETED exactly once, by the attempt that holds the job (the caller that gets the Job
