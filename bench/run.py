@@ -103,16 +103,21 @@ def timed_call(call: Callable[[], Any]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def tenant_read(env: dict[str, str]) -> Callable[[], Any]:
-    """One DynamoDB GetItem on the tenants table through its own client: the cheapest AWS call the gateway makes."""
+def local_session(env: dict[str, str]) -> Any:
+    """A boto3 session of the bench's own, on the function's region and credentials."""
     import boto3
 
-    session = boto3.session.Session(
+    return boto3.session.Session(
         region_name=env["AWS_DEFAULT_REGION"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
-    table = session.resource("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"]).Table(env["TENANTS_TABLE"])
+
+
+def tenant_read(env: dict[str, str], session: Any = None) -> Callable[[], Any]:
+    """One DynamoDB GetItem on the tenants table through its own client: the cheapest AWS call the gateway makes."""
+    resource = (session or local_session(env)).resource("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"])
+    table = resource.Table(env["TENANTS_TABLE"])
     return lambda: table.get_item(Key={"pk": "bench", "sk": "bench"})
 
 
@@ -365,18 +370,12 @@ def miss_phases(invoke: Callable[..., tuple[float, float]], samples: int = PHASE
 
 def moto_call_ms(env: dict[str, str], samples: int = 30) -> dict[str, float]:
     """What one AWS call costs on this local stack (moto in server mode), for reading the figures above."""
-    import boto3
-
-    session = boto3.session.Session(
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
+    session = local_session(env)
     s3 = session.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
     table = session.resource("dynamodb", endpoint_url=env["AWS_ENDPOINT_URL"]).Table(env["TENANTS_TABLE"])
     data = os.urandom(400_000)  # about a 512 x 512 PNG
     calls = {
-        "DynamoDB GetItem": lambda: table.get_item(Key={"pk": "bench", "sk": "bench"}),
+        "DynamoDB GetItem": tenant_read(env, session),
         "DynamoDB UpdateItem": lambda: table.update_item(
             Key={"pk": "bench", "sk": "bench"}, UpdateExpression="ADD n :one", ExpressionAttributeValues={":one": 1}
         ),
