@@ -94,7 +94,7 @@ class GenerationService:
         # Waiting reads the cache as it is: a read that fails means the holder's images could not be served even
         # once they land, and the holder of a lease that cached them leaves it to lapse (up to its Lambda's
         # timeout), so waiting would end in a 504.
-        look = partial(self._read_cache, request, scope.namespace, plan.by_url, strict=True)
+        look = partial(self._read_set_or_raise, _cached_set(request, scope.namespace), request, plan.by_url)
         try:
             while not acquired:
                 try:
@@ -241,16 +241,11 @@ class GenerationService:
         if not self.keep(stored, result) and on_failure is not None:
             on_failure()
 
-    def _read_cache(
-        self, request: Txt2ImgRequest, namespace: str, by_url: bool, strict: bool = False
-    ) -> ImageResult | None:
-        """The cached set, or None; `strict`: a read that fails raises `Outage` instead of reading as a miss."""
-        stored = StoredSet.cached(namespace, cache_key(request), request.batch_size, request.image_format)
-        if strict:
-            return self._read_set_or_raise(stored, request, by_url)
-        return self._read_set(stored, request, by_url)
+    def _read_cache(self, request: Txt2ImgRequest, namespace: str, by_url: bool) -> ImageResult | None:
+        return self._read_set(_cached_set(request, namespace), request, by_url)
 
     def _read_set(self, stored: StoredSet, request: Txt2ImgRequest, by_url: bool) -> ImageResult | None:
+        """The set, or None; a read that fails reads as a miss (`_read_set_or_raise` raises `Outage` instead)."""
         try:
             return self._read_set_or_raise(stored, request, by_url)
         except Outage:
@@ -295,6 +290,11 @@ def _made(request: Txt2ImgRequest, generation: Generation, owner: str, *, looked
         upstream_request_id=generation.upstream_request_id,
         asked=request.batch_size,
     )
+
+
+def _cached_set(request: Txt2ImgRequest, namespace: str) -> StoredSet:
+    """Where the shared cache keeps a request's images."""
+    return StoredSet.cached(namespace, cache_key(request), request.batch_size, request.image_format)
 
 
 def _own_set(request: Txt2ImgRequest, namespace: str, owner: str, count: int | None = None) -> StoredSet:
