@@ -7,7 +7,7 @@ import random
 import threading
 import weakref
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from segmind_proxy.adapters.after_response import AFTER_RESPONSE
@@ -80,28 +80,22 @@ def segmind_client(settings: Settings) -> SegmindClient:
     )
 
 
-def webhook_sender(settings: Settings) -> OnFirstUse[WebhookSender]:
-    def build() -> WebhookSender:
-        from segmind_proxy.adapters.webhooks import WebhookSender
+def webhook_sender(settings: Settings) -> WebhookSender:
+    from segmind_proxy.adapters.webhooks import WebhookSender
 
-        return WebhookSender(settings.webhook_targets)
-
-    return OnFirstUse(build)
+    return WebhookSender(settings.webhook_targets)
 
 
-def powertools_idempotency() -> OnFirstUse[PowertoolsIdempotency]:
-    def build() -> PowertoolsIdempotency:
-        from segmind_proxy.adapters.idempotency import PowertoolsIdempotency
+def powertools_idempotency() -> PowertoolsIdempotency:
+    from segmind_proxy.adapters.idempotency import PowertoolsIdempotency
 
-        return PowertoolsIdempotency()
-
-    return OnFirstUse(build)
+    return PowertoolsIdempotency()
 
 
 @cache
 def generation_service() -> GenerationService:
     settings = get_settings()
-    upstream = OnFirstUse(lambda: segmind_client(settings))
+    upstream = OnFirstUse(partial(segmind_client, settings))
     leases = LeaseStore(settings.jobs_table) if settings.jobs_table else None
     # What is handed out for a cached set must outlive its renewal: a URL, or a job record that presigns again.
     outlive = max(settings.presigned_url_ttl_seconds, settings.job_retention_hours * 3600)
@@ -136,7 +130,7 @@ def services() -> Services:
     once = None
     jobs = None
     if settings.jobs_table:
-        idempotency = powertools_idempotency()
+        idempotency = OnFirstUse(powertools_idempotency)
         once = OnceOnly(generation, idempotency, settings.inline_response_max_bytes)
         jobs = AsyncJobs(
             generation,
@@ -153,7 +147,7 @@ def services() -> Services:
         ledger=meter(),
         once=once,
         jobs=jobs,
-        webhooks=webhook_sender(settings),
+        webhooks=OnFirstUse(partial(webhook_sender, settings)),
     )
 
 
@@ -169,7 +163,7 @@ def job_runner() -> JobRunner:
         meter=meter(),
         max_attempts=settings.max_job_attempts,
         url_ttl=settings.presigned_url_ttl_seconds,
-        webhooks=webhook_sender(settings),
+        webhooks=OnFirstUse(partial(webhook_sender, settings)),
     )
 
 
