@@ -22,14 +22,13 @@ from bench.host import host_speed_ms
 from bench.litellm_peer import Peer, running_litellm
 from bench.load import LOAD_OVERRIDES
 from bench.peers_report import Report, chart, markdown, write_section
-from bench.workload import Plan, Played, pct, play, request_body, schedule, summary
+from bench.sampling import after_gap, pct
+from bench.workload import Plan, Played, play, request_body, schedule, summary
 from local.harness import ROOT, SLUG, RunningStack, start_stack, stop_stack
 from local.stack import FAKE_SEGMIND_KEY
 
 SAMPLES = int(os.environ.get("BENCH_PEERS_SAMPLES", "40"))
 UPSTREAM_MS = int(os.environ.get("BENCH_UPSTREAM_LATENCY_MS", "200"))
-# Between timed requests, as in `make bench`: the gateway's work after an answer stays out of the next one's time.
-GAP_S = int(os.environ.get("BENCH_GAP_MS", "100")) / 1000
 WORKLOAD_LATENCY_MS = (2000, 5000)  # Segmind's SD 3.5 Turbo, as seen from outside: 2 to 5 s
 # Containers per function: above the workload's peak of requests in flight at the gateway (about 40 at 8 requests/s
 # with 2-5 s upstream and bursts), so the emulator never queues one behind a busy container (it waits for a free
@@ -66,10 +65,7 @@ def fresh_body() -> dict[str, Any]:
 
 
 def timed(target: Target, body: dict[str, Any]) -> float:
-    time.sleep(GAP_S)
-    started = time.perf_counter()
-    answer = target.send(body)
-    elapsed = (time.perf_counter() - started) * 1000
+    elapsed, answer = after_gap(lambda: target.send(body))
     assert answer.status_code == 200, f"{target.name}: {answer.status_code} {answer.text[:200]}"
     return elapsed
 

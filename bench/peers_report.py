@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.litellm_peer import ENVIRONMENT, MASTER_KEY, Peer
-from bench.workload import REPEAT_AFTER_S, Plan, Played, pct, schedule, summary
+from bench.sampling import pct
+from bench.workload import REPEAT_AFTER_S, Plan, Played, schedule, summary
 from segmind_proxy.flows.coalescing import WAIT_FIRST_POLL_SECONDS, WAIT_MAX_POLL_SECONDS
 
 START = "<!-- bench-peers:start -->"

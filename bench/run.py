@@ -29,6 +29,7 @@ import requests
 from bench.host import host_speed_ms
 from bench.peers_report import END as PEERS_END
 from bench.peers_report import START as PEERS_START
+from bench.sampling import GAP_S, after_gap, pct
 from local.extensions_api import ExtensionsApi, deadline_ms
 from local.harness import ROOT, SLUG, RunningStack, start_stack, stop_stack
 from local.stack import FAKE_SEGMIND_KEY
@@ -36,9 +37,6 @@ from local.template import Stack
 
 SAMPLES = int(os.environ.get("BENCH_SAMPLES", "40"))
 UPSTREAM_MS = int(os.environ.get("BENCH_UPSTREAM_LATENCY_MS", "200"))
-# Between timed requests: a request's work after its answer (which on AWS runs on DynamoDB's and S3's machines)
-# would otherwise compete with the next request for moto and the 2 cores, and be counted into its latency.
-GAP_S = int(os.environ.get("BENCH_GAP_MS", "100")) / 1000
 DOCS = ROOT / "docs"
 COLD_START_TURNS = 9
 PHASE_SAMPLES = 20
@@ -46,20 +44,12 @@ HEALTH = "GET /v1/health"
 ONE_CALL = "one AWS call (DynamoDB GetItem)"
 
 
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))], 1)
-
-
 def body(**changes: Any) -> dict[str, Any]:
     return {"prompt": f"bench {uuid.uuid4().hex}", "width": 512, "height": 512, "base64": False, **changes}
 
 
-def timed(call: Any) -> float:
-    time.sleep(GAP_S)
-    started = time.perf_counter()
-    response = call()
-    elapsed = (time.perf_counter() - started) * 1000
+def timed(call: Callable[[], requests.Response]) -> float:
+    elapsed, response = after_gap(call)
     assert response.status_code == 200, response.text[:200]
     return elapsed
 
@@ -89,18 +79,11 @@ def latency(stack: RunningStack, aws_call: Callable[[], Any]) -> dict[str, dict[
     for _ in range(SAMPLES):
         for name, call in paths.items():
             times[name].append(timed(call))
-        times[ONE_CALL].append(timed_call(aws_call))
+        times[ONE_CALL].append(after_gap(aws_call)[0])
     rows = {name: {"p50": pct(xs, 50), "p95": pct(xs, 95)} for name, xs in times.items()}
     rows["proxy miss"]["added_p50"] = round(rows["proxy miss"]["p50"] - rows["direct upstream"]["p50"], 1)
     rows["proxy miss"]["added_p95"] = round(rows["proxy miss"]["p95"] - rows["direct upstream"]["p95"], 1)
     return rows
-
-
-def timed_call(call: Callable[[], Any]) -> float:
-    time.sleep(GAP_S)
-    started = time.perf_counter()
-    call()
-    return (time.perf_counter() - started) * 1000
 
 
 def local_session(env: dict[str, str]) -> Any:
@@ -434,27 +417,7 @@ def cold_start(env: dict[str, str], key_id: str, runs: int = COLD_START_TURNS) -
         "import time; t = time.perf_counter(); import boto3; session = boto3.session.Session(); "
         "session.client('s3'); session.resource('dynamodb'); print((time.perf_counter() - t) * 1000)"
     )
-    repeated = json.dumps(body())
-    handler_code = (
-        EVENT_SCRIPT
-        + f"""
-import os, sys, time, json
-from bench.host import host_speed_ms
-from bench.peers_report import END as PEERS_END
-from bench.peers_report import START as PEERS_START
-from local.extensions_api import ExtensionsApi
-extensions = ExtensionsApi("ApiFunction", "app.lambda_handler")  # as Lambda has it, so the import registers
-os.environ["AWS_LAMBDA_RUNTIME_API"] = extensions.address
-t = time.perf_counter()
-sys.path.insert(0, "functions/api")
-import app
-imported = (time.perf_counter() - t) * 1000
-response = app.lambda_handler(event(json.loads('{repeated}'), key_id="{key_id}"), Context())
-assert response["statusCode"] == 200, response
-print(imported)
-print((time.perf_counter() - t) * 1000)
-"""
-    )
+    handler_code = cold_hit_script(json.dumps(body()), key_id)
     # Primes the bytecode folder, and the image cache so the measured first request is a hit (one S3 read), as
     # after any earlier request.
     run(boto3_code)
@@ -482,6 +445,33 @@ print((time.perf_counter() - t) * 1000)
         "clients ratio": ratio(clients),
         "first request to floor ratio": ratio(first, clients),
     }
+
+
+def cold_hit_script(repeated: str, key_id: str) -> str:
+    """A fresh process's import of the handler and its first request, a hit for `repeated` (JSON): printed, the ms
+    to import and the ms to answer, both from the clock's start. Before the clock starts, the script loads only
+    what Lambda's runtime has loaded when it imports a handler (the standard library and the Extensions API
+    stand-in), so that nothing the handler imports is already there."""
+    return (
+        EVENT_SCRIPT
+        + f"""
+import os, sys, time, json
+from local.extensions_api import ExtensionsApi
+extensions = ExtensionsApi("ApiFunction", "app.lambda_handler")  # as Lambda has it, so the import registers
+os.environ["AWS_LAMBDA_RUNTIME_API"] = extensions.address
+{CLOCK_STARTS}
+sys.path.insert(0, "functions/api")
+import app
+imported = (time.perf_counter() - t) * 1000
+response = app.lambda_handler(event(json.loads('{repeated}'), key_id="{key_id}"), Context())
+assert response["statusCode"] == 200, response
+print(imported)
+print((time.perf_counter() - t) * 1000)
+"""
+    )
+
+
+CLOCK_STARTS = "t = time.perf_counter()"
 
 
 def large_outputs(stack: RunningStack) -> list[dict[str, Any]]:

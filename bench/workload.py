@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from bench.sampling import pct
 from segmind_proxy.domain.image_formats import sniff_format
 
 WORDS = [
@@ -196,11 +197,6 @@ def play(arrivals: list[Arrival], send: Send, workers: int = 160) -> Played:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(one, arrivals))
     return played
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))], 1)
 
 
 def summary(played: Played) -> dict[str, Any]:

@@ -46,3 +46,18 @@ def test_rewriting_the_document_keeps_the_peers_section(tmp_path):
     assert peers_section(path) == f"\n{PEERS_START}\n| peer | 1 |\n{PEERS_END}\n"
     path.write_text("# no section\n")
     assert peers_section(path) == ""
+
+
+def test_the_cold_start_script_loads_nothing_the_handler_imports_before_its_clock_starts():
+    """Anything loaded before the clock would make the handler's import look cheaper than a cold Lambda's."""
+    import json
+    import subprocess
+    import sys
+
+    from bench.run import CLOCK_STARTS, ROOT, cold_hit_script
+
+    before_clock = cold_hit_script("{}", "key").split(CLOCK_STARTS)[0]
+    probe = before_clock + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = {name.split(".")[0] for name in json.loads(done.stdout)}
+    assert not loaded & {"segmind_proxy", "bench", "boto3", "botocore", "requests", "pydantic", "aws_lambda_powertools"}
