@@ -10,7 +10,6 @@ from pathlib import Path
 from bench.litellm_peer import ENVIRONMENT, MASTER_KEY, Peer
 from bench.sampling import pct
 from bench.workload import REPEAT_AFTER_S, Plan, Played, schedule, summary
-from segmind_proxy.flows.coalescing import WAIT_FIRST_POLL_SECONDS, WAIT_MAX_POLL_SECONDS
 
 START = "<!-- bench-peers:start -->"
 END = "<!-- bench-peers:end -->"
@@ -129,6 +128,10 @@ def _kinds_table(report: Report) -> list[str]:
 
 def _copies_text(report: Report) -> str:
     """What coalescing costs a burst's copies in time, against the same copies sent direct."""
+    # Imported here: the flows read the gateway's settings when imported, and `make bench` imports this module
+    # before it sets the function's environment for its in-process measurements.
+    from segmind_proxy.flows.coalescing import WAIT_FIRST_POLL_SECONDS, WAIT_MAX_POLL_SECONDS
+
     slower = round(
         pct(report.played["gateway"].latencies("burst"), 50) - pct(report.played["direct"].latencies("burst"), 50)
     )

@@ -61,3 +61,17 @@ def test_the_cold_start_script_loads_nothing_the_handler_imports_before_its_cloc
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = {name.split(".")[0] for name in json.loads(done.stdout)}
     assert not loaded & {"segmind_proxy", "bench", "boto3", "botocore", "requests", "pydantic", "aws_lambda_powertools"}
+
+
+def test_importing_the_benches_reads_no_gateway_settings():
+    """`make bench` sets the function's environment after its imports, for its in-process measurements: settings
+    read before then would have no bucket, tables or secret."""
+    import subprocess
+    import sys
+
+    from bench.run import ROOT
+
+    probe = "import bench.run, bench.peers\nfrom segmind_proxy.settings import get_settings\n"
+    probe += "print(get_settings.cache_info().currsize)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0"
