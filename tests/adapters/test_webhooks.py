@@ -9,7 +9,7 @@ import secrets
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 
 import pytest
@@ -22,6 +22,7 @@ from segmind_proxy.adapters import webhooks
 from segmind_proxy.domain.errors import RequestInvalid
 from segmind_proxy.domain.tenants import new_webhook_secret
 from segmind_proxy.settings import Settings, WebhookTargets
+from tests.support.http_server import serving
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(24))).decode()  # a secret in the form new tenants get
 
@@ -285,13 +286,8 @@ def test_loopback_rule_delivers_to_a_loopback_receiver_over_http():
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/done"
-        outcome = webhooks.deliver(url, {"status": "COMPLETED"}, SECRET, targets=WebhookTargets.LOOPBACK)
-    finally:
-        server.shutdown()
+    with serving(Receiver) as receiver:
+        outcome = webhooks.deliver(f"{receiver}/done", {"status": "COMPLETED"}, SECRET, targets=WebhookTargets.LOOPBACK)
     assert outcome == {"delivered": True, "attempts": 1, "status": 204}
     assert received == [b'{"status":"COMPLETED"}']
     assert Webhook(SECRET).verify(received[0], headers[0]) == {"status": "COMPLETED"}  # as it came over the wire
@@ -313,7 +309,6 @@ def test_a_webhook_host_that_rebinds_to_a_private_address_gets_no_byte(monkeypat
     """The checks see a public address; the connection reaches loopback: refused before anything is sent."""
     import ipaddress
     import socket
-    import threading
 
     from segmind_proxy.adapters import webhooks
     from segmind_proxy.settings import WebhookTargets

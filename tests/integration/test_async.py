@@ -6,11 +6,10 @@ import contextlib
 import json
 import os
 import signal
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,6 +20,7 @@ from standardwebhooks import Webhook
 from segmind_proxy.adapters.webhooks import verify_legacy
 from segmind_proxy.domain.image_formats import sniff_format
 from tests.integration.conftest import SLUG, start_stack, stop_stack
+from tests.support.http_server import serving
 
 pytestmark = pytest.mark.integration
 
@@ -97,17 +97,13 @@ class Receiver(BaseHTTPRequestHandler):
 def test_a_webhook_arrives_signed(stack):
     created = stack.cli("tenants", "create", f"hook-{uuid.uuid4().hex[:6]}", "--plan", "enterprise")
     secret = stack.cli("tenants", "webhook-secret", created["name"])["webhook_secret"]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        hook = f"http://127.0.0.1:{server.server_port}/done"  # loopback is allowed in the local stack only
+    with serving(Receiver) as receiver:
+        hook = f"{receiver}/done"  # loopback is allowed in the local stack only
         headers = {"x-api-key": created["api_key"], "x-webhook-url": hook}
         submitted = requests.post(f"{stack.base}/v2/{SLUG}", json=body(), headers=headers, timeout=30).json()
         deadline = time.monotonic() + 30
         while not Receiver.received and time.monotonic() < deadline:
             time.sleep(0.2)
-    finally:
-        server.shutdown()
     sent_headers, data = Receiver.received[-1]
     payload = Webhook(secret).verify(data, sent_headers)  # as the README tells receivers to
     assert sent_headers["webhook-id"] == f"msg_{submitted['request_id']}_completed"

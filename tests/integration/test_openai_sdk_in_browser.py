@@ -4,9 +4,7 @@ must allow for the browser to send the request at all."""
 
 from __future__ import annotations
 
-import functools
 import http.server
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser
 
-from local.harness import free_port
+from tests.support.http_server import serving
 
 pytestmark = pytest.mark.integration
 
@@ -66,10 +64,8 @@ class _Site(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
     assert (SDK / "index.mjs").exists(), "the openai npm package: `make test` installs it (see the Makefile)"
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), functools.partial(_Site))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(_Site) as address:
+        yield address
 
 
 def test_openais_js_sdk_generates_from_a_browser_on_another_origin(stack, browser: Browser, site):

@@ -5,11 +5,9 @@ origin with an origin-restricted key (CORS as a browser enforces it)."""
 
 from __future__ import annotations
 
-import functools
 import http.server
 import os
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from local.harness import free_port
+from tests.support.http_server import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "layers/core/segmind_proxy/api/playground"
@@ -163,14 +161,8 @@ class _Files(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def other_sites() -> Iterator[list[str]]:
-    servers = []
-    for _ in range(2):
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), functools.partial(_Files))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-    yield [f"http://127.0.0.1:{server.server_address[1]}" for server in servers]
-    for server in servers:
-        server.shutdown()
+    with serving(_Files) as one, serving(_Files) as another:
+        yield [one, another]
 
 
 def test_the_page_works_from_another_origin_with_an_origin_restricted_key(stack, browser, other_sites):
