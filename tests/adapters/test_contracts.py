@@ -3,8 +3,6 @@ moto. What the flow tests learn on a fake then holds over AWS."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import boto3
 import pytest
 
@@ -15,6 +13,7 @@ from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import BudgetExceeded, Hold
 from tests.fakes import FakeClock, FakeImageStore, FakeJobStore, FakeLeases, FakeLedger, FakeTenants
 from tests.support.aws import BUCKET, JOBS_TABLE, create_table
+from tests.support.budgets import reserve_at_once
 
 BOTH = ["fake", "adapter"]
 
@@ -173,17 +172,7 @@ def test_open_reservations_are_due_at_their_earliest_hold_until_rescheduled(ledg
 def test_the_fake_ledger_never_overruns_a_budget_under_concurrent_reservations():
     """As DynamoDB's conditional update (tests/adapters/test_metering.py checks it on moto's server)."""
     ledger, acme = FakeLedger(), tenant(budget_credits=0.075)
-
-    def attempt(_):
-        try:
-            reservation, _ = ledger.reserve(acme, 0.01, 1)
-        except BudgetExceeded:
-            return False
-        ledger.settle(reservation, 0.01, 1)
-        return True
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        assert list(pool.map(attempt, range(60))).count(True) == 7
+    assert reserve_at_once(ledger, acme).count(True) == 7
     assert ledger.usage(acme.tenant_id).credits_spent == pytest.approx(0.07)
 
 

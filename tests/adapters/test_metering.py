@@ -2,7 +2,6 @@
 its fake): unlimited budgets, the balance record, and budgets kept under real concurrency (moto's server)."""
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -10,8 +9,8 @@ import pytest
 from local.moto_server import start_moto
 from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 from segmind_proxy.adapters.dynamo_usage import Meter
-from segmind_proxy.domain.usage import BudgetExceeded
 from tests.support.aws import create_tenants_table, make_tenant
+from tests.support.budgets import reserve_at_once
 
 
 def test_no_budget_means_unlimited(registry, meter):
@@ -49,16 +48,7 @@ def test_concurrent_requests_never_overrun_the_budget(moto_endpoint):
     registry, meter = TenantRegistry("concurrency", resource), Meter("concurrency", resource)
     tenant = make_tenant(registry, budget_credits=0.075)  # room for 7 requests of 0.01
 
-    def attempt(_):
-        try:
-            reservation, _ = meter.reserve(tenant, 0.01, 1)
-        except BudgetExceeded:
-            return False
-        meter.settle(reservation, 0.01, 1)
-        return True
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        outcomes = list(pool.map(attempt, range(60)))
+    outcomes = reserve_at_once(meter, tenant)
     usage = meter.usage(tenant.tenant_id)
     assert outcomes.count(True) == 7
     assert usage.images_generated == 7
