@@ -28,6 +28,9 @@ _watchdog: threading.Timer | None = None
 # gives up right then): whichever takes this first decides, so a container is never handed back while ending.
 _ending = threading.Lock()
 _finished: set[str] = set()
+_started = 0.0  # the monotonic time the current invocation started at
+# Timers may wake a little early: work that ends this close to the deadline ended at it.
+DEADLINE_SLACK_S = 0.02
 
 
 class LocalContext:
@@ -63,7 +66,8 @@ def _init_container(code_dir: str, handler: str, environment: dict[str, str]) ->
 
 
 def _invoke(event: dict[str, Any], name: str, memory_mb: int, timeout_s: int) -> Any:
-    global _watchdog
+    global _watchdog, _started
+    _started = time.monotonic()
     context = LocalContext(name, memory_mb, timeout_s)
     # Lambda's timeout covers the whole invoke phase: the handler and its extensions' work after the response.
     # Counted from here, not from the submit, as Lambda does not count the init phase.
@@ -76,7 +80,7 @@ def _invoke(event: dict[str, Any], name: str, memory_mb: int, timeout_s: int) ->
     return _handler(event, context)
 
 
-def _time_out(request_id: str, timeout_s: int) -> None:
+def _time_out(request_id: str, timeout_s: float) -> None:
     """As Lambda: the log line, then the environment is gone (its next invocation starts a fresh one)."""
     with _ending:  # held until the process is gone
         if request_id in _finished:  # its work ended in time, just now
@@ -95,6 +99,11 @@ def _extensions_done(timeout_s: float) -> bool:
     done = _extensions is None or _extensions.wait_idle(timeout_s)
     if not done or _watchdog is None:
         return done
+    if time.monotonic() - _started >= timeout_s - DEADLINE_SLACK_S:
+        # The extensions gave up at the deadline (the after-answer extension stops waiting then) and asked for the
+        # next event just before the watchdog's thread ran: the invocation still outlived its timeout, as the
+        # watchdog would have found, whichever thread a busy machine ran first.
+        _time_out(_watchdog.args[0], timeout_s)
     with _ending:  # if the watchdog took it first, the process ends here and the container is lost
         _finished.add(_watchdog.args[0])
         _watchdog.cancel()
