@@ -34,55 +34,76 @@ def _image_budget(value: str) -> int | None:
     return None if value.lower() == "none" else int(value)
 
 
+def _common_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command reads. The root parser holds their defaults; each subcommand accepts them too, so
+    they work where a user types them (`tenants list --json` as well as `--json tenants list`)."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--stack-name", default=default(os.environ.get("STACK_NAME")), help="the deployed stack (or STACK_NAME)"
+    )
+    parser.add_argument("--region", default=default(None), help="AWS region (default: your AWS configuration)")
+    parser.add_argument("--profile", default=default(None), help="AWS profile")
+    parser.add_argument(
+        "--local", action="store_true", default=default(False), help="the local stack of `make dev` (moto on MOTO_PORT)"
+    )
+    parser.add_argument("--json", action="store_true", default=default(False), help="machine-readable output (JSON)")
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="segmind-proxy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    root.add_argument("--stack-name", default=os.environ.get("STACK_NAME"), help="the deployed stack (or STACK_NAME)")
-    root.add_argument("--region", default=None, help="AWS region (default: your AWS configuration)")
-    root.add_argument("--profile", default=None, help="AWS profile")
-    root.add_argument("--local", action="store_true", help="the local stack of `make dev` (moto on MOTO_PORT)")
-    root.add_argument("--json", action="store_true", help="machine-readable output")
+    _common_options(root, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, defaults=False)
     groups = root.add_subparsers(dest="group", required=True)
 
-    tenants = groups.add_parser("tenants", help="create, list and change tenants").add_subparsers(
-        dest="command", required=True
-    )
-    create = tenants.add_parser("create", help="create a tenant and print its new key (shown once)")
+    _tenant_commands(groups.add_parser("tenants", help="create, list and change tenants", parents=[common]), common)
+    usage = groups.add_parser("usage", help="every tenant's usage for a month, for billing", parents=[common])
+    usage.add_argument("--month", default=None, help="YYYY-MM (default: this month, UTC)")
+    return root
+
+
+def _tenant_commands(group: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    tenants = group.add_subparsers(dest="command", required=True)
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return tenants.add_parser(name, help=text, parents=[common])
+
+    create = command("create", "create a tenant and print its new key (shown once)")
     create.add_argument("name")
     create.add_argument("--plan", required=True)
     create.add_argument("--budget-credits", type=float, default=None, help="monthly credit budget")
     create.add_argument("--budget-images", type=int, default=None, help="monthly image budget")
     create.add_argument("--allowed-origin", action="append", default=[], dest="origins", help="browser origin (repeat)")
     create.add_argument("--key-value", default=None, help=argparse.SUPPRESS)  # the local stack's fixed demo key
-    tenants.add_parser("list", help="every tenant")
-    for command, text in [
-        ("show", "a tenant and its usage this month"),
+    command("list", "every tenant (deleted ones are kept for billing: see `usage`)")
+    for name, text in [
+        ("show", "a tenant (deleted ones too, by id) and its usage this month"),
         ("rotate-key", "issue a new key; the old one stops working at once"),
         ("suspend", "refuse the tenant's requests at once"),
         ("resume", "accept them again"),
     ]:
-        tenants.add_parser(command, help=text).add_argument("tenant", help="name or id")
-    webhook = tenants.add_parser("webhook-secret", help="show the secret that signs the tenant's job webhooks")
+        command(name, text).add_argument("tenant", help="name or id")
+    webhook = command("webhook-secret", "show the secret that signs the tenant's job webhooks")
     webhook.add_argument("tenant")
     webhook.add_argument("--rotate", action="store_true", help="replace it (receivers must switch)")
-    delete = tenants.add_parser("delete", help="delete the tenant and its key (usage stays for billing)")
+    delete = command("delete", "delete the tenant's key and free its name (its usage stays, for billing)")
     delete.add_argument("tenant")
     delete.add_argument("--yes", action="store_true", help="do not ask")
-    set_plan = tenants.add_parser("set-plan", help="move the tenant's key to another plan")
+    set_plan = command("set-plan", "move the tenant's key to another plan")
     set_plan.add_argument("tenant")
     set_plan.add_argument("plan")
-    set_budget = tenants.add_parser("set-budget", help="monthly budgets ('none' removes one)")
+    set_budget = command("set-budget", "monthly budgets ('none' removes one)")
     set_budget.add_argument("tenant")
     set_budget.add_argument("--credits", type=_budget, default=argparse.SUPPRESS)
     set_budget.add_argument("--images", type=_image_budget, default=argparse.SUPPRESS)
-    set_origins = tenants.add_parser("set-origins", help="browser origins allowed for the key (none: any)")
+    set_origins = command("set-origins", "browser origins allowed for the key (none: any)")
     set_origins.add_argument("tenant")
     set_origins.add_argument("origins", nargs="*")
-
-    usage = groups.add_parser("usage", help="every tenant's usage for a month, for billing")
-    usage.add_argument("--month", default=None, help="YYYY-MM (default: this month, UTC)")
-    return root
 
 
 def build_admin(args: argparse.Namespace) -> TenantAdmin:
@@ -117,6 +138,7 @@ def _tenant_dict(tenant: Tenant) -> dict[str, Any]:
         "budget_images": tenant.budget_images,
         "allowed_origins": tenant.allowed_origins,
         "created_at": tenant.created_at,
+        **({"deleted_at": tenant.deleted_at} if tenant.deleted else {}),
     }
 
 
@@ -147,7 +169,7 @@ def run(args: argparse.Namespace, admin: TenantAdmin) -> Any:
     if command == "show":
         tenant = admin.tenant(args.tenant)
         usage = admin.usage(tenant)
-        return {**_tenant_dict(tenant), "usage": {**vars(usage), "remaining": usage.remaining(tenant)}}
+        return {**_tenant_dict(tenant), "usage": usage.figures(tenant)}
     if command == "rotate-key":
         return admin.rotate_key(args.tenant)
     if command == "suspend":
@@ -188,14 +210,33 @@ def show(result: Any, as_json: bool) -> None:
         _print_table(result, ["name", "tenant_id", "plan", "status", "budget_credits", "budget_images"])
     elif "tenants" in result:
         _print_table(
-            result["tenants"], ["name", "plan", "requests", "cache_hits", "images_generated", "credits_estimated"]
+            result["tenants"],
+            [
+                "name",
+                "plan",
+                "status",
+                "requests",
+                "cache_hits",
+                "images_generated",
+                "credits_spent",
+                "credits_reserved",
+            ],
         )
-        print(f"\nEstimated credits, all tenants: {result['credits_estimated_total']}  (month {result['month']})")
+        print(f"\nCredits spent (estimated), all tenants: {result['credits_spent_total']}  (month {result['month']})")
         if result["actual_over_estimated"] is not None:
             print(f"Segmind balance drop / estimate: {result['actual_over_estimated']}")
     else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+        _print_fields(result)
+
+
+def _print_fields(fields: dict[str, Any], indent: str = "") -> None:
+    """`name: value` lines, nested objects indented under their name; values as JSON writes them (null, true)."""
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            _print_fields(value, indent + "  ")
+        else:
+            print(f"{indent}{key}: {value if isinstance(value, str) else json.dumps(value)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

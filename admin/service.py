@@ -95,8 +95,18 @@ class TenantAdmin:
         except RegistryError as exc:
             raise AdminError(str(exc)) from None
 
-    def tenants(self) -> list[Tenant]:
-        return sorted(self.registry.all(), key=lambda t: t.name)
+    def tenants(self, *, include_deleted: bool = False) -> list[Tenant]:
+        return sorted(self.registry.all(include_deleted=include_deleted), key=lambda t: (t.name, t.deleted))
+
+    def live_tenant(self, name_or_id: str) -> Tenant:
+        """A tenant that can still be changed: a deleted one is kept for billing only."""
+        tenant = self.tenant(name_or_id)
+        if tenant.deleted:
+            raise AdminError(
+                f"Tenant '{tenant.name}' ({tenant.tenant_id}) was deleted at {tenant.deleted_at}; it is kept for "
+                "billing only and cannot be changed"
+            )
+        return tenant
 
     def usage(self, tenant: Tenant, month: str | None = None) -> Usage:
         return self.meter.usage(tenant.tenant_id, month)
@@ -148,8 +158,6 @@ class TenantAdmin:
         def rotate(tenant: Tenant) -> CreatedTenant:
             old_key_id = tenant.api_key_id
             key = self._new_key(tenant.name, tenant.tenant_id, self._plan_id(tenant.plan), None)
-            if not tenant.active:
-                self._set_key_enabled(key["id"], enabled=False)
             try:
                 self.registry.replace_key(tenant, key["id"])
             except RegistryConflict:
@@ -167,21 +175,21 @@ class TenantAdmin:
         return self._set_status(name_or_id, TenantStatus.ACTIVE)
 
     def delete(self, name_or_id: str) -> Tenant:
-        """Removes the key and the tenant; its usage stays in the ledger for billing."""
+        """Removes the key and frees the name; the tenant stays, marked deleted, with its usage, for billing."""
 
         def delete(tenant: Tenant) -> Tenant:
-            self.registry.delete(tenant)  # a conflict (a rotation, say) retries with the key stored now
+            deleted = self.registry.delete(tenant)  # a conflict (a rotation, say) retries with the key stored now
             try:
                 self.apigw.delete_api_key(apiKey=tenant.api_key_id)
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "NotFoundException":
                     raise
-            return tenant
+            return deleted
 
         return self._until_unchanged(name_or_id, delete)
 
     def set_plan(self, name_or_id: str, plan: str) -> Tenant:
-        tenant = self.tenant(name_or_id)
+        tenant = self.live_tenant(name_or_id)
         new_plan_id = self._plan_id(plan)
         if plan == tenant.plan:
             return tenant
@@ -222,30 +230,23 @@ class TenantAdmin:
         month = month or current_month()
         if not is_month(month):
             raise AdminError(f"Month '{month}' is not YYYY-MM")
-        rows = [(t, self.meter.usage(t.tenant_id, month)) for t in self.tenants()]
-        estimated = sum(u.credits_spent for _, u in rows)
+        rows = [(t, self.meter.usage(t.tenant_id, month)) for t in self.tenants(include_deleted=True)]
+        # A deleted tenant is listed in the months it used, under its name: deleting one mid-month loses no billing.
+        rows = [(t, u) for t, u in rows if not t.deleted or u.recorded]
+        spent = sum(u.credits_spent for _, u in rows)
         balance = self.meter.balance(month)
         actual = balance["first_balance"] - balance["last_balance"] if balance else None
         return {
             "month": month,
             "tenants": [
-                {
-                    "tenant_id": t.tenant_id,
-                    "name": t.name,
-                    "plan": t.plan,
-                    "requests": u.requests,
-                    "cache_hits": u.cache_hits,
-                    "images_generated": u.images_generated,
-                    "credits_estimated": round(u.credits_spent, 6),
-                    "remaining": u.remaining(t),
-                }
+                {"tenant_id": t.tenant_id, "name": t.name, "plan": t.plan, "status": t.status.value, **u.figures(t)}
                 for t, u in rows
             ],
-            "credits_estimated_total": round(estimated, 6),
+            "credits_spent_total": round(spent, 6),
             "segmind_balance": balance,
             # Balance drop seen by the gateway (from its first call this month; includes the first call's cost
             # only approximately) over what the price table estimated: tune pricing.json when this drifts from 1.
-            "actual_over_estimated": round(actual / estimated, 4) if actual is not None and estimated else None,
+            "actual_over_estimated": round(actual / spent, 4) if actual is not None and spent else None,
         }
 
     # -- helpers ---------------------------------------------------------------
@@ -261,15 +262,18 @@ class TenantAdmin:
             raise
         return key
 
-    def _set_key_enabled(self, key_id: str, *, enabled: bool) -> None:
+    def _enable_key(self, key_id: str) -> None:
         self.apigw.update_api_key(
-            apiKey=key_id, patchOperations=[{"op": "replace", "path": "/enabled", "value": str(enabled).lower()}]
+            apiKey=key_id, patchOperations=[{"op": "replace", "path": "/enabled", "value": "true"}]
         )
 
     def _set_status(self, name_or_id: str, status: TenantStatus) -> Tenant:
-        # The registry first: the function reads it on every request, so this takes effect at once.
+        """The function reads the registry on every request, so this takes effect at once. The key stays enabled in
+        API Gateway either way, so that a suspended tenant is told so by the function (403, "suspended; contact the
+        operator") instead of being refused as an unknown key; a key that an earlier version of this command
+        disabled on suspending is enabled again."""
         tenant = self._change(name_or_id, lambda t: setattr(t, "status", status))
-        self._set_key_enabled(tenant.api_key_id, enabled=status is TenantStatus.ACTIVE)
+        self._enable_key(tenant.api_key_id)
         return tenant
 
     def _change(self, name_or_id: str, apply: Callable[[Tenant], None]) -> Tenant:
@@ -291,7 +295,7 @@ class TenantAdmin:
         meanwhile (another operator, another machine) is read again and `step` runs again: no one's change is lost."""
         for _ in range(CONFLICT_ATTEMPTS):
             try:
-                return step(self.tenant(name_or_id))
+                return step(self.live_tenant(name_or_id))
             except RegistryConflict:
                 continue
         raise AdminError(f"Tenant '{name_or_id}' changed {CONFLICT_ATTEMPTS} times while this ran; try again")

@@ -8,6 +8,7 @@ import pytest
 from admin.cli import main
 from local.aws_bootstrap import create_outputs_stack
 from local.template import Stack
+from segmind_proxy.api.schemas import UsageReport
 from tests.support.aws import TENANTS_TABLE, aws_failing
 
 
@@ -129,14 +130,52 @@ def test_rotate_suspend_resume_delete(deployed, capsys):
     apigw = deployed["apigw"]
     assert created["api_key_id"] not in {k["id"] for k in apigw.get_api_keys()["items"]}
     assert rotated["api_key_id"] in plan_keys(deployed, "Pro")
+    # The key stays enabled while suspended, so the gateway can tell the tenant why it is refused (the function
+    # refuses it: tests/api/test_handler_tenancy.py).
     _, suspended, _ = cli(capsys, "tenants", "suspend", "acme")
-    assert suspended["status"] == "suspended" and not apigw.get_api_key(apiKey=rotated["api_key_id"])["enabled"]
+    assert suspended["status"] == "suspended" and apigw.get_api_key(apiKey=rotated["api_key_id"])["enabled"]
     _, resumed, _ = cli(capsys, "tenants", "resume", "acme")
     assert resumed["status"] == "active" and apigw.get_api_key(apiKey=rotated["api_key_id"])["enabled"]
     code, deleted, _ = cli(capsys, "tenants", "delete", "acme", "--yes")
-    assert code == 0 and deleted["name"] == "acme"
+    assert code == 0 and deleted["name"] == "acme" and deleted["status"] == "deleted" and deleted["deleted_at"]
     assert apigw.get_api_keys()["items"] == []
     assert cli(capsys, "tenants", "list")[1] == []
+
+
+def test_a_key_disabled_by_an_earlier_suspend_is_enabled_by_suspend_or_resume(deployed, capsys):
+    _, created, _ = cli(capsys, "tenants", "create", "acme", "--plan", "pro")
+    apigw = deployed["apigw"]
+    for command in ("suspend", "resume"):
+        apigw.update_api_key(
+            apiKey=created["api_key_id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}]
+        )
+        assert cli(capsys, "tenants", command, "acme")[0] == 0
+        assert apigw.get_api_key(apiKey=created["api_key_id"])["enabled"]
+
+
+def test_a_deleted_tenant_stays_billed_by_name_and_cannot_be_changed(deployed, capsys, meter, registry):
+    _, created, _ = cli(capsys, "tenants", "create", "acme", "--plan", "pro")
+    cli(capsys, "tenants", "create", "idle", "--plan", "free")
+    _, gone, _ = cli(capsys, "tenants", "create", "gone", "--plan", "free")
+    acme = registry.get(created["tenant_id"])
+    meter.settle(meter.reserve(acme, 0.01, 1)[0], 0.01, 1)
+    before = cli(capsys, "usage")[1]
+    assert cli(capsys, "tenants", "delete", "acme", "--yes")[0] == 0
+    assert cli(capsys, "tenants", "delete", "gone", "--yes")[0] == 0  # no usage this month: not in its report
+    after = cli(capsys, "usage")[1]
+    assert after["credits_spent_total"] == before["credits_spent_total"] == pytest.approx(0.01)
+    rows = {row["name"]: row for row in after["tenants"]}
+    assert sorted(rows) == ["acme", "idle"]
+    assert rows["acme"]["status"] == "deleted" and rows["acme"]["images_generated"] == 1
+    code, shown, _ = cli(capsys, "tenants", "show", created["tenant_id"])
+    assert code == 0 and shown["status"] == "deleted" and shown["usage"]["credits_spent"] == pytest.approx(0.01)
+    code, _, err = cli(capsys, "tenants", "set-budget", created["tenant_id"], "--credits", "5")
+    assert code == 2 and "was deleted" in err
+    assert cli(capsys, "tenants", "delete", gone["tenant_id"], "--yes")[2].count("was deleted") == 1
+    # The name is free again; the new tenant is billed apart from the deleted one.
+    assert cli(capsys, "tenants", "create", "acme", "--plan", "pro")[0] == 0
+    names = [(row["name"], row["status"]) for row in cli(capsys, "usage")[1]["tenants"]]
+    assert names == [("acme", "active"), ("acme", "deleted"), ("idle", "active")]
 
 
 def test_delete_asks_unless_told(deployed, capsys, monkeypatch):
@@ -156,7 +195,7 @@ def test_usage_report_for_billing(deployed, capsys, meter, registry):
     _, report, _ = cli(capsys, "usage")
     row = report["tenants"][0]
     assert (row["name"], row["requests"], row["cache_hits"], row["images_generated"]) == ("acme", 2, 1, 2)
-    assert report["credits_estimated_total"] == pytest.approx(0.02)
+    assert report["credits_spent_total"] == pytest.approx(0.02)
     assert report["actual_over_estimated"] == pytest.approx(1.5)
 
 
@@ -167,6 +206,23 @@ def test_human_output(deployed, capsys):
     main(["--stack-name", "gw-test", "--region", "us-east-1", "tenants", "list"])
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:3] == ["NAME", "TENANT_ID", "PLAN"] and table[1].startswith("acme")
+
+
+def test_options_are_read_after_the_subcommand_too(deployed, capsys):
+    assert main(["tenants", "create", "acme", "--plan", "pro", "--stack-name", "gw-test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "acme"
+    assert main(["usage", "--region", "us-east-1", "--stack-name", "gw-test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tenants"][0]["name"] == "acme"
+
+
+def test_show_names_usage_as_the_api_does_and_prints_no_python(deployed, capsys):
+    cli(capsys, "tenants", "create", "acme", "--plan", "pro", "--budget-images", "3")
+    _, shown, _ = cli(capsys, "tenants", "show", "acme")
+    assert set(shown["usage"]) == set(UsageReport.model_fields) - {"tenant_id", "name", "plan"}
+    assert main(["--stack-name", "gw-test", "tenants", "show", "acme"]) == 0
+    out = capsys.readouterr().out
+    assert "None" not in out and "{" not in out
+    assert "usage:\n" in out and "  credits_reserved: 0.0\n" in out and "    credits: null\n" in out
 
 
 def test_two_operators_at_once_lose_neither_change(deployed, capsys, registry):
@@ -194,7 +250,6 @@ def test_two_operators_at_once_lose_neither_change(deployed, capsys, registry):
     assert code == 0 and raced
     stored = registry.get(created["tenant_id"])
     assert stored.status.value == "suspended" and stored.budget_images == 7
-    assert not deployed["apigw"].get_api_key(apiKey=created["api_key_id"])["enabled"]
 
 
 def test_a_delete_that_races_a_rotation_deletes_the_new_key_too(deployed, capsys, registry):
@@ -218,4 +273,5 @@ def test_a_delete_that_races_a_rotation_deletes_the_new_key_too(deployed, capsys
     assert code == 0 and raced
     keys = {k["id"] for k in deployed["apigw"].get_api_keys()["items"]}
     assert created["api_key_id"] not in keys and raced[0] not in keys  # no key of the tenant left behind
-    assert registry.get(created["tenant_id"]) is None
+    stored = registry.get(created["tenant_id"])
+    assert stored.deleted and stored.api_key_id == raced[0]

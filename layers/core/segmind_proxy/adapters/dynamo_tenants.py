@@ -1,10 +1,12 @@
 """The tenant registry in DynamoDB: profiles, API key ids and names, in one table keyed by `pk`/`sk`.
 
 Items:
-  TENANT#{id} / PROFILE       the tenant (name, plan, status, budgets, allowed origins, current key id, version)
-  APIKEY#{api_key_id} / TENANT which tenant an API Gateway key belongs to (never changes for a key id)
-  NAME#{name} / TENANT        reserves a name, so names are unique
-  TENANT#{id} / USAGE#{yyyy-mm}  that month's usage (see dynamo_usage.py)
+  TENANT#{id} / PROFILE       the tenant (name, plan, status, budgets, allowed origins, current key id, version); a
+                              deleted tenant's stays, with status `deleted`, so its usage is still billed by name
+  APIKEY#{api_key_id} / TENANT which tenant an API Gateway key belongs to (never changes for a key id); removed when
+                              the tenant is deleted
+  NAME#{name} / TENANT        reserves a name, so names are unique among tenants not deleted
+  TENANT#{id} / USAGE#{yyyy-mm}  that month's usage (see dynamo_usage.py), kept when the tenant is deleted
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def tenant_from_item(item: dict[str, Any]) -> Tenant:
         budget_images=int(item["budget_images"]) if "budget_images" in item else None,
         allowed_origins=list(item.get("allowed_origins", [])),
         created_at=item.get("created_at", ""),
+        deleted_at=item.get("deleted_at", ""),
         webhook_secret=item.get("webhook_secret", ""),
         version=int(item.get("version", 0)),
     )
@@ -111,8 +114,9 @@ class TenantRegistry(DynamoTable):
 
     @staticmethod
     def _keyed_by(tenant: Tenant | None, api_key_id: str) -> Tenant | None:
-        # A rotated-away key id still maps to its tenant, but is no longer the tenant's key.
-        return tenant if tenant and tenant.api_key_id == api_key_id else None
+        # A rotated-away key id still maps to its tenant (in this container's memory too), but is no longer the
+        # tenant's key; a deleted tenant has no key.
+        return tenant if tenant and tenant.api_key_id == api_key_id and not tenant.deleted else None
 
     def by_name(self, name: str) -> Tenant | None:
         item = self.table.get_item(Key={"pk": f"NAME#{name}", "sk": "TENANT"}, ConsistentRead=True).get("Item")
@@ -124,7 +128,13 @@ class TenantRegistry(DynamoTable):
             raise RegistryError(f"No tenant named or with id '{name_or_id}'")
         return tenant
 
-    def all(self) -> Iterator[Tenant]:
+    def all(self, *, include_deleted: bool = False) -> Iterator[Tenant]:
+        """Every tenant; deleted ones too when asked (a billing report still names them)."""
+        for tenant in self._profiles():
+            if include_deleted or not tenant.deleted:
+                yield tenant
+
+    def _profiles(self) -> Iterator[Tenant]:
         kwargs: dict[str, Any] = {
             "FilterExpression": "sk = :profile",
             "ExpressionAttributeValues": {":profile": "PROFILE"},
@@ -196,19 +206,16 @@ class TenantRegistry(DynamoTable):
             "ExpressionAttributeValues": {":read": tenant.version},
         }
 
-    def delete(self, tenant: Tenant) -> None:
-        """Removes the profile and the name; usage items stay for billing. RegistryConflict if the profile is no
-        longer the version read (its key may have been rotated meanwhile)."""
+    def delete(self, tenant: Tenant) -> Tenant:
+        """Frees the name and the key id; the profile stays, marked deleted, and its usage items stay, so the tenant is
+        still billed by name. RegistryConflict if the profile is no longer the version read (its key may have been
+        rotated meanwhile)."""
+        tenant.status, tenant.deleted_at = TenantStatus.DELETED, _now()
         table = self.table_name
-        profile = {
-            "TableName": table,
-            "Key": {"pk": f"TENANT#{tenant.tenant_id}", "sk": "PROFILE"},
-            **self._same_version(tenant),
-        }
         try:
             self._transact(
                 [
-                    {"Delete": profile},
+                    {"Put": {"TableName": table, **self._versioned_put(tenant)}},
                     {"Delete": {"TableName": table, "Key": {"pk": f"NAME#{tenant.name}", "sk": "TENANT"}}},
                     {"Delete": {"TableName": table, "Key": {"pk": f"APIKEY#{tenant.api_key_id}", "sk": "TENANT"}}},
                 ],
@@ -216,6 +223,8 @@ class TenantRegistry(DynamoTable):
             )
         except RegistryError as exc:
             raise RegistryConflict(str(exc)) from None
+        tenant.version += 1
+        return tenant
 
     def _put(self, item: dict[str, Any], *, new: bool = False) -> dict[str, Any]:
         put: dict[str, Any] = {"TableName": self.table_name, "Item": item}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from segmind_proxy.api.schemas import UsageReport
 from segmind_proxy.domain.errors import NotFound, RequestInvalid
@@ -29,19 +28,4 @@ def handle_usage(tenant: Tenant | None, query: Mapping[str, str] | None, ledger:
 
 
 def usage_report(usage: Usage, tenant: Tenant) -> UsageReport:
-    budget: dict[str, Any] = {"credits": tenant.budget_credits, "images": tenant.budget_images}
-    return UsageReport(
-        tenant_id=tenant.tenant_id,
-        name=tenant.name,
-        plan=tenant.plan,
-        month=usage.month,
-        requests=usage.requests,
-        cache_hits=usage.cache_hits,
-        images_generated=usage.images_generated,
-        credits_spent=round(usage.credits_spent, 6),
-        credits_reserved=round(max(0.0, usage.credits_committed - usage.credits_spent), 6),
-        failed_generations=usage.failed_generations,
-        rejected_requests=usage.rejected_requests,
-        budget=budget,
-        remaining=usage.remaining(tenant),
-    )
+    return UsageReport(tenant_id=tenant.tenant_id, name=tenant.name, plan=tenant.plan, **usage.figures(tenant))

@@ -14,6 +14,7 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 class TenantStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
+    DELETED = "deleted"  # its key and name are gone; its profile stays, so its usage can still be billed by name
 
 
 class RegistryError(Exception):
@@ -37,6 +38,11 @@ class Tenant:
     created_at: str = ""
     webhook_secret: str = field(default_factory=lambda: new_webhook_secret())  # signs this tenant's job webhooks
     version: int = 0  # of the stored profile; a write must name the version it read (optimistic locking)
+    deleted_at: str = ""  # when the operator deleted it (ISO 8601, UTC); empty while it exists
+
+    @property
+    def deleted(self) -> bool:
+        return self.status is TenantStatus.DELETED
 
     @property
     def active(self) -> bool:

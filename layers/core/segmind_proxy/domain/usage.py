@@ -84,6 +84,27 @@ class Usage:
             "images": None if tenant.budget_images is None else max(0, tenant.budget_images - self.images_committed),
         }
 
+    @property
+    def recorded(self) -> bool:
+        """Whether the month holds anything at all: a request, a charge or a reservation."""
+        return bool(self.requests or self.credits_spent or self.credits_committed)
+
+    def figures(self, tenant: Tenant) -> dict[str, Any]:
+        """The month's figures as every report names them (`GET /v1/usage`, the CLI's `tenants show` and its billing
+        report): `credits_reserved` is what generations in flight hold, the committed total less what is spent."""
+        return {
+            "month": self.month,
+            "requests": self.requests,
+            "cache_hits": self.cache_hits,
+            "images_generated": self.images_generated,
+            "credits_spent": round(self.credits_spent, 6),
+            "credits_reserved": round(max(0.0, self.credits_committed - self.credits_spent), 6),
+            "failed_generations": self.failed_generations,
+            "rejected_requests": self.rejected_requests,
+            "budget": {"credits": tenant.budget_credits, "images": tenant.budget_images},
+            "remaining": self.remaining(tenant),
+        }
+
     def settled(self, reservation: Reservation, credits: float, images: int) -> Usage:
         """These figures once `Meter.settle` has replaced the reservation by its charge (as far as budgets go)."""
         return replace(
