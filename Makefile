@@ -103,12 +103,12 @@ lint: $(STAMP)
 	@# The layers of segmind_proxy (api over flows over domain; adapters over domain): see pyproject.toml.
 	$(BIN)/lint-imports
 
-## make unit: every test but the integration ones (no local stack)
+## make unit: every test but those on a local stack (the integration tests and the docs' examples)
 unit: $(STAMP)
-	$(BIN)/python -m pytest tests --ignore=tests/integration
+	$(BIN)/python -m pytest tests --ignore=tests/integration --ignore=tests/docs
 
 integration: $(STAMP) $(OPENAI_JS_STAMP) $(CHROMIUM)
-	$(BIN)/python -m pytest tests/integration
+	$(BIN)/python -m pytest tests/integration tests/docs
 
 ## make openapi: regenerate docs/openapi.json from the code (a test fails when they differ)
 openapi: $(STAMP)

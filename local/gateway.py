@@ -13,9 +13,11 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -136,6 +138,7 @@ GATEWAY_DEFAULTS = {
     "UNAUTHORIZED": (401, "Unauthorized"),
     "ACCESS_DENIED": (403, "User is not authorized to access this resource"),
     "INVALID_API_KEY": (403, "Forbidden"),
+    "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out"),
     "THROTTLED": (429, "Too Many Requests"),
     "QUOTA_EXCEEDED": (429, "Limit Exceeded"),
     "REQUEST_TOO_LARGE": (413, "Request Too Long"),
@@ -144,22 +147,36 @@ GATEWAY_DEFAULTS = {
 }
 
 
-def gateway_response(responses: dict[str, Any], kind: str, message: str | None = None) -> Response:
+def gateway_response(
+    responses: dict[str, Any], kind: str, message: str | None = None, context: dict[str, str] | None = None
+) -> Response:
     """API Gateway's answer of type `kind`, as the template's GatewayResponses shape it (else DEFAULT_4XX/5XX, else
-    API Gateway's own `{"message": ...}`)."""
+    API Gateway's own `{"message": ...}`). As on API Gateway, the body template is not VTL: its `$context.*` variables
+    are substituted as they are, and a header is either a 'static value' or a `context.*` variable. `context`: the
+    request's context variables (`requestId`, ...)."""
     status, default_message = GATEWAY_DEFAULTS[kind]
-    message = message or default_message
+    variables = {"error.message": message or default_message, **(context or {})}
     entry = responses.get(kind) or responses.get("DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX") or {}
     status = int(entry.get("StatusCode", status))
     template = (entry.get("ResponseTemplates") or {}).get("application/json")
-    body = template.replace("$context.error.message", message) if template else json.dumps({"message": message})
+    if template:
+        body = re.sub(r"\$context\.([\w.]+)", lambda found: variables.get(found[1], ""), template)
+    else:
+        body = json.dumps({"message": variables["error.message"]})
     headers = {
-        name: str(value).strip("'")
+        name: _header_value(str(value), variables)
         for name, value in (entry.get("ResponseParameters") or {}).get("Headers", {}).items()
     }
     return Response(
         body, status=status, content_type="application/json", headers={**headers, "x-amzn-ErrorType": "GatewayError"}
     )
+
+
+def _header_value(mapping: str, variables: dict[str, str]) -> str:
+    """A gateway response's header mapping: `'static'`, or `context.<name>` (empty when the variable is unknown)."""
+    if mapping.startswith("context."):
+        return variables.get(mapping.removeprefix("context."), "")
+    return mapping.strip("'")
 
 
 class Authorizers:
@@ -258,7 +275,11 @@ class LocalGateway:
         return self.dispatch(Request(environ))(environ, start_response)
 
     def _find_route(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-        for route in self.routes:
+        """As API Gateway selects: the most specific resource whose path matches first, then its method (or its ANY
+        method). A method the resource lacks is not looked for on another resource (a greedy `{proxy+}` one)."""
+        resource = next((route.path for route in self.routes if route.serves_path(path)), None)
+        candidates = [route for route in self.routes if route.path == resource]
+        for route in sorted(candidates, key=lambda r: r.method == "ANY"):
             params = route.match(method, path)
             if params is not None:
                 return route, params
@@ -271,13 +292,17 @@ class LocalGateway:
         api_id = self.stack.physical.get("GatewayApi", "local")
         return f"arn:aws:execute-api:{self.stack.region}:{self.stack.account}:{api_id}/{self.stage}/{method}{path}"
 
-    def _refusal(self, kind: str, message: str | None = None) -> Response:
-        return gateway_response(self.gateway_responses, kind, message)
-
     def dispatch(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())  # API Gateway's: the event's requestId and `context.requestId` alike
+        answer = self._answer(request, request_id)
+        answer.headers["x-amzn-RequestId"] = request_id  # as API Gateway names every answer
+        return answer
+
+    def _answer(self, request: Request, request_id: str) -> Response:
+        refuse = partial(self._refusal, request=request, request_id=request_id)
         found = self._find_route(request.method, request.path)
         if found is None:
-            return self._refusal("MISSING_AUTHENTICATION_TOKEN")
+            return refuse("MISSING_AUTHENTICATION_TOKEN")
         route, path_params = found
         # As API Gateway: the authorizer first, then the API key (from the key source) and its usage plan.
         key_value = request.headers.get("x-api-key") if self.key_source == "HEADER" else None
@@ -287,10 +312,10 @@ class LocalGateway:
                 route.authorizer,
                 request,
                 self.method_arn_for(request.method, request.path),
-                lambda: self.event(request, route, path_params, None),
+                lambda: self.event(request, route, path_params, None, request_id),
             )
             if refused:
-                return self._refusal(refused)
+                return refuse(refused)
             authorizer = {
                 "principalId": answer["principalId"],
                 "integrationLatency": answer["integrationLatency"],
@@ -302,22 +327,24 @@ class LocalGateway:
         if route.api_key_required:
             key, plan = self.api_keys.lookup(key_value)
             if key is None or plan is None:  # API Gateway only accepts keys that are on a usage plan
-                return self._refusal("INVALID_API_KEY")
-            refusal = self.limits.check(key["id"], plan)
-            if refusal:
-                return self._refusal("THROTTLED" if refusal == "Too Many Requests" else "QUOTA_EXCEEDED", refusal)
+                return refuse("INVALID_API_KEY")
+            limited = self.limits.check(key["id"], plan)
+            if limited:
+                return refuse("THROTTLED" if limited == "Too Many Requests" else "QUOTA_EXCEEDED", limited)
         if (request.content_length or 0) > MAX_REQUEST_BYTES:
-            return self._refusal("REQUEST_TOO_LARGE")
-        event = self.event(request, route, path_params, key)
+            return refuse("REQUEST_TOO_LARGE")
+        event = self.event(request, route, path_params, key, request_id)
         if authorizer is not None:
             event["requestContext"]["authorizer"] = authorizer
+        return self._integrate(route, event, refuse)
+
+    def _integrate(self, route: Route, event: dict[str, Any], refuse: Callable[..., Response]) -> Response:
+        """The Lambda proxy integration: the function's answer, or API Gateway's when it has none."""
         future = self.functions[route.function].invoke(event)
         try:
             result = future.result(timeout=INTEGRATION_TIMEOUT_S)
         except FutureTimeout:
-            return Response(
-                json.dumps({"message": "Endpoint request timed out"}), status=504, content_type="application/json"
-            )
+            return refuse("INTEGRATION_TIMEOUT")
         except Exception as exc:  # an unhandled error in the function: API Gateway answers 502
             cause = getattr(exc, "__cause__", None)  # the container's traceback, as Lambda would log it
             print(f"[{route.function}] unhandled {type(exc).__name__}: {exc}\n{cause or ''}", flush=True)
@@ -331,8 +358,17 @@ class LocalGateway:
             )
         return self.response(result)
 
+    def _refusal(self, kind: str, message: str | None = None, *, request: Request, request_id: str) -> Response:
+        context = {"requestId": request_id, "httpMethod": request.method, "path": request.path}
+        return gateway_response(self.gateway_responses, kind, message, context)
+
     def event(
-        self, request: Request, route: Route, path_params: dict[str, str], key: dict[str, Any] | None
+        self,
+        request: Request,
+        route: Route,
+        path_params: dict[str, str],
+        key: dict[str, Any] | None,
+        request_id: str,
     ) -> dict[str, Any]:
         raw = request.get_data()
         binary = self._is_binary(request.mimetype)
@@ -349,7 +385,6 @@ class LocalGateway:
         headers.setdefault("X-Forwarded-Proto", [request.scheme])
         query: dict[str, list[str]] = {k: request.args.getlist(k) for k in request.args}
         now = datetime.now(UTC)
-        request_id = str(uuid.uuid4())
         return {
             "resource": route.path,
             "path": request.path,

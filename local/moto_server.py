@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,4 +89,7 @@ def _serve_until_parent_exits(host: str, port: int, parent: int) -> None:
 
 
 if __name__ == "__main__":
+    # moto does not model the outputs stack's placeholder resource (local/aws_bootstrap.py), and says so at every
+    # start; only the outputs matter, so that warning is expected, not a fault for a newcomer to chase.
+    warnings.filterwarnings("ignore", message="Tried to parse AWS::CloudFormation::WaitConditionHandle")
     _serve_until_parent_exits(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -31,7 +31,7 @@ FAKE_SEGMIND_KEY = "sg_local_fake_segmind_key"
 
 @dataclass
 class LocalConfig:
-    """Every knob of the local stack, from the environment (documented in the README)."""
+    """Every knob of the local stack, from the environment (documented in docs/configuration.md)."""
 
     host: str = "127.0.0.1"
     port: int = 3000

@@ -66,6 +66,10 @@ class Route:
         found = self.pattern.match(path)
         return found.groupdict() if found else None
 
+    def serves_path(self, path: str) -> bool:
+        """Whether `path` is this route's resource, whatever the method."""
+        return self.pattern.match(path) is not None
+
 
 @dataclass
 class AuthorizerSpec:

@@ -10,7 +10,7 @@ from snapshot_restore_py import register_after_restore, register_before_snapshot
 
 from segmind_proxy.adapters.after_response import AFTER_RESPONSE
 from segmind_proxy.api import routes, schemas
-from segmind_proxy.api.edge import admit, cors_config, refusal
+from segmind_proxy.api.edge import admit, cors_config, identified, refusal
 from segmind_proxy.composition import after_restore, before_snapshot, services
 from segmind_proxy.domain.errors import AccessRefused, Unavailable
 from segmind_proxy.observability import logger, metrics, tracer
@@ -24,7 +24,7 @@ cors = cors_config(_settings)
 # Validation stays ours (Segmind-style errors naming every field); Powertools generates the OpenAPI spec.
 app = APIGatewayRestResolver(cors=cors, enable_validation=False)
 app.include_router(routes.router)
-# SnapStart's runtime hooks (README, "SnapStart"); Lambda runs them only for a version published with it on. The
+# SnapStart's runtime hooks (docs/operations.md, "SnapStart"); Lambda runs them only for a version published with it on. The
 # body models are built on first use otherwise, so the snapshot builds them.
 register_before_snapshot(before_snapshot, services, schemas.build_all)
 register_after_restore(after_restore)
@@ -35,6 +35,10 @@ register_after_restore(after_restore)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return identified(answer(event, context), event, context)
+
+
+def answer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     wired = services()
     try:
         admission = admit(event, wired)

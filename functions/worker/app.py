@@ -18,7 +18,7 @@ from segmind_proxy.settings import get_settings
 # Report failed records (retried by SQS) rather than fail the invocation when all of a batch fails.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _context: dict[str, Any] = {}
-# SnapStart's runtime hooks (README, "SnapStart"); Lambda runs them only for a version published with it on.
+# SnapStart's runtime hooks (docs/operations.md, "SnapStart"); Lambda runs them only for a version published with it on.
 register_before_snapshot(before_snapshot, job_runner)
 register_after_restore(after_restore)
 

@@ -1,5 +1,5 @@
 """Webhook targets (which addresses a webhook may go to, at submit, at delivery and on the connection itself), and
-signatures: receivers verify deliveries with the Standard Webhooks library, as the README tells them to."""
+signatures: receivers verify deliveries with the Standard Webhooks library, as docs/api.md tells them to."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pytest
 from segmind_proxy.domain.image_formats import sniff_format
 from tests.support.aws import BUCKET, SECRET_NAME, SEGMIND_KEY
 from tests.support.lambda_events import api_event, body_bytes, body_json, header
-from tests.support.segmind import SAMPLE
+from tests.support.segmind import SAMPLE, SLUG
 
 
 def cached_keys(aws):
@@ -408,3 +408,28 @@ def test_answers_that_need_the_images_stored_wait_for_the_write(
     response = invoke(api_event(SAMPLE, headers=headers))
     assert response["statusCode"] == 200
     assert later.tasks == [] and len(cached_keys(aws)) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "resource", "allow", "openai"),
+    [
+        ("GET", f"/v1/{SLUG}", "POST", False),
+        ("PUT", f"/v2/{SLUG}", "POST", False),
+        ("DELETE", "/v2/requests/{request_id}", "GET", False),
+        ("POST", "/v1/usage", "GET", False),
+        ("GET", "/v1/images/generations", "POST", True),
+        ("PATCH", "/v1/models/{model_id}", "GET", True),
+        ("HEAD", "/v1/health", "GET", False),
+    ],
+)
+def test_a_method_a_route_does_not_serve_is_405_with_allow_in_the_doors_shape(invoke, method, resource, allow, openai):
+    """API Gateway hands these on through each resource's keyless ANY method (template.yaml): key or no key."""
+    event = api_event(method=method, path=resource, api_key_id=None)
+    event["path"] = resource.replace("{request_id}", "abc").replace("{model_id}", "m")
+    answer = invoke(event)
+    assert (answer["statusCode"], header(answer, "allow")) == (405, allow)
+    error = body_json(answer)["error"]
+    message = error["message"] if openai else error
+    assert message == f"{method} is not allowed on {event['path']}: it takes {allow}"
+    if openai:
+        assert (error["type"], error["code"]) == ("invalid_request_error", "method_not_allowed")

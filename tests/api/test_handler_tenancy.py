@@ -239,3 +239,21 @@ def test_per_tenant_figures_are_emf_metadata_not_dimensions(invoke, upstream, te
     assert blob["cache_hit"] == 0 and blob["images_generated"] == 1 and blob["prompt"].startswith("a majestic")
     dimensions = {d for spec in blob["_aws"]["CloudWatchMetrics"] for group in spec["Dimensions"] for d in group}
     assert dimensions == {"service"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "key_id"),
+    [
+        ("GET", "/v1/usage", None, "key-acme"),  # a route answered by Powertools from its model
+        ("POST", "/v1/stable-diffusion-3.5-turbo-txt2img", {"prompt": "x", "seed": -2}, "key-acme"),  # a 400
+        ("POST", "/v1/stable-diffusion-3.5-turbo-txt2img", {"prompt": "x"}, "key-nobody"),  # refused at the edge
+        ("GET", "/v1/health", None, None),
+        ("GET", "/playground", None, None),
+        ("GET", "/v1/no-such-thing", None, "key-acme"),
+        ("OPTIONS", "/v1/usage", None, None),  # a preflight, answered by the resolver's CORS
+    ],
+)
+def test_every_answer_names_its_request(invoke, tenancy, method, path, body, key_id):
+    make_tenant(tenancy)
+    event = api_event(body, method=method, path=path, api_key_id=key_id, headers={"Origin": "https://a.example"})
+    assert header(invoke(event), "x-request-id") == event["requestContext"]["requestId"]

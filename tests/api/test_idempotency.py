@@ -62,11 +62,23 @@ def test_keys_are_per_tenant_and_per_route(invoke, upstream, jobs_env):
     assert v2["statusCode"] == 200 and body_json(v2)["status"] in ("QUEUED", "COMPLETED")
 
 
+def test_a_key_may_hold_spaces_inside_it_as_its_rule_says(invoke, upstream, jobs_env):
+    make_tenant(jobs_env["registry"])
+    upstream.succeed()
+    key = "order 1234 / attempt 1"
+    first = post(invoke, SMALL, key)
+    again = post(invoke, SMALL, key)
+    assert first["statusCode"] == again["statusCode"] == 200 and header(again, "x-idempotent-replay") == "true"
+    assert len(upstream.calls()) == 1
+
+
 def test_v2_submit_retry_returns_the_same_job(invoke, upstream, jobs_env):
     make_tenant(jobs_env["registry"], budget_images=5)
-    first = body_json(post(invoke, SMALL, "job-1", path=f"/v2/{SLUG}"))
-    again = body_json(post(invoke, SMALL, "job-1", path=f"/v2/{SLUG}"))
+    submitted = post(invoke, SMALL, "job-1", path=f"/v2/{SLUG}")
+    replayed = post(invoke, SMALL, "job-1", path=f"/v2/{SLUG}")
+    first, again = body_json(submitted), body_json(replayed)
     assert again["request_id"] == first["request_id"]
+    assert header(submitted, "x-idempotent-replay") is None and header(replayed, "x-idempotent-replay") == "true"
     assert usage(invoke)["remaining"]["images"] == 4  # reserved once
     messages = jobs_env["sqs"].receive_message(QueueUrl=jobs_env["queue"], MaxNumberOfMessages=10).get("Messages", [])
     assert len(messages) == 1
@@ -82,7 +94,7 @@ def test_failed_first_attempt_is_not_remembered(invoke, upstream, jobs_env):
     assert retried["statusCode"] == 200 and header(retried, "x-idempotent-replay") is None
 
 
-@pytest.mark.parametrize("bad", ["", "has space", "x" * 256])
+@pytest.mark.parametrize("bad", ["", " leading", "trailing ", "tab\there", "naïve", "x" * 256])
 def test_malformed_keys_are_400(invoke, upstream, jobs_env, bad):
     make_tenant(jobs_env["registry"])
     refused = post(invoke, SMALL, bad)

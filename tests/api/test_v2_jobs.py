@@ -320,6 +320,26 @@ def test_webhook_urls_must_be_public_https(invoke, upstream, jobs_env, url):
     assert "x-webhook-url" in body_json(refused)["error"]
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("https://\xc2\x84/x", "printable ASCII"),  # as API Gateway hands on the bytes C2 84 (each as a character)
+        ("https://hooks\u200b.example/x", "printable ASCII"),  # a zero-width space in the host
+        ("https://[::1", "not a valid URL"),  # an unclosed IPv6 bracket
+        ("https://a..b/x", "not a valid host name"),  # an empty label
+        ("https://hooks.example:99999/x", "Port out of range"),
+        ("https://-hooks.example/x", "not a valid host name"),
+    ],
+)
+def test_a_malformed_webhook_url_is_a_400_naming_the_header_and_makes_no_job(invoke, upstream, jobs_env, url, says):
+    make_tenant(jobs_env["registry"])
+    refused = submit(invoke, headers={"x-webhook-url": url})
+    assert refused["statusCode"] == 400
+    message = body_json(refused)["error"]
+    assert "'x-webhook-url'" in message and says in message
+    assert jobs_env["sqs"].receive_message(QueueUrl=jobs_env["queue"]).get("Messages", []) == []
+
+
 def test_a_known_keys_submit_checks_the_cache_while_its_tenant_is_checked(invoke, upstream, jobs_env):
     from segmind_proxy.domain.tenants import TenantStatus
 
@@ -402,3 +422,10 @@ def test_a_job_status_while_the_job_store_is_down_is_503(invoke, upstream, jobs_
         answer = get(invoke, path)
         assert answer["statusCode"] == 503, path
         assert body_json(answer)["error"] == "The gateway's job store is unavailable; retry shortly"
+
+
+def test_a_submit_reads_no_response_mode(invoke, upstream, jobs_env):
+    """v2's result is always URLs: v1's x-response-mode header means nothing to it, so it is not checked either."""
+    make_tenant(jobs_env["registry"])
+    submitted = submit(invoke, headers={"x-response-mode": "no-such-mode"})
+    assert submitted["statusCode"] == 200 and body_json(submitted)["status"] == "QUEUED"

@@ -67,9 +67,12 @@ def test_ranges_accept_their_bounds_and_refuse_beyond(field, low, high):
         assert f"'{field}'" in error.message
 
 
-def test_seed_accepts_minus_one_and_refuses_other_negatives():
+@pytest.mark.parametrize("seed", [-2, -4294967295, 4294967296])
+def test_a_seed_out_of_range_is_told_the_whole_rule(seed):
     assert parse({"prompt": "x", "seed": -1}).random_seed
-    assert "'seed'" in error_of({"prompt": "x", "seed": -2}).message
+    assert parse({"prompt": "x", "seed": 0}).seed == 0 and parse({"prompt": "x", "seed": 4294967295}).seed
+    rule = f"'seed': must be -1 (a random seed) or an integer from 0 to 4294967295 (got {seed})"
+    assert error_of({"prompt": "x", "seed": seed}).details == [{"field": "seed", "message": rule}]
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,7 @@ def test_a_webhook_arrives_signed(stack):
         while not Receiver.received and time.monotonic() < deadline:
             time.sleep(0.2)
     sent_headers, data = Receiver.received[-1]
-    payload = Webhook(secret).verify(data, sent_headers)  # as the README tells receivers to
+    payload = Webhook(secret).verify(data, sent_headers)  # as docs/api.md tells receivers to
     assert sent_headers["webhook-id"] == f"msg_{submitted['request_id']}_completed"
     assert verify_legacy(secret, data, sent_headers["x-webhook-signature"])  # the deprecated header, still sent
     assert payload == json.loads(data)

@@ -20,7 +20,7 @@ from tests.support.http_server import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ROOT / "layers/core/segmind_proxy/api/playground"
-# Set to write docs/playground.png and docs/playground-phone.png (the README's screenshots).
+# Set to write docs/playground.png and docs/playground-phone.png (the screenshots of the README and docs/playground.md).
 SCREENSHOTS = os.environ.get("PLAYGROUND_SCREENSHOTS") == "1"
 
 pytestmark = pytest.mark.integration
@@ -82,6 +82,21 @@ def test_page_loads_with_its_csp_no_console_error_and_no_other_origin(stack, wat
     expect(watched.page.get_by_role("link", name="API reference")).to_have_attribute("href", "/docs")
 
 
+def test_the_first_generate_with_the_forms_defaults_is_a_miss_then_a_hit(stack, watched):
+    """The form starts with a fresh seed on each visit, so the sample prompt (the README's, cached by then) is a MISS."""
+    page = watched.page
+    open_playground(page, f"{stack.base}/playground", stack.api_key)
+    seed = page.get_by_label("Seed (-1: random)").input_value()
+    assert seed.isdigit() and int(seed) != 98552302
+    generate(page)
+    expect(page.locator("#cache")).to_have_text("MISS")
+    expect(page.locator("#seed-used")).to_have_text(seed)
+    generate(page)
+    expect(page.locator("#cache")).to_have_text("HIT")
+    page.reload()
+    expect(page.get_by_label("Seed (-1: random)")).not_to_have_value(seed)
+
+
 def test_a_generation_shows_an_image_then_a_hit_with_its_seed_and_code(stack, watched):
     page = watched.page
     open_playground(page, f"{stack.base}/playground", stack.api_key)
@@ -111,6 +126,15 @@ def test_a_generation_shows_an_image_then_a_hit_with_its_seed_and_code(stack, wa
     assert all(stack.api_key not in address for address in watched.requests)
     if SCREENSHOTS:
         page.screenshot(path=str(ROOT / "docs/playground.png"), full_page=True)
+
+
+def test_a_wrong_key_shows_api_gateways_message_on_every_route(stack, watched):
+    page = watched.page
+    open_playground(page, f"{stack.base}/playground", "not-a-key-of-this-gateway")
+    for route in ("v1", "openai"):
+        page.get_by_label("Route").select_option(route)
+        generate(page)
+        expect(page.locator("#form-error")).to_contain_text("Invalid API key")
 
 
 def test_a_bad_value_shows_its_fields_error(stack, watched):

@@ -26,17 +26,20 @@ def test_missing_and_wrong_keys_are_refused_on_every_keyed_route(stack, key):
         ("GET", "/v2/requests/abc"),
     ]:
         answer = requests.request(method, f"{stack.base}{path}", json={"prompt": "x"}, headers=headers, timeout=30)
-        assert answer.status_code == 403, (method, path)
+        assert answer.status_code == 401, (method, path)
 
 
 def test_revoked_keys_are_refused(stack):
     created = stack.cli("tenants", "create", f"sec-{uuid.uuid4().hex[:6]}", "--plan", "enterprise")
     old = created["api_key"]
     new = stack.cli("tenants", "rotate-key", created["name"])["api_key"]
-    for key, status in [(old, 403), (new, 200)]:
-        assert requests.get(f"{stack.base}/v1/usage", headers={"x-api-key": key}, timeout=30).status_code == status
+    # Refused at once: by the function (403, the key is no tenant's) while API Gateway's key cache still has the key,
+    # by API Gateway (401, an unknown key) after.
+    for key, statuses in [(old, (401, 403)), (new, (200,))]:
+        answer = requests.get(f"{stack.base}/v1/usage", headers={"x-api-key": key}, timeout=30)
+        assert answer.status_code in statuses
     stack.cli("tenants", "delete", created["name"], "--yes")
-    assert requests.get(f"{stack.base}/v1/usage", headers={"x-api-key": new}, timeout=30).status_code == 403
+    assert requests.get(f"{stack.base}/v1/usage", headers={"x-api-key": new}, timeout=30).status_code in (401, 403)
 
 
 def test_bodies_over_the_limit_are_refused_without_reading_them(stack):

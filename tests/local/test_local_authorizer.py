@@ -20,7 +20,21 @@ from tests.fakes import FakeClock
 KEY = "k-0123456789abcdefghij"
 SEGMIND_ROUTE = "/v1/stable-diffusion-3.5-turbo-txt2img"
 BEARER_ROUTE = "/v1/images/generations"
-MISSING_KEY = {"error": "Missing or invalid x-api-key"}
+
+
+# API Gateway's own answers (template.yaml's GatewayResponses): one per API, so the same on every route, in OpenAI's
+# error object.
+def missing_key(answer: tuple[int, Any]) -> bool:
+    """UNAUTHORIZED: no key in the header the route reads; the message says where each family reads it."""
+    status, body = answer
+    message = body["error"]["message"]
+    return status == 401 and body["error"]["code"] == "missing_api_key" and "Authorization: Bearer" in message
+
+
+def invalid_key(answer: tuple[int, Any]) -> bool:
+    """INVALID_API_KEY: a key API Gateway does not know."""
+    status, body = answer
+    return status == 401 and body["error"]["code"] == "invalid_api_key"
 
 
 class KeysOnOnePlan:
@@ -107,24 +121,24 @@ def test_x_api_key_and_bearer_are_the_same_key_for_api_gateway_and_the_function(
     assert context["authorizer"]["keySource"] == "bearer"
 
 
-def test_segmind_routes_answer_a_missing_key_as_before_without_invoking_the_authorizer(gateway):
+def test_segmind_routes_answer_a_missing_key_401_without_invoking_the_authorizer(gateway):
     gw, echo, _ = gateway()
     for headers in ({}, {"x-api-key": ""}, {"x-api-key": "two words"}, {"Authorization": f"Bearer {KEY}"}):
-        assert call(gw, SEGMIND_ROUTE, headers) == (403, MISSING_KEY), headers
+        assert missing_key(call(gw, SEGMIND_ROUTE, headers)), headers
     assert gw.authorizers.invocations == 0 and echo.events == []
 
 
 def test_bearer_routes_refuse_a_missing_or_malformed_authorization_without_invoking_the_authorizer(gateway):
     gw, echo, _ = gateway()
     for headers in ({}, {"x-api-key": KEY}, {"Authorization": KEY}, {"Authorization": "Basic dXNlcjpwYXNz"}):
-        assert call(gw, BEARER_ROUTE, headers) == (403, MISSING_KEY), headers
+        assert missing_key(call(gw, BEARER_ROUTE, headers)), headers
     assert gw.authorizers.invocations == 0 and echo.events == []
 
 
-def test_an_unknown_key_is_refused_by_the_key_check_as_before(gateway):
+def test_an_unknown_key_is_refused_by_the_key_check_401(gateway):
     gw, echo, _ = gateway()
-    assert call(gw, SEGMIND_ROUTE, {"x-api-key": "not-a-key-of-this-api"}) == (403, MISSING_KEY)
-    assert call(gw, BEARER_ROUTE, {"Authorization": "Bearer not-a-key-of-this-api"}) == (403, MISSING_KEY)
+    assert invalid_key(call(gw, SEGMIND_ROUTE, {"x-api-key": "not-a-key-of-this-api"}))
+    assert invalid_key(call(gw, BEARER_ROUTE, {"Authorization": "Bearer not-a-key-of-this-api"}))
     assert gw.authorizers.invocations == 2 and echo.events == []
 
 
@@ -145,7 +159,8 @@ def test_both_headers_count_against_the_same_plan_quota(gateway):
     assert call(gw, SEGMIND_ROUTE, {"x-api-key": KEY})[0] == 200
     assert call(gw, BEARER_ROUTE, {"Authorization": f"Bearer {KEY}"})[0] == 200
     assert call(gw, SEGMIND_ROUTE, {"x-api-key": KEY})[0] == 200
-    assert call(gw, BEARER_ROUTE, {"Authorization": f"Bearer {KEY}"}) == (429, {"error": "Limit Exceeded"})
+    status, body = call(gw, BEARER_ROUTE, {"Authorization": f"Bearer {KEY}"})
+    assert (status, body["error"]["code"]) == (429, "quota_exceeded")
 
 
 def test_public_routes_need_neither_key_nor_authorizer(gateway):
@@ -182,16 +197,36 @@ def test_a_cached_policy_is_evaluated_against_each_route(gateway):
         "KeyAuthorizerFunction": Scripted(policy_for(gw.method_arn_for("POST", SEGMIND_ROUTE)))
     }
     assert call(gw, SEGMIND_ROUTE, {"x-api-key": KEY})[0] == 200
-    assert call(gw, "/v1/usage", {"x-api-key": KEY}, method="GET") == (403, MISSING_KEY)  # ACCESS_DENIED
+    status, body = call(gw, "/v1/usage", {"x-api-key": KEY}, method="GET")  # ACCESS_DENIED
+    assert (status, body["error"]["code"]) == (403, "access_denied")
     assert gw.authorizers.invocations == 1
 
 
 @pytest.mark.parametrize(
     ("answer", "status"),
-    [(RuntimeError("boom"), 500), ({"usageIdentifierKey": KEY}, 500), (PermissionError("Unauthorized"), 403)],
+    [(RuntimeError("boom"), 500), ({"usageIdentifierKey": KEY}, 500), (PermissionError("Unauthorized"), 401)],
 )
 def test_an_authorizer_that_fails_is_answered_as_api_gateway_does(gateway, answer, status):
     gw, echo, _ = gateway()
     gw.authorizers._functions = {"KeyAuthorizerFunction": Scripted(answer)}
     assert call(gw, SEGMIND_ROUTE, {"x-api-key": KEY})[0] == status
     assert echo.events == []
+
+
+def test_api_gateways_own_answers_name_their_request(gateway):
+    """`x-request-id` on API Gateway's refusals too (`context.requestId`), as on every answer of the function."""
+    gw, _, _ = gateway()
+    for path, headers in ((SEGMIND_ROUTE, {}), (SEGMIND_ROUTE, {"x-api-key": "unknown"}), ("/nowhere", {})):
+        response = gw.dispatch(Request(EnvironBuilder(path=path, method="POST", headers=headers).get_environ()))
+        assert response.status_code in (401, 404)
+        assert response.headers["x-request-id"] == response.headers["x-amzn-RequestId"] != ""
+
+
+def test_a_method_a_resource_lacks_goes_to_its_any_method_never_to_a_greedy_resource(gateway):
+    """As API Gateway selects: the resource by its path, then the method; the function answers it (405)."""
+    gw, _, _ = gateway()
+    status, context = call(gw, SEGMIND_ROUTE, {}, method="GET")
+    assert status == 200 and context["resourcePath"] == SEGMIND_ROUTE and context["httpMethod"] == "GET"
+    assert gw.authorizers.invocations == 0  # the resource's ANY method is keyless
+    status, context = call(gw, "/v1/chat/completions", {"x-api-key": KEY}, method="GET")
+    assert status == 200 and context["resourcePath"] == "/v1/{proxy+}"  # no such resource: the greedy one

@@ -1,5 +1,5 @@
 """What a cold start's first request does not pay for: importing the API handler leaves out what only some routes
-use (README, "Why the cold-start target is not met"), and those routes build it on their first use."""
+use (docs/performance.md, "Why the cold-start target is not met"), and those routes build it on their first use."""
 
 import json
 import os

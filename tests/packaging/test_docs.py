@@ -1,4 +1,5 @@
-"""The README documents every setting and template parameter, and the layer ships what pyproject declares."""
+"""docs/configuration.md documents every setting, template parameter and local stack variable, the README shows the
+two commands, and the layer ships what pyproject declares."""
 
 import re
 from pathlib import Path
@@ -9,13 +10,14 @@ from segmind_proxy.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
 
 
-TABLE_ROWS = [line for line in README.splitlines() if line.startswith("| `")]
+TABLE_ROWS = [line for line in CONFIGURATION.splitlines() if line.startswith("| `")]
 
 
 def documented(name: str) -> bool:
-    """Named in the first column of a README table row."""
+    """Named in the first column of a table row of docs/configuration.md."""
     return any(f"`{name}`" in row.split("|")[1] for row in TABLE_ROWS)
 
 

@@ -48,7 +48,7 @@ def test_before_snapshot_builds_the_clients_and_wiring_without_connecting(hooks)
         assert client.cache_info().currsize == 1
     assert composition.services.cache_info().currsize == 1
     wired = composition.services()
-    # What a cold start leaves to first use (README, "Why the cold-start target is not met"), built beforehand.
+    # What a cold start leaves to first use (docs/performance.md, "Why the cold-start target is not met"), built beforehand.
     for deferred in (wired.generation.upstream, wired.webhooks, wired.once.idempotency, wired.jobs.idempotency):
         assert isinstance(deferred, composition.OnFirstUse) and deferred.built is not None
     assert all(model.__pydantic_complete__ for model in schemas.every_schema())

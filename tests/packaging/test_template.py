@@ -123,11 +123,21 @@ def test_the_validation_expressions_keep_the_two_headers_apart():
     assert re.fullmatch(segmind, "k-0123456789abcdefghij") and re.fullmatch(bearer, "Bearer k-0123456789abcdefghij")
 
 
-def test_a_missing_or_malformed_key_header_is_answered_as_a_missing_key_was():
+def test_api_gateways_own_answers_are_json_naming_their_request_with_the_statuses_clients_expect():
+    """Each gateway response: OpenAI's error object once API Gateway substitutes its variables (no VTL: plain text),
+    the request id and CORS; a missing or unknown key is HTTP's 401, as Segmind and OpenAI answer it."""
+    import json
+    import re
+
     responses = load_template()["Resources"]["GatewayApi"]["Properties"]["GatewayResponses"]
-    for kind in ("UNAUTHORIZED", "ACCESS_DENIED"):
-        assert responses[kind] == responses["INVALID_API_KEY"]
-    assert responses["INVALID_API_KEY"]["StatusCode"] == 403
-    assert responses["INVALID_API_KEY"]["ResponseTemplates"] == {
-        "application/json": '{"error": "Missing or invalid x-api-key"}'
+    for kind, response in responses.items():
+        body = re.sub(r"\$context\.[\w.]+", "a value", response["ResponseTemplates"]["application/json"])
+        error = json.loads(body)["error"]
+        assert set(error) == {"message", "type", "param", "code"} and error["message"], kind
+        headers = response["ResponseParameters"]["Headers"]
+        assert headers.pop("x-should-retry", None) == ("'false'" if kind == "QUOTA_EXCEEDED" else None), kind
+        assert headers == {"Access-Control-Allow-Origin": "'*'", "x-request-id": "context.requestId"}, kind
+    assert {kind: responses[kind].get("StatusCode") for kind in ("UNAUTHORIZED", "INVALID_API_KEY")} == {
+        "UNAUTHORIZED": 401,
+        "INVALID_API_KEY": 401,
     }

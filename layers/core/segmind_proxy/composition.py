@@ -173,7 +173,7 @@ def reservation_sweeper() -> ReservationSweeper | None:
     return ReservationSweeper(ledger, job_store()) if ledger is not None else None
 
 
-# SnapStart (README, "SnapStart"): the functions that use it register these two as runtime hooks at import. Lambda
+# SnapStart (docs/operations.md, "SnapStart"): the functions that use it register these two as runtime hooks at import. Lambda
 # calls them only for a version published with SnapStart on; anywhere else registering them does nothing.
 
 

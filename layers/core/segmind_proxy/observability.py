@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,9 @@ from segmind_proxy.settings import get_settings
 
 logger = Logger()
 metrics = Metrics()
+# An invocation that records no metric (a health check, the docs, a preflight, a refusal) is normal here, not the
+# mistake Powertools warns of at every such invocation.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 class Untraced:

@@ -1,4 +1,4 @@
-"""One settings object, read from the environment once per container. Every variable is documented in the README."""
+"""One settings object, read from the environment once per container. Every variable is documented in docs/configuration.md."""
 
 from __future__ import annotations
 

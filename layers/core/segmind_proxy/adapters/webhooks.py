@@ -22,12 +22,13 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -248,17 +249,52 @@ def _refused_address(exc: requests.ConnectionError) -> RefusedAddress | None:
     return reason if isinstance(reason, RefusedAddress) else None
 
 
+# A host name as DNS spells it (RFC 1123 labels, ASCII: an internationalised name goes in its xn-- form).
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_PRINTABLE_ASCII = re.compile(r"[!-~]+")
+
+
+def _parsed(url: str) -> SplitResult:
+    """The URL's parts, or RequestInvalid saying what is wrong with its form (before any name is resolved)."""
+    if len(url) > MAX_WEBHOOK_URL_LENGTH:
+        raise RequestInvalid(f"Header '{HEADER}' is longer than {MAX_WEBHOOK_URL_LENGTH} characters")
+    if not _PRINTABLE_ASCII.fullmatch(url):
+        raise RequestInvalid(
+            f"Header '{HEADER}' must be a URL of printable ASCII characters without spaces (percent-encode the "
+            "rest; write an internationalised host name in its xn-- form)"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsed on access: a port out of range or not a number raises here)
+    except ValueError as exc:
+        raise RequestInvalid(f"Header '{HEADER}' is not a valid URL: {exc}") from None
+    return parts
+
+
+def _check_host(host: str) -> None:
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise RequestInvalid(
+            f"Header '{HEADER}': host '{host}' is not a valid host name (labels of 1 to 63 letters, digits or "
+            "hyphens, separated by single dots) or IP address"
+        )
+
+
 def check_url(url: str, *, targets: WebhookTargets) -> str:
     """The URL if it may receive webhooks under `targets` (ALLOW_PRIVATE_WEBHOOKS), else RequestInvalid naming the
     reason."""
     rule = _RULES[targets]
-    parts = urlsplit(url)
+    parts = _parsed(url)
     if parts.scheme not in rule.schemes:
         raise RequestInvalid(f"Header '{HEADER}' must be an {' or '.join(f'{s}://' for s in rule.schemes)} URL")
     if not parts.hostname:
         raise RequestInvalid(f"Header '{HEADER}' has no host")
-    if len(url) > MAX_WEBHOOK_URL_LENGTH:
-        raise RequestInvalid(f"Header '{HEADER}' is longer than {MAX_WEBHOOK_URL_LENGTH} characters")
+    _check_host(parts.hostname)
     addresses = _addresses(parts.hostname)
     if not addresses:
         raise RequestInvalid(f"Header '{HEADER}': host '{parts.hostname}' does not resolve")

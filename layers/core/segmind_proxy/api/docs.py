@@ -129,11 +129,28 @@ def error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"model": ErrorBody}}}
 
 
-# What API Gateway itself may answer on any route that needs a key.
-GATEWAY_RESPONSES: dict[int, dict[str, Any]] = {
-    403: error("Missing or invalid x-api-key, suspended tenant, or origin not allowed for the key"),
-    429: error("Rate limited by your plan (Too Many Requests / Limit Exceeded)"),
-}
+def error_either(description: str) -> dict[str, Any]:
+    """An error a Segmind route answers in its own shape, or API Gateway in OpenAI's (its one shape for all routes)."""
+    return {"description": description, "content": {"application/json": {"model": ErrorBody | OpenAIErrorBody}}}
+
+
+def _gateway_error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"model": OpenAIErrorBody}}}
+
+
+# API Gateway's own answers (template.yaml's GatewayResponses) are one per API: OpenAI's error object on every route.
+KEY_REFUSED = _gateway_error(
+    "Answered by API Gateway (code missing_api_key or invalid_api_key): no key in the header the route reads "
+    "(x-api-key on Segmind's routes, Authorization: Bearer on OpenAI's), a malformed one, or a key it does not know "
+    "(mistyped, rotated or deleted)"
+)
+PLAN_LIMITED = _gateway_error(
+    "Answered by API Gateway: your plan's rate (code rate_limit_exceeded) or monthly quota (quota_exceeded, "
+    "`x-should-retry: false`)"
+)
+TENANT_REFUSED = "The tenant is suspended, or the key may not be used from this origin"
+# What may refuse any route that needs a key, before it runs.
+GATEWAY_RESPONSES: dict[int, dict[str, Any]] = {401: KEY_REFUSED, 403: error(TENANT_REFUSED), 429: PLAN_LIMITED}
 
 ONLY_IF_CACHED_MISS = (
     "the request's Cache-Control has only-if-cached and the images are not cached (nothing was generated or charged)"
@@ -154,23 +171,33 @@ TXT2IMG_RESPONSES: dict[int, dict[str, Any]] = {
             "application/json": {"model": Base64Images | ImageUrls},
         },
     },
-    400: error("Invalid request: every bad field is named; a key given twice in the JSON body is named"),
+    400: error(
+        "Invalid request: every bad field is named; a key given twice in the JSON body is named; or a header the "
+        "route reads (Idempotency-Key, and v1's x-response-mode or v2's x-webhook-url) is malformed: the message "
+        "names it"
+    ),
+    401: KEY_REFUSED,
     402: error("The tenant's monthly budget cannot cover this request (nothing was called or charged)"),
-    403: error("Missing or invalid x-api-key"),
+    403: error(TENANT_REFUSED),
     409: error("A request with the same Idempotency-Key is still in progress; see Retry-After"),
     410: error("The images of an Idempotency-Key replay have expired, or could not be kept, in storage"),
-    413: error("Request body too large"),
+    413: error_either("Request body too large (over API Gateway's 10 MB: API Gateway's answer, in OpenAI's shape)"),
     415: error(
         "Content-Type is not application/json, or the body is compressed (a Content-Encoding other than identity)"
     ),
     422: error("Idempotency-Key reused with a different body"),
-    429: error("Rate limited (by your plan or upstream); see Retry-After"),
+    429: error_either(
+        "Rate limited: by Segmind (Segmind's shape, see Retry-After), or by your plan (API Gateway, OpenAI's shape)"
+    ),
     502: error("Upstream failed or rejected the gateway's credentials"),
     503: error(
         "The gateway's Segmind account is out of credits, the usage ledger is unavailable, or the images are too "
         "large to inline and storage failed (nothing was charged)"
     ),
-    504: error(f"Upstream timed out, or {ONLY_IF_CACHED_MISS}"),
+    504: error_either(
+        f"Upstream timed out, or {ONLY_IF_CACHED_MISS}; or the function did not answer within API Gateway's 29 s "
+        "(API Gateway's answer, in OpenAI's shape)"
+    ),
 }
 
 
@@ -190,13 +217,8 @@ OPENAI_IMAGES_RESPONSES: dict[int, dict[str, Any]] = {
         "content": {"application/json": {"model": OpenAIImagesResponse}},
     },
     400: openai_error("Invalid request, or a parameter Stable Diffusion 3.5 Turbo cannot honour: `param` names it"),
-    403: {
-        "description": (
-            "A refused tenant or origin (OpenAI-shaped, permission_error); a missing or invalid x-api-key is refused "
-            "by API Gateway itself, in Segmind's shape"
-        ),
-        "content": {"application/json": {"model": OpenAIErrorBody | ErrorBody}},
-    },
+    401: KEY_REFUSED,
+    403: openai_error(f"{TENANT_REFUSED} (permission_error)"),
     404: openai_error("Unknown model (code model_not_found)"),
     409: openai_error("A request with the same Idempotency-Key is still in progress; see Retry-After"),
     410: openai_error("The images of an Idempotency-Key replay have expired, or could not be kept, in storage"),
@@ -210,6 +232,14 @@ OPENAI_IMAGES_RESPONSES: dict[int, dict[str, Any]] = {
     502: openai_error("Upstream failed or rejected the gateway's credentials (server_error)"),
     503: openai_error("A dependency is unavailable or the gateway's Segmind account is out of credits (server_error)"),
     504: openai_error(f"Upstream timed out, or {ONLY_IF_CACHED_MISS}"),
+}
+
+
+# What may refuse OpenAI's other routes before they run: the function's refusals in OpenAI's shape.
+OPENAI_GATEWAY_RESPONSES: dict[int, dict[str, Any]] = {
+    401: KEY_REFUSED,
+    403: openai_error(f"{TENANT_REFUSED} (permission_error)"),
+    429: PLAN_LIMITED,
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import CORSConfig
 
 from segmind_proxy.api import openai_errors, openai_images, segmind_errors, segmind_v1
+from segmind_proxy.api.headers import REPLAY_HEADER
 from segmind_proxy.api.proxy_events import api_key_id, body_of, headers_of, request_id
 from segmind_proxy.api.segmind_v1 import Parsed
 from segmind_proxy.api.services import Services
@@ -33,15 +34,16 @@ PREFETCHERS = {
     V2_PATH: partial(segmind_v1.prefetch_cache_read, v2=True),
     openai_images.GENERATIONS_PATH: openai_images.prefetch_cache_read,
 }
+REQUEST_ID_HEADER = "x-request-id"
 EXPOSED_HEADERS = [
     "x-cache",
-    "x-request-id",
+    REQUEST_ID_HEADER,
     "x-seed-value",
     "x-images-delivered",
     "x-response-mode",
     "x-budget-remaining-credits",
     "x-budget-remaining-images",
-    "x-idempotent-replay",
+    REPLAY_HEADER,
     "Retry-After",
 ]
 
@@ -138,7 +140,7 @@ def refusal(event: dict[str, Any], refused: AccessRefused | Unavailable, cors: C
     errors = openai_errors if openai_errors.speaks_openai(event.get("path")) else segmind_errors
     answer = errors.answer(refused)
     origin = headers_of(event).get("origin")
-    headers = {"Content-Type": "application/json", "x-request-id": request_id(event) or "", **answer.headers}
+    headers = {"Content-Type": "application/json", **answer.headers}
     if (not isinstance(refused, AccessRefused) or refused.cors) and origin:
         headers |= cors.to_dict(origin)
     logger.info("Request refused", extra={"status": answer.status, "reason": refused.message})
@@ -148,3 +150,17 @@ def refusal(event: dict[str, Any], refused: AccessRefused | Unavailable, cors: C
         "body": json.dumps(answer.body),
         "isBase64Encoded": False,
     }
+
+
+def identified(response: dict[str, Any], event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Every answer of the function names its request in `x-request-id`: API Gateway's request id (which its own
+    answers carry too, see template.yaml's GatewayResponses), or the invocation's where the event has none."""
+    value = request_id(event) or getattr(context, "aws_request_id", "")
+    multi = response.get("multiValueHeaders")
+    named = {name.lower() for name in (*(response.get("headers") or {}), *(multi or {}))}
+    if REQUEST_ID_HEADER not in named:
+        if multi is not None:
+            multi[REQUEST_ID_HEADER] = [value]
+        else:
+            response.setdefault("headers", {})[REQUEST_ID_HEADER] = value
+    return response

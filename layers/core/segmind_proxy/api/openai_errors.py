@@ -17,6 +17,7 @@ from segmind_proxy.domain.errors import (
     DomainError,
     IdempotencyInProgress,
     IdempotencyKeyReused,
+    MethodNotAllowed,
     NotCached,
     NotFound,
     RequestInvalid,
@@ -108,6 +109,8 @@ def _kind(error: DomainError, status: int) -> tuple[str, str | None, str | None]
         return "invalid_request_error", "model", "model_not_found"
     if isinstance(error, NotFound):
         return "invalid_request_error", None, "not_found"
+    if isinstance(error, MethodNotAllowed):
+        return "invalid_request_error", None, "method_not_allowed"
     if isinstance(error, IdempotencyInProgress):
         return "invalid_request_error", None, "idempotency_key_in_progress"
     if isinstance(error, IdempotencyKeyReused):

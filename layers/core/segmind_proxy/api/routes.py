@@ -6,7 +6,9 @@ edge (`edge.py`) has admitted the caller before any route runs."""
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -16,6 +18,7 @@ from aws_lambda_powertools.event_handler.router import Router
 from segmind_proxy.api import docs, openai_errors, playground, segmind_errors
 from segmind_proxy.api.delivery import Reply
 from segmind_proxy.api.edge import TXT2IMG_PATH, V2_PATH, Admission
+from segmind_proxy.api.headers import REPLAY_HEADER
 from segmind_proxy.api.openai_images import (
     GENERATIONS_PATH,
     MODELS_PATH,
@@ -39,13 +42,22 @@ from segmind_proxy.api.segmind_v1 import handle_txt2img
 from segmind_proxy.api.segmind_v2 import handle_result, handle_status, handle_submit
 from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.api.usage import handle_usage
-from segmind_proxy.domain.errors import DomainError, NotCached, Outage, Unavailable
+from segmind_proxy.domain.errors import DomainError, MethodNotAllowed, NotCached, Outage, Unavailable
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Caller
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 
 router = Router()
+# The methods each route serves, by API Gateway's resource path (`{name}` parameters): another method on one of these
+# resources is a 405 naming them (`Allow`), not a 404.
+SERVED: dict[str, set[str]] = {}
+
+
+def served(method: str, rule: str, **documented: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`router.route`, recording which method the route's resource serves."""
+    SERVED.setdefault(re.sub(r"<(\w+)>", r"{\1}", rule), set()).add(method)
+    return router.route(rule, method, **documented)
 
 
 def _services() -> Services:
@@ -94,11 +106,12 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
         status_code=status,
         content_type="application/json",
         body=json.dumps(body),
-        headers={"x-request-id": _request_id(), **(headers or {})},
+        headers=headers or {},
     )
 
 
-@router.post(
+@served(
+    "POST",
     TXT2IMG_PATH,
     summary="Generate images (Segmind v1 protocol)",
     description="Validates, answers from the tenant's cache when it can, otherwise calls Segmind with the operator's key.",
@@ -116,11 +129,12 @@ def _reply(reply: Reply) -> Response:
         status_code=reply.status,
         content_type=reply.content_type,
         body=reply.body,
-        headers={"x-request-id": _request_id(), **reply.headers},
+        headers=reply.headers,
     )
 
 
-@router.post(
+@served(
+    "POST",
     GENERATIONS_PATH,
     summary="Generate images (OpenAI Images API)",
     description=(
@@ -137,12 +151,13 @@ def openai_generations() -> Any:  # the raw body is translated by `handle_genera
     return _reply(handle_generations(_incoming(), _caller(), _services()))
 
 
-@router.get(
+@served(
+    "GET",
     MODELS_PATH,
     summary="The models this gateway serves (OpenAI's list shape)",
     responses={
         200: {"description": "One model", "content": {"application/json": {"model": OpenAIModelList}}},
-        **docs.GATEWAY_RESPONSES,
+        **docs.OPENAI_GATEWAY_RESPONSES,
     },
     security=docs.BEARER_SECURITY,
     tags=["OpenAI"],
@@ -151,13 +166,14 @@ def openai_models() -> Response[OpenAIModelList]:
     return _json(200, models())
 
 
-@router.get(
+@served(
+    "GET",
     f"{MODELS_PATH}/<model_id>",
     summary="One model (OpenAI's model object); Segmind's slug is an alias",
     responses={
         200: {"description": "The model", "content": {"application/json": {"model": OpenAIModel}}},
         404: docs.openai_error("No such model (code model_not_found)"),
-        **docs.GATEWAY_RESPONSES,
+        **docs.OPENAI_GATEWAY_RESPONSES,
     },
     security=docs.BEARER_SECURITY,
     tags=["OpenAI"],
@@ -166,7 +182,8 @@ def openai_model(model_id: str) -> Response[OpenAIModel]:
     return _json(200, model(model_id))
 
 
-@router.post(
+@served(
+    "POST",
     V2_PATH,
     summary="Submit an async generation (Segmind v2 protocol)",
     description=(
@@ -176,7 +193,7 @@ def openai_model(model_id: str) -> Response[OpenAIModel]:
     ),
     responses={
         200: {"description": "Job accepted", "content": {"application/json": {"model": JobSubmitted}}},
-        **{code: docs.TXT2IMG_RESPONSES[code] for code in (400, 402, 403, 409, 413, 415, 422, 429)},
+        **{code: docs.TXT2IMG_RESPONSES[code] for code in (400, 401, 402, 403, 409, 413, 415, 422, 429)},
         404: docs.error("Async (v2) generation is not enabled on this gateway"),
         503: docs.error("The usage ledger, the job store or the job queue is unavailable (nothing was charged)"),
         504: docs.error(docs.ONLY_IF_CACHED_MISS),
@@ -184,14 +201,17 @@ def openai_model(model_id: str) -> Response[OpenAIModel]:
     security=docs.SECURITY,
     tags=["Generation"],
 )
-def submit_v2() -> JobSubmitted:
-    return JobSubmitted.model_validate(handle_submit(_incoming(), _caller(), _services()))
+def submit_v2() -> Response[JobSubmitted]:
+    submitted, replayed = handle_submit(_incoming(), _caller(), _services())
+    body = JobSubmitted.model_validate(submitted).model_dump()
+    return _json(200, body, {REPLAY_HEADER: "true"} if replayed else None)
 
 
 JOB_STORE_DOWN = "The tenant registry or the job store is unavailable; retry shortly"
 
 
-@router.get(
+@served(
+    "GET",
     "/v2/requests/<request_id>/status",
     summary="Status of an async generation",
     responses={
@@ -212,7 +232,8 @@ def job_status(request_id: str) -> Response[JobStatusBody]:
     return _json(status, body)
 
 
-@router.get(
+@served(
+    "GET",
     "/v2/requests/<request_id>",
     summary="Result of an async generation: `output` holds presigned image URL(s)",
     responses={
@@ -234,7 +255,8 @@ def job_result(request_id: str) -> Response[JobResultBody]:
     return _json(status, body)
 
 
-@router.get(
+@served(
+    "GET",
     "/v1/usage",
     summary="Your usage this month and what remains of your budget",
     description="Figures of the calling tenant only (identified by its API key). `?month=YYYY-MM` for another month.",
@@ -252,33 +274,33 @@ def usage() -> UsageReport:
     return handle_usage(_tenant(), router.current_event.query_string_parameters, _services().ledger)
 
 
-@router.get("/v1/health", summary="Liveness (no key needed)", tags=["Operations"])
+@served("GET", "/v1/health", summary="Liveness (no key needed)", tags=["Operations"])
 def health() -> Health:
     return Health(status="ok")
 
 
-@router.get("/openapi.json", summary="This API's OpenAPI spec", tags=["Operations"], include_in_schema=False)
+@served("GET", "/openapi.json", summary="This API's OpenAPI spec", tags=["Operations"], include_in_schema=False)
 def openapi_json() -> Response[str]:
     return Response(200, "application/json", openapi_spec())
 
 
-@router.get("/docs", summary="Swagger UI", tags=["Operations"], include_in_schema=False)
+@served("GET", "/docs", summary="Swagger UI", tags=["Operations"], include_in_schema=False)
 def swagger_ui() -> Response[str]:
     return Response(200, "text/html", docs.swagger_html(openapi_spec(server=base_url(router.current_event.raw_event))))
 
 
-@router.get("/", summary="Links to the playground and Swagger UI", tags=["Operations"], include_in_schema=False)
+@served("GET", "/", summary="Links to the playground and Swagger UI", tags=["Operations"], include_in_schema=False)
 def landing() -> Response[str]:
     page = playground.landing(path_prefix(router.current_event.raw_event))
     return Response(200, "text/html; charset=utf-8", page, headers=playground.SECURITY_HEADERS)
 
 
-@router.get(playground.PAGE_PATH, summary="The playground", tags=["Operations"], include_in_schema=False)
+@served("GET", playground.PAGE_PATH, summary="The playground", tags=["Operations"], include_in_schema=False)
 def playground_page() -> Response[str]:
     return Response(200, "text/html; charset=utf-8", playground.page(), headers=playground.SECURITY_HEADERS)
 
 
-@router.get(f"{playground.PAGE_PATH}/<name>", summary="The playground's files", include_in_schema=False)
+@served("GET", f"{playground.PAGE_PATH}/<name>", summary="The playground's files", include_in_schema=False)
 def playground_file(name: str) -> Response[str]:
     found = playground.asset(name)
     if found is None:
@@ -335,6 +357,11 @@ def outage(error: Outage) -> Response:
 @router.exception_handler(NotFoundError)  # what the resolver's `not_found` registers
 def not_found(_: NotFoundError) -> Response:
     event = router.current_event
+    allowed = SERVED.get(event.resource)
+    if allowed and event.http_method not in allowed:  # API Gateway passes these on by the resource's ANY method
+        methods = tuple(sorted(allowed))
+        refused = f"{event.http_method} is not allowed on {event.path}: it takes {' or '.join(methods)}"
+        return domain_error(MethodNotAllowed(refused, allowed=methods))
     if openai_errors.speaks_openai(event.path):
         answer = openai_errors.not_found(event.http_method, event.path)
         return _json(answer.status, answer.body)

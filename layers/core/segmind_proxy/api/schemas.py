@@ -53,7 +53,7 @@ class Health(Schema):
 
 
 class UsageReport(Schema):
-    """A tenant's figures for one calendar month (UTC). Cache hits are free; credits are estimates (see README)."""
+    """A tenant's figures for one calendar month (UTC). Cache hits are free; credits are estimates (see docs/operations.md)."""
 
     tenant_id: str
     name: str

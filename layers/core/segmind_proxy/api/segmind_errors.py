@@ -18,6 +18,7 @@ from segmind_proxy.domain.errors import (
     FailureKind,
     IdempotencyInProgress,
     IdempotencyKeyReused,
+    MethodNotAllowed,
     NotCached,
     NotFound,
     RequestInvalid,
@@ -34,6 +35,7 @@ STATUS: dict[type[DomainError], int] = {
     BudgetExceeded: 402,
     AccessRefused: 403,
     NotFound: 404,
+    MethodNotAllowed: 405,
     IdempotencyInProgress: 409,
     Expired: 410,
     IdempotencyKeyReused: 422,
@@ -93,4 +95,6 @@ def headers(error: DomainError) -> dict[str, str]:
         return {"Retry-After": str(error.retry_after)}
     if isinstance(error, NotCached):
         return {"x-cache": CacheStatus.MISS.value}
+    if isinstance(error, MethodNotAllowed):
+        return {"Allow": ", ".join(error.allowed)}
     return {}

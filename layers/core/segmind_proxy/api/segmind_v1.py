@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 
 from segmind_proxy.api.delivery import Answer, Reply, ResponseMode, deliver
-from segmind_proxy.api.headers import idempotency_key
+from segmind_proxy.api.headers import REPLAY_HEADER, idempotency_key
 from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
 from segmind_proxy.domain.errors import (
@@ -72,11 +72,16 @@ def check_body(body: bytes | None, headers: Mapping[str, str], settings: Setting
     check_content_encoding(headers.get("content-encoding"))
 
 
-def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> tuple[Txt2ImgRequest, ResponseMode]:
-    """Every check that needs no I/O, so a bad request costs nothing."""
+def parse_body(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> Txt2ImgRequest:
+    """A Segmind body checked (size, media type) and parsed: what v1 and v2 both read."""
     check_body(body, headers, settings)
+    return parse_request(body)
+
+
+def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> tuple[Txt2ImgRequest, ResponseMode]:
+    """Every check of a v1 request that needs no I/O, so a bad request costs nothing."""
+    request = parse_body(body, headers, settings)
     mode = response_mode(headers)
-    request = parse_request(body)
     if not request.base64 and request.batch_size > 1:
         mode = ResponseMode.URL  # a raw answer carries one image: a batch comes back as URLs, none lost
     return request, mode
@@ -93,11 +98,16 @@ def prefetch_cache_read(
     `no-cache`). Its answer is used only once authorized. A v2 submit only ever checks that the images exist (its
     result is URLs). An invalid body is parsed again by its route, which refuses it and counts the refusal."""
     try:
-        parsed = validate(body, headers, services.settings)
+        # A v2 submit reads no response mode: its result is always URLs.
+        parsed = (
+            (parse_body(body, headers, services.settings), ResponseMode.URL)
+            if v2
+            else validate(body, headers, services.settings)
+        )
     except RequestInvalid:
         return None, None
     request, mode = parsed
-    return parsed, start_cache_read(request, headers, namespace, services, by_url=v2 or mode is ResponseMode.URL)
+    return parsed, start_cache_read(request, headers, namespace, services, by_url=mode is ResponseMode.URL)
 
 
 def start_cache_read(
@@ -151,7 +161,7 @@ def answered(reply: Reply, scope: RequestScope, *, replayed: bool) -> Reply:
     """The headers every synchronous answer carries beyond the images': a replay says so, and a billed request
     shows what is left of its budgets."""
     if replayed:
-        reply.headers["x-idempotent-replay"] = "true"
+        reply.headers[REPLAY_HEADER] = "true"
     if isinstance(scope.billing, TenantBilling):
         reply.headers.update(budget_headers(scope.billing.remaining()))
     return reply

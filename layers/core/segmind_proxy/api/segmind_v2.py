@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from segmind_proxy.api.headers import WEBHOOK_HEADER, idempotency_key
-from segmind_proxy.api.segmind_v1 import validate
+from segmind_proxy.api.segmind_v1 import parse_body
 from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.domain.cache_policy import CachePolicy
 from segmind_proxy.domain.errors import NotFound, RequestInvalid
@@ -31,10 +31,11 @@ def urls(base_url: str, job_id: str) -> dict[str, str]:
     }
 
 
-def handle_submit(incoming: Incoming, caller: Caller, services: Services) -> dict[str, Any]:
+def handle_submit(incoming: Incoming, caller: Caller, services: Services) -> tuple[dict[str, Any], bool]:
+    """The submitted job's answer, and whether it replays an Idempotency-Key's first submit."""
     jobs, headers = _jobs(services), incoming.headers
     with counting_rejections(caller.tenant, services.ledger, services.generation.later):
-        request, _ = incoming.parsed or validate(incoming.body, headers, services.settings)
+        request = incoming.parsed[0] if incoming.parsed else parse_body(incoming.body, headers, services.settings)
         key = idempotency_key(headers)
         webhook = headers.get(WEBHOOK_HEADER)
         if webhook is not None and services.webhooks is not None:
@@ -52,8 +53,8 @@ def handle_submit(incoming: Incoming, caller: Caller, services: Services) -> dic
     )
     # A 402 (over budget) is refused before any cost, as a 400 is.
     with counting_rejections(caller.tenant, services.ledger, services.generation.later):
-        job = jobs.submit(request, scope, submission)
-    return {"request_id": job.job_id, "status": job.status.value, **urls(incoming.base_url, job.job_id)}
+        job, replayed = jobs.submit(request, scope, submission)
+    return {"request_id": job.job_id, "status": job.status.value, **urls(incoming.base_url, job.job_id)}, replayed
 
 
 def handle_status(job_id: str, namespace: str, services: Services) -> tuple[int, dict[str, Any]]:

@@ -62,6 +62,16 @@ class NotFound(DomainError):
     kind = "not_found"
 
 
+class MethodNotAllowed(DomainError):
+    """The route exists, but not for this method; `allowed` lists the methods it serves."""
+
+    kind = "method_not_allowed"
+
+    def __init__(self, message: str, *, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
 class UnknownModel(NotFound):
     """A request named a model this gateway does not serve."""
 

@@ -49,7 +49,12 @@ class Txt2ImgRequest(BaseModel):
     negative_prompt: str = Field(_D["negative_prompt"], max_length=CATALOG.max_lengths["negative_prompt"])
     steps: JsonInt = Field(_D["steps"], **_range("steps"))
     guidance_scale: float = Field(_D["guidance_scale"], **_range("guidance_scale"))
-    seed: JsonInt = Field(_D["seed"], description="-1 asks for a random seed (never read from cache)", **_range("seed"))
+    seed: JsonInt = Field(
+        _D["seed"],
+        description="-1 asks for a random seed (never read from cache)",
+        # The bounds for the spec; the validator below checks them, so that its message says the whole rule.
+        json_schema_extra={"minimum": CATALOG.bounds("seed")[0], "maximum": CATALOG.bounds("seed")[1]},
+    )
     sampler: str = Field(_D["sampler"], json_schema_extra={"enum": sorted(ALLOWED_VALUES["sampler"])})
     scheduler: str = Field(_D["scheduler"], json_schema_extra={"enum": sorted(ALLOWED_VALUES["scheduler"])})
     width: JsonInt = Field(_D["width"], **_range("width"))
@@ -81,9 +86,10 @@ class Txt2ImgRequest(BaseModel):
 
     @field_validator("seed")
     @classmethod
-    def _seed_not_negative(cls, value: int) -> int:
-        if value < -1:
-            raise ValueError("must be -1 (random) or a non-negative integer")
+    def _seed_in_range(cls, value: int) -> int:
+        random, highest = CATALOG.bounds("seed")
+        if value != random and not 0 <= value <= highest:
+            raise ValueError(f"must be {random} (a random seed) or an integer from 0 to {highest} (got {value})")
         return value
 
     @property

@@ -42,21 +42,23 @@ class AsyncJobs:
     retention_hours: int
     url_ttl: int
 
-    def submit(self, request: Txt2ImgRequest, scope: RequestScope, submission: Submission) -> Job:
-        """The job, recorded (and queued unless a hit completed it), once per Idempotency-Key."""
+    def submit(self, request: Txt2ImgRequest, scope: RequestScope, submission: Submission) -> tuple[Job, bool]:
+        """The job, recorded (and queued unless a hit completed it), once per Idempotency-Key; and whether it is the
+        key's first submit replayed."""
         if submission.keyed is None or self.idempotency is None:
-            return self._submit(request, scope, submission)
+            return self._submit(request, scope, submission), False
         keyed = submission.keyed
-        outcome, _ = self.idempotency.run_once(
+        outcome, replayed = self.idempotency.run_once(
             keyed.key,
             (scope.namespace, keyed.route),
             keyed.body,
             lambda: _submitted(self._submit(request, scope, submission)),
             keyed.context,
         )
-        return Job(
+        job = Job(
             job_id=outcome["request_id"], namespace=scope.namespace, request={}, status=JobStatus(outcome["status"])
         )
+        return job, replayed
 
     def _submit(self, request: Txt2ImgRequest, scope: RequestScope, submission: Submission) -> Job:
         job_id, policy, billing = scope.owner, submission.policy, scope.billing

@@ -1,7 +1,7 @@
 """The playground: one page (HTML, CSS and JavaScript shipped here as files, no build step) that builds its form
 from the catalog the validation uses, and calls the gateway's own routes with the key the user types. Served keyless
 under a strict Content-Security-Policy: the page runs only its own same-origin script and style, and shows images
-only as `data:` or `blob:` URLs, so it talks to no other origin (see README, "Playground")."""
+only as `data:` or `blob:` URLs, so it talks to no other origin (see docs/playground.md)."""
 
 from __future__ import annotations
 

@@ -110,7 +110,9 @@ function makeControl(name, kind, catalog) {
     input.min = low;
     input.max = high;
     input.step = name === "guidance_scale" ? "0.1" : "1";
-    input.value = defaults[name];
+    // A fresh seed on each visit: a newcomer's first Generate is a MISS (not the README's sample, cached already),
+    // and pressing it again is a HIT.
+    input.value = kind === "seed" ? freshSeed(high) : defaults[name];
   }
   input.id = `f-${name}`;
   input.name = name;
@@ -126,9 +128,14 @@ function makeControl(name, kind, catalog) {
   return { input, wrapper };
 }
 
+function freshSeed(highest) {
+  return crypto.getRandomValues(new Uint32Array(1))[0] % (highest + 1);
+}
+
 function hintOf(name, catalog) {
   const range = catalog.ranges[name];
   const length = catalog.max_lengths[name];
+  if (name === "seed") return `-1 (random, never cached) or 0 to ${range[1]}; a new one on each visit`;
   if (range) return `${range[0]} to ${range[1]}, default ${catalog.defaults[name]}`;
   if (length) return `up to ${length} characters`;
   return "";
@@ -358,7 +365,8 @@ function showImages(items) {
 function showError(route, answer, payload) {
   setStatus(`Refused: HTTP ${answer.status}.`);
   const general = [];
-  if (route === "openai" && payload.error && typeof payload.error === "object") {
+  // OpenAI's error object: on OpenAI's route, and API Gateway's own refusals (a bad key, a plan's limit) on any route.
+  if (payload.error && typeof payload.error === "object") {
     const param = payload.error.param;
     const field = OPENAI_PARAMS[param] || param;
     if (!(field && showFieldError(field, payload.error.message))) general.push(payload.error.message);
