@@ -110,7 +110,7 @@ unit: $(STAMP)
 integration: $(STAMP) $(OPENAI_JS_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest tests/integration tests/docs
 
-## make openapi: regenerate docs/openapi.json from the code (a test fails when they differ)
+## make openapi: regenerate docs/openapi.json from the code and docs/models.md from the model files (tests fail on drift)
 openapi: $(STAMP)
 	$(BIN)/python -m local.openapi_export
 

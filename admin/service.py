@@ -245,7 +245,7 @@ class TenantAdmin:
             "credits_spent_total": round(spent, 6),
             "segmind_balance": balance,
             # Balance drop seen by the gateway (from its first call this month; includes the first call's cost
-            # only approximately) over what the price table estimated: tune pricing.json when this drifts from 1.
+            # only approximately) over what the price table estimated: tune the models' prices (their data files, or PRICE_TABLE) when this drifts from 1.
             "actual_over_estimated": round(actual / spent, 4) if actual is not None and spent else None,
         }
 

@@ -17,7 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
+from pydantic import ValidationError
 from werkzeug.wrappers import Request, Response
+
+from segmind_proxy.domain.catalog import Role, bundled_catalog
+from segmind_proxy.domain.request import invalid_request, validated
 
 CREDITS_PER_MEGAPIXEL_STEP = 0.0008  # made-up price; only its shape matters locally
 PIL_FORMATS = {"jpeg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp")}
@@ -54,6 +58,13 @@ def _latency_range(value: object) -> tuple[float, float] | None:
     if not 0 <= low <= high:
         raise ValueError(f"latency_ms_range must be [low, high] with 0 <= low <= high, not {value}")
     return low, high
+
+
+def size_of_ratio(ratio: str | None) -> tuple[int, int]:
+    """About a megapixel at an aspect ratio (`16:9`), in multiples of 64, for a model whose page names no sizes."""
+    wide, high = (int(part) for part in (ratio or "1:1").split(":"))
+    scale = (1024 * 1024 / (wide * high)) ** 0.5
+    return max(64, round(wide * scale / 64) * 64), max(64, round(high * scale / 64) * 64)
 
 
 def render(prompt: str, seed: int, width: int, height: int, image_format: str, quality: int) -> bytes:
@@ -166,11 +177,17 @@ class FakeSegmind:
         state = self.state
         if request.mimetype != "application/json":
             return _error(406, "Content-Type must be application/json")
+        slug = request.path.removeprefix("/v1/")
+        model = bundled_catalog().find(slug)
+        if model is None or model.slug != slug:
+            return _error(404, f"Model '{slug}' not found")
         try:
             body = json.loads(request.get_data())
-            prompt = str(body["prompt"])
-        except (ValueError, KeyError, TypeError):
-            return _error(400, "prompt is required")
+            asked = validated(model, body)  # the model's own fields and ranges, as its page documents them
+        except ValidationError as exc:
+            return _error(400, invalid_request(exc).message)
+        except (ValueError, TypeError):
+            return _error(400, "the body must be a JSON object")
         with state.lock:
             state.calls.append({"path": request.path, "api_key": request.headers.get("x-api-key"), "body": body})
             fault = state.faults.pop(0) if state.faults else None
@@ -182,22 +199,20 @@ class FakeSegmind:
         if fault and not fault.keys() & MISBEHAVIOURS:
             return self._fault(fault)
         fault = fault or {}
-        width, height = int(body.get("width", 1024)), int(body.get("height", 1024))
-        steps, batch = int(body.get("steps", 4)), int(body.get("batch_size", 1))
+        width, height = asked.size or size_of_ratio(asked.role(Role.ASPECT_RATIO))
+        steps, batch = int(asked.role(Role.STEPS) or 4), asked.count
         cost = CREDITS_PER_MEGAPIXEL_STEP * width * height / 1e6 * steps * batch
         with state.lock:
             if state.credits < cost:
                 return _error(406, "Not enough credits")
             state.credits -= cost
             remaining = state.credits
-        seed = int(body.get("seed", 98552302))
-        if seed == -1:
-            seed = random.randrange(0, 2**32)
-        image_format = str(fault.get("image_format", body.get("image_format", "jpeg")))
-        quality = int(body.get("image_quality", 95))
+        seed = random.randrange(0, 2**32) if asked.random_seed or asked.seed is None else asked.seed
+        image_format = str(fault.get("image_format", asked.expected_format))
+        quality = max(1, int(asked.role(Role.QUALITY) or 95))
         started = time.monotonic()
         made = int(fault.get("images", batch))
-        images = [render(prompt, seed + i, width, height, image_format, quality) for i in range(made)]
+        images = [render(asked.prompt, seed + i, width, height, image_format, quality) for i in range(made)]
         headers = {
             "x-remaining-credits": f"{remaining:.6f}",
             "x-seed-value": str(seed),
@@ -205,7 +220,9 @@ class FakeSegmind:
             "x-generation-time": f"{time.monotonic() - started:.3f}",
             "x-rate-limit-remaining": "49",
         }
-        if body.get("base64", True) in (True, 1, "true"):
+        # Base64 JSON when asked; a model without that field answers its image's bytes, and a batch as JSON (what
+        # Segmind sends for a batch of such a model is not documented: the gateway reads either).
+        if asked.base64 or (model.field_of(Role.BASE64) is None and batch > 1):
             encoded = [base64.b64encode(image).decode() for image in images]
             payload = {"image": encoded[0]} if batch == 1 else {"images": encoded}
             answer = Response(json.dumps(payload), content_type="application/json", headers=headers)

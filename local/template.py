@@ -231,8 +231,9 @@ class Stack:
                 authorizer = props.get("Auth", {}).get("Authorizer", auth.get("DefaultAuthorizer"))
                 authorizer = None if authorizer in (None, "NONE") else authorizer
                 routes.append(Route(props["Method"].upper(), props["Path"], logical_id, bool(required), authorizer))
-        # Literal paths before greedy ones, as API Gateway prefers the most specific resource.
-        return sorted(routes, key=lambda r: ("{" in r.path, -len(r.path)))
+        # As API Gateway prefers the most specific resource: literal paths, then those with path parameters, then
+        # greedy ones ({proxy+}); longer before shorter within each.
+        return sorted(routes, key=lambda r: ("+}" in r.path, "{" in r.path, -len(r.path)))
 
     def sqs_sources(self) -> list[tuple[str, str, int]]:
         """(function, queue logical id, batch size) for every SQS event source in the template."""

@@ -11,7 +11,7 @@ from snapshot_restore_py import register_after_restore, register_before_snapshot
 from segmind_proxy.adapters.after_response import AFTER_RESPONSE
 from segmind_proxy.api import routes, schemas
 from segmind_proxy.api.edge import admit, cors_config, identified, refusal
-from segmind_proxy.composition import after_restore, before_snapshot, services
+from segmind_proxy.composition import after_restore, before_snapshot, catalog, services
 from segmind_proxy.domain.errors import AccessRefused, Unavailable
 from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.settings import get_settings
@@ -51,4 +51,4 @@ def answer(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def openapi_spec(server: str = "/") -> str:
-    return routes.openapi_spec(server)
+    return routes.openapi_spec(server, catalog())

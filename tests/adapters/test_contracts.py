@@ -188,6 +188,15 @@ def test_a_job_is_created_once(jobs):
     assert jobs.get(job.job_id).status is JobStatus.QUEUED and jobs.get("no-such-job") is None
 
 
+def test_a_jobs_request_and_model_come_back_exactly_as_validated(jobs):
+    """Whatever a model's fields hold: a float DynamoDB's numbers cannot (2.5e-294), 3.0 apart from 3, text."""
+    request = {"prompt": "p\u00af", "guidance": 2.5727447379428597e-294, "seed": 7, "denoise": 3.0, "refiner": True}
+    job = jobs.create(Job(job_id=Job.new_id(), namespace="t", request=request, model="flux-dev", estimate=0.02))
+    stored = jobs.get(job.job_id)
+    assert (stored.request, stored.model) == (request, "flux-dev")
+    assert type(stored.request["denoise"]) is float
+
+
 def test_a_job_is_started_by_one_worker_and_completed_once(jobs):
     job = new_job(jobs)
     started = jobs.start(job, lease_seconds=10)

@@ -10,7 +10,7 @@ from tests.support.aws import TENANTS_TABLE, make_tenant, order_against_tenant_c
 from tests.support.lambda_events import api_event, body_json, header
 from tests.support.segmind import SAMPLE
 
-SMALL = SAMPLE | {"width": 512, "height": 512}  # 0.26 MP: the 0.004-credit tier of pricing.json
+SMALL = SAMPLE | {"width": 512, "height": 512}  # 0.26 MP: the 0.004-credit tier of the model's price
 
 
 def usage_of(invoke, key_id):

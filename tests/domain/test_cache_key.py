@@ -1,13 +1,13 @@
 import pytest
 
 from segmind_proxy.domain.cache_key import cache_key, pixel_fields
-from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.request import default_model, validated
 
 BASE = {"prompt": "a lighthouse at dusk"}
 
 
 def key(**fields: object) -> str:
-    return cache_key(Txt2ImgRequest.model_validate({**BASE, **fields}))
+    return cache_key(validated(default_model(), {**BASE, **fields}))
 
 
 def test_defaults_explicit_or_omitted_give_the_same_key():
@@ -50,7 +50,7 @@ def test_every_pixel_field_changes_the_key(field, value):
 
 
 def test_random_seed_request_keys_by_the_seed_used():
-    random = Txt2ImgRequest.model_validate({**BASE, "seed": -1})
+    random = validated(default_model(), {**BASE, "seed": -1})
     assert cache_key(random, seed=1234) == key(seed=1234)
 
 
@@ -61,6 +61,6 @@ def test_key_is_a_sha256_hex_digest():
 
 def test_every_field_sent_upstream_is_keyed_but_delivery_and_the_resolved_ratio():
     # A field added to the request model changes what Segmind draws unless shown otherwise: it must be keyed.
-    request = Txt2ImgRequest.model_validate({"prompt": "p"})
+    request = validated(default_model(), {"prompt": "p"})
     not_keyed = {"base64", "aspect_ratio"}  # delivery only; the ratio is keyed as the width and height it gives
     assert set(request.upstream_payload()) - not_keyed == set(pixel_fields(request))

@@ -4,8 +4,10 @@ import pytest
 
 from segmind_proxy.api.segmind_errors import body
 from segmind_proxy.domain.errors import RequestInvalid
-from segmind_proxy.domain.request import CATALOG, load_json_object, parse_request
+from segmind_proxy.domain.request import default_model, load_json_object, parse_request
 from tests.support.segmind import SAMPLE
+
+MODEL = default_model()
 
 
 def parse(body: dict) -> object:
@@ -128,9 +130,9 @@ def test_missing_prompt_is_named():
 
 def test_blank_and_overlong_prompts_are_refused():
     assert "'prompt'" in error_of({"prompt": "   "}).message
-    too_long = "x" * (CATALOG.max_lengths["prompt"] + 1)
+    too_long = "x" * (MODEL.fields["prompt"].max_length + 1)
     assert "'prompt'" in error_of({"prompt": too_long}).message
-    assert parse({"prompt": "x" * CATALOG.max_lengths["prompt"]})
+    assert parse({"prompt": "x" * MODEL.fields["prompt"].max_length})
 
 
 @pytest.mark.parametrize(
@@ -152,9 +154,9 @@ def test_bodies_that_are_not_a_json_object(raw, fragment):
 
 
 def test_catalog_is_data_with_the_documented_lists():
-    assert "dpmpp_2m" in CATALOG.samplers and "euler" in CATALOG.samplers
-    assert "sgm_uniform" in CATALOG.schedulers and "karras" in CATALOG.schedulers
-    assert set(CATALOG.image_formats) == {"jpeg", "png", "webp"}
+    assert "dpmpp_2m" in MODEL.fields["sampler"].enum and "euler" in MODEL.fields["sampler"].enum
+    assert "sgm_uniform" in MODEL.fields["scheduler"].enum and "karras" in MODEL.fields["scheduler"].enum
+    assert set(MODEL.formats) == {"jpeg", "png", "webp"}
 
 
 def test_integral_floats_are_integers_as_json_schema_says():

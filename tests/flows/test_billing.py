@@ -142,7 +142,7 @@ def submitted(jobs, ledger, tenant, estimate=0.02, batch_size=2):
 def test_a_jobs_settlement_waits_for_its_completion(tenants, ledger, jobs):
     tenant = make_tenant(tenants, budget_credits=1.0)
     job = submitted(jobs, ledger, tenant)
-    billing = JobBilling(ledger, tenant, job, jobs)
+    billing = JobBilling(ledger, tenant, job, jobs, 2)
     billing.reserve()  # held since the submit: nothing reserved again
     billing.settle(2, None)
     assert ledger.usage(tenant.tenant_id).credits_spent == 0  # not COMPLETED yet: nothing charged
@@ -154,7 +154,7 @@ def test_a_jobs_settlement_waits_for_its_completion(tenants, ledger, jobs):
 
 def test_a_short_job_batch_is_charged_for_what_came(tenants, ledger, jobs):
     tenant = make_tenant(tenants, budget_credits=1.0)
-    billing = JobBilling(ledger, tenant, submitted(jobs, ledger, tenant), jobs)
+    billing = JobBilling(ledger, tenant, submitted(jobs, ledger, tenant), jobs, 2)
     billing.settle(1, None)
     billing.finalize()
     assert ledger.usage(tenant.tenant_id).credits_spent == pytest.approx(0.01)
@@ -163,10 +163,10 @@ def test_a_short_job_batch_is_charged_for_what_came(tenants, ledger, jobs):
 def test_a_failed_attempt_releases_the_jobs_reservation_and_the_next_holds_it_again(tenants, ledger, jobs):
     tenant = make_tenant(tenants, budget_credits=1.0)
     job = submitted(jobs, ledger, tenant)
-    JobBilling(ledger, tenant, job, jobs).release()
+    JobBilling(ledger, tenant, job, jobs, 2).release()
     released = jobs.get(job.job_id)
     assert released.reservation is None and ledger.usage(tenant.tenant_id).credits_committed == 0
-    retry = JobBilling(ledger, tenant, released, jobs)
+    retry = JobBilling(ledger, tenant, released, jobs, 2)
     retry.reserve()
     held = jobs.get(job.job_id).reservation
     assert held == vars(retry.reservation) and held["holder"] == f"job-{job.job_id}"

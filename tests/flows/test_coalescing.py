@@ -10,7 +10,7 @@ import pytest
 from segmind_proxy.domain.cache_key import cache_key
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
 from segmind_proxy.domain.errors import CoalesceTimeout, FailureKind, UpstreamFailure
-from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.request import default_model, validated
 from segmind_proxy.domain.usage import BudgetExceeded
 from segmind_proxy.flows.billing import TenantBilling
 from segmind_proxy.flows.coalescing import Coalescer
@@ -19,7 +19,7 @@ from tests.fakes import FakeDeferrer, FakeImageStore, FakeLeases, FakeUpstream
 from tests.support.aws import make_tenant
 from tests.support.flows import generate as generate_as_a_front_door
 
-REQUEST = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128})
+REQUEST = validated(default_model(), {"prompt": "coalesce me", "width": 128, "height": 128})
 KEY = cache_key(REQUEST)
 
 
@@ -52,7 +52,7 @@ def test_twenty_identical_concurrent_requests_make_one_upstream_call():
 def test_other_tenants_and_other_requests_do_not_coalesce():
     upstream = FakeUpstream(seconds=0.3)
     service = in_real_time(upstream)
-    other = Txt2ImgRequest.model_validate({"prompt": "something else", "width": 128, "height": 128})
+    other = validated(default_model(), {"prompt": "something else", "width": 128, "height": 128})
     jobs = [("tenant-a", REQUEST), ("tenant-b", REQUEST), ("tenant-a", other)]
     with ThreadPoolExecutor(max_workers=3) as pool:
         list(pool.map(lambda job: generate(service, job[1], namespace=job[0], by_url=True, owner=job[0]), jobs))
@@ -95,7 +95,7 @@ def test_uncached_url_answers_without_an_upstream_request_id_never_share_objects
 def test_random_seeds_and_no_store_never_wait(on_the_clock, segmind, leases, clock):
     leases.acquire(f"t#{KEY}", "someone", 30)
     generate(on_the_clock, policy=CachePolicy(write=False))
-    random = Txt2ImgRequest.model_validate({"prompt": "coalesce me", "width": 128, "height": 128, "seed": -1})
+    random = validated(default_model(), {"prompt": "coalesce me", "width": 128, "height": 128, "seed": -1})
     generate(on_the_clock, random)
     assert len(segmind.calls) == 2 and clock.sleeps == []
 
@@ -149,7 +149,7 @@ def test_a_stored_generation_lets_its_lease_lapse_and_a_failed_one_frees_it_at_o
     # No DeleteItem on the miss: the images are in the cache, so an identical request is a hit, never a waiter.
     assert leases.held(f"t#{KEY}")
     assert generate(on_the_clock).cache is CacheStatus.HIT and len(segmind.calls) == 1
-    other = Txt2ImgRequest.model_validate({"prompt": "fails", "width": 128, "height": 128})
+    other = validated(default_model(), {"prompt": "fails", "width": 128, "height": 128})
     segmind.fail_next(UpstreamFailure(FailureKind.SERVER_ERROR, "upstream down"))
     with pytest.raises(UpstreamFailure):
         generate(on_the_clock, other)

@@ -16,14 +16,14 @@ from segmind_proxy.domain.errors import (
     Unavailable,
     UpstreamFailure,
 )
-from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.request import default_model, validated
 from segmind_proxy.domain.usage import BudgetExceeded
 from segmind_proxy.flows.billing import TenantBilling
 from segmind_proxy.flows.generate import GenerationService
 from tests.support.aws import make_tenant
 from tests.support.flows import generate as generate_as_a_front_door
 
-REQUEST = Txt2ImgRequest.model_validate({"prompt": "a red fox", "width": 128, "height": 128, "seed": 42})
+REQUEST = validated(default_model(), {"prompt": "a red fox", "width": 128, "height": 128, "seed": 42})
 LEASE = f"t#{cache_key(REQUEST)}"
 ESTIMATE = 0.01
 
@@ -120,7 +120,7 @@ def test_a_random_seed_is_generated_every_time_and_cached_under_the_seed_drawn(s
 
 def test_a_short_batch_is_charged_for_what_came_and_never_cached(service, segmind, ledger, acme):
     segmind.images = 1  # Segmind returned one image of the two asked
-    batch = REQUEST.model_copy(update={"batch_size": 2})
+    batch = validated(default_model(), {**REQUEST.model_dump(), "batch_size": 2})
     result = generate(service, batch, billing=billing(ledger, acme, 0.02, 2))
     assert result.count == 1 and result.asked == 2 and result.stored is None
     assert charged(ledger, acme) == {"requests": 1, "hits": 0, "images": 1, "failed": 0, "spent": 0.01, "held": 0}

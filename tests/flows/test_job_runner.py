@@ -11,14 +11,14 @@ import pytest
 from segmind_proxy.domain.errors import FailureKind, UpstreamFailure
 from segmind_proxy.domain.images import stored_set
 from segmind_proxy.domain.jobs import Job, JobStatus
-from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.request import default_model, validated
 from segmind_proxy.domain.usage import Hold
 from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.flows.job_runner import JobRunner, RetryLater
 from tests.fakes import FakeClock, FakeJobStore, FakeLeases, FakeWebhooks
 from tests.support.aws import make_tenant
 
-REQUEST = Txt2ImgRequest.model_validate({"prompt": "a job", "width": 128, "height": 128, "seed": 9})
+REQUEST = validated(default_model(), {"prompt": "a job", "width": 128, "height": 128, "seed": 9})
 ESTIMATE = 0.01
 MAX_ATTEMPTS = 3
 HOOK = "https://hooks.example/jobs"

@@ -12,11 +12,39 @@ from schemathesis.generation.meta import GenerationMode, ParameterLocation
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from local.openapi_export import SPEC_PATH
-from segmind_proxy.domain.request import CATALOG
+from segmind_proxy.domain.catalog import ModelSpec, Role, bundled_catalog
+from segmind_proxy.domain.request import default_model
 
 pytestmark = pytest.mark.integration
 
 schema = schemathesis.openapi.from_path(SPEC_PATH)
+CATALOG = bundled_catalog()
+
+
+def shrink(body: dict[str, Any], model: ModelSpec | None) -> None:
+    """A model's valid sizes and counts made small (invalid values stay invalid, so negative cases stay negative): a
+    named aspect ratio of known size becomes the smallest sized one's `custom` width and height."""
+    if model is None:  # OpenAI's route: its own fields
+        model = default_model()
+        roles = {Role.WIDTH: None, Role.HEIGHT: None, Role.COUNT: "n"}
+    else:
+        roles = {role: model.field_of(role) for role in (Role.WIDTH, Role.HEIGHT, Role.COUNT)}
+    for role, name in roles.items():
+        spec = model.fields.get(model.field_of(role) or "")
+        value = body.get(name) if name else None
+        if spec is None or type(value) is not int or spec.minimum is None or spec.maximum is None:
+            continue
+        small = max(spec.minimum, 2 if role is Role.COUNT else 256)
+        if spec.multiple_of:
+            small += -small % spec.multiple_of
+        if small < value <= spec.maximum and (not spec.multiple_of or value % spec.multiple_of == 0):
+            body[name] = small
+    ratio = model.field_of(Role.ASPECT_RATIO)
+    sizes = model.fields[ratio].sizes if ratio and roles[Role.WIDTH] else None
+    if sizes and isinstance(body.get(ratio), str) and body[ratio] in sizes:
+        custom = [value for value in model.fields[ratio].enum or () if value not in sizes]
+        if custom:
+            body[ratio] = custom[0]
 
 
 def keys_for(case: Any, key: str) -> dict[str, str]:
@@ -35,13 +63,7 @@ def keys_for(case: Any, key: str) -> dict[str, str]:
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_spec(case, stack):
     if isinstance(case.body, dict):  # small images keep the fake fast; every other field is fuzzed as generated
-        # Only values already valid are shrunk, so invalid (negative) cases stay invalid.
-        for field, cap, top in (("width", 256, 2048), ("height", 256, 2048), ("batch_size", 2, 10)):
-            value = case.body.get(field)
-            if type(value) is int and cap < value <= top:
-                case.body[field] = cap
-        if isinstance(case.body.get("aspect_ratio"), str) and case.body["aspect_ratio"] in CATALOG.aspect_ratios:
-            case.body["aspect_ratio"] = "custom"
+        shrink(case.body, CATALOG.find(case.path.rsplit("/", 1)[-1]))
     if case.headers:
         # Every declared header is fuzzed, x-webhook-url included: a URL the gateway refuses never reaches the worker
         # (and is never resolved); one it takes is a loopback receiver (the local stack's rule), which fails fast.

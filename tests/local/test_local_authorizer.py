@@ -226,7 +226,9 @@ def test_a_method_a_resource_lacks_goes_to_its_any_method_never_to_a_greedy_reso
     """As API Gateway selects: the resource by its path, then the method; the function answers it (405)."""
     gw, _, _ = gateway()
     status, context = call(gw, SEGMIND_ROUTE, {}, method="GET")
-    assert status == 200 and context["resourcePath"] == SEGMIND_ROUTE and context["httpMethod"] == "GET"
+    assert status == 200 and context["resourcePath"] == "/v1/{model}" and context["httpMethod"] == "GET"
+    status, context = call(gw, "/v1/usage", {}, method="POST")  # a literal resource before the one with {model}
+    assert status == 200 and context["resourcePath"] == "/v1/usage"
     assert gw.authorizers.invocations == 0  # the resource's ANY method is keyless
     status, context = call(gw, "/v1/chat/completions", {"x-api-key": KEY}, method="GET")
     assert status == 200 and context["resourcePath"] == "/v1/{proxy+}"  # no such resource: the greedy one

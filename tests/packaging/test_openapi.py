@@ -4,6 +4,7 @@ import re
 import pytest
 
 from local.openapi_export import SPEC_PATH, generate
+from local.template import ROOT
 from segmind_proxy.api.headers import idempotency_key
 from segmind_proxy.api.segmind_v1 import response_mode
 from segmind_proxy.domain.errors import RequestInvalid
@@ -20,7 +21,7 @@ def test_committed_spec_matches_the_code():
 def test_spec_documents_request_fields_responses_and_key():
     spec = json.loads(generate())
     operation = spec["paths"][TXT2IMG]["post"]
-    request = spec["components"]["schemas"]["Txt2ImgRequest"]
+    request = spec["components"]["schemas"]["StableDiffusion35TurboTxt2imgRequest"]
     assert len(request["properties"]) == 14
     assert request["required"] == ["prompt"]
     assert request["additionalProperties"] is False
@@ -67,3 +68,34 @@ def test_spec_documents_the_headers_and_query_the_handlers_read_as_they_check_th
     assert month["in"] == "query"
     for value in ("2026-11", "2026-13", "26-11", "2026-1"):
         assert bool(re.match(month["schema"]["pattern"], value)) is is_month(value)
+
+
+def test_the_spec_has_each_models_routes_and_its_schema_accepts_the_models_own_sample():
+    from jsonschema import Draft202012Validator
+
+    from segmind_proxy.domain.catalog import bundled_catalog
+
+    spec = json.loads(generate())
+    schemas = spec["components"]["schemas"]
+    for model in bundled_catalog():
+        for route in (f"/v1/{model.slug}", f"/v2/{model.slug}"):
+            body = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"]
+            assert body["example"] == model.sample_request
+            schema = schemas[body["schema"]["$ref"].rsplit("/", 1)[1]] | {"components": spec["components"]}
+            assert list(Draft202012Validator(schema).iter_errors(model.sample_request)) == [], route
+            assert list(Draft202012Validator(schema).iter_errors(model.sample_request | {"unknown": 1})), route
+
+
+def test_the_models_page_matches_the_model_files():
+    from local.models_doc import MODELS_PATH
+    from local.models_doc import generate as models_page
+
+    assert MODELS_PATH.read_text() == models_page(), "docs/models.md is stale: run `make openapi`"
+
+
+def test_the_readme_lists_every_model():
+    from segmind_proxy.domain.catalog import bundled_catalog
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [model.slug for model in bundled_catalog() if f"| {model.name} | `{model.slug}` |" not in readme]
+    assert missing == []

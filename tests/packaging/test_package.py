@@ -17,7 +17,7 @@ def size(path: Path) -> int:
 
 def test_layer_is_lean_and_leaves_boto3_to_the_runtime():
     layer = BUILD / "CoreLayer" / "python"
-    assert (layer / "segmind_proxy" / "data" / "sd35_turbo_txt2img.json").is_file()
+    assert (layer / "segmind_proxy" / "data" / "models" / "stable-diffusion-3.5-turbo-txt2img.json").is_file()
     assert not (layer / "boto3").exists() and not (layer / "botocore").exists()
     assert size(layer) < 40 * 1024 * 1024
     native = list((layer / "pydantic_core").glob("*.so"))

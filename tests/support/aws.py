@@ -47,8 +47,7 @@ def clear_caches() -> None:
     """Forget the container's long-lived objects (settings, clients, the composition root's services)."""
     from segmind_proxy.adapters import idempotency, upstream_key
     from segmind_proxy.adapters.aws_clients import dynamodb, dynamodb_client, s3, secrets_manager, session, sqs
-    from segmind_proxy.composition import generation_service, job_store, meter, services, tenant_registry
-    from segmind_proxy.domain.pricing import price_table
+    from segmind_proxy.composition import catalog, generation_service, job_store, meter, services, tenant_registry
     from segmind_proxy.settings import get_settings
 
     for cached in (
@@ -64,7 +63,7 @@ def clear_caches() -> None:
         upstream_key.secrets,
         tenant_registry,
         meter,
-        price_table,
+        catalog,
         job_store,
         idempotency._persistence,
         idempotency._config,

@@ -7,6 +7,7 @@ import json
 import uuid
 from typing import Any
 
+from local.template import Stack
 from tests.support.segmind import SLUG
 
 
@@ -26,6 +27,18 @@ class Context:
         return self._remaining
 
 
+_ROUTES = Stack("events").routes()  # template.yaml's, the most specific first, as API Gateway picks them
+
+
+def resource_of(path: str) -> tuple[str, dict[str, str]]:
+    """API Gateway's resource for a path, and its path parameters (`/v1/{model}`, {"model": ...})."""
+    for route in _ROUTES:
+        found = route.pattern.match(path)
+        if found:
+            return route.path, found.groupdict()
+    return path, {}
+
+
 def api_event(
     body: Any = None,
     *,
@@ -38,22 +51,23 @@ def api_event(
     """A REST API proxy event as API Gateway sends it with BinaryMediaTypes */*: the body arrives base64-encoded."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
     all_headers = {"Content-Type": "application/json", **(headers or {})}
+    resource, parameters = resource_of(path) if "{" not in path else (path, {})
     return {
-        "resource": path,
+        "resource": resource,
         "path": path,
         "httpMethod": method,
         "headers": all_headers,
         "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
         "queryStringParameters": None,
         "multiValueQueryStringParameters": None,
-        "pathParameters": None,
+        "pathParameters": parameters or None,
         "stageVariables": None,
         "body": base64.b64encode(data).decode() if data else None,
         "isBase64Encoded": bool(data),
         "requestContext": {
             "requestId": str(uuid.uuid4()),
             "stage": "prod",
-            "resourcePath": path,
+            "resourcePath": resource,
             "httpMethod": method,
             "path": f"/prod{path}",
             "identity": {"apiKeyId": api_key_id, "apiKey": "client-key-never-forwarded", "sourceIp": "203.0.113.9"},

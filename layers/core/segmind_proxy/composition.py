@@ -19,8 +19,9 @@ from segmind_proxy.adapters.dynamo_usage import Meter
 from segmind_proxy.adapters.s3_images import ImageStore, renewal_age
 from segmind_proxy.adapters.sqs_queue import SqsJobQueue
 from segmind_proxy.api.services import Services
-from segmind_proxy.domain.catalog import sd35_turbo
-from segmind_proxy.domain.pricing import price_table
+from segmind_proxy.domain.catalog import Catalog, bundled_catalog
+from segmind_proxy.domain.pricing import with_prices
+from segmind_proxy.domain.request import checked, request_model
 from segmind_proxy.flows.billing import forget_balance_write
 from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.flows.idempotent import OnceOnly
@@ -123,6 +124,13 @@ def job_store() -> JobStore | None:
 
 
 @cache
+def catalog() -> Catalog:
+    """The models served: the package's model files, each file checked (a bad one stops the function at start,
+    naming it), with the operator's prices (`PRICE_TABLE`) in place of the files' where given."""
+    return checked(with_prices(bundled_catalog(), get_settings().price_table))
+
+
+@cache
 def services() -> Services:
     """What the API function's front doors use."""
     settings = get_settings()
@@ -143,6 +151,7 @@ def services() -> Services:
     return Services(
         generation,
         settings,
+        catalog(),
         tenants=tenant_registry(),
         ledger=meter(),
         once=once,
@@ -164,6 +173,7 @@ def job_runner() -> JobRunner:
         max_attempts=settings.max_job_attempts,
         url_ttl=settings.presigned_url_ttl_seconds,
         webhooks=OnFirstUse(partial(webhook_sender, settings)),
+        catalog=catalog(),
     )
 
 
@@ -185,8 +195,8 @@ def before_snapshot(*wiring: Callable[[], Any]) -> None:
     from segmind_proxy.adapters.upstream_key import secrets
 
     build_clients()
-    sd35_turbo()
-    price_table()
+    for model in catalog():
+        request_model(model)
     secrets()
     for build in wiring:
         build()

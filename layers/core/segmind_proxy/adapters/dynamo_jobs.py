@@ -3,6 +3,7 @@ repeated deliveries of one job agree on who does what, and a crashed worker's jo
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict
 from decimal import Decimal
@@ -18,12 +19,17 @@ from segmind_proxy.domain.jobs import Job, JobStatus
 def job_item(job: Job) -> dict[str, Any]:
     item = {k: v for k, v in asdict(job).items() if v is not None}
     item["status"] = job.status.value
+    # The request as JSON text: a model's number may be a float DynamoDB cannot hold (2.5e-294 underflows its
+    # numbers), and JSON gives back exactly the value validated.
+    item["request"] = json.dumps(job.request, separators=(",", ":"))
     return {"pk": f"JOB#{job.job_id}", **_to_dynamo(item)}
 
 
 def job_from_item(item: dict[str, Any]) -> Job:
     data = _from_dynamo({k: v for k, v in item.items() if k != "pk"})
     data["status"] = JobStatus(data["status"])
+    if isinstance(data.get("request"), str):  # JSON text; jobs written before hold a map, read as it is
+        data["request"] = json.loads(data["request"])
     return Job(**{k: v for k, v in data.items() if k in Job.__dataclass_fields__})
 
 

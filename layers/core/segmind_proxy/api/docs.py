@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -9,7 +11,9 @@ from pydantic import BaseModel
 from segmind_proxy.api.delivery import ResponseMode
 from segmind_proxy.api.headers import KEY_PATTERN
 from segmind_proxy.api.schemas import Base64Images, ErrorBody, ImageUrls, OpenAIErrorBody, OpenAIImagesResponse
+from segmind_proxy.domain.catalog import ModelSpec
 from segmind_proxy.domain.jobs import MAX_WEBHOOK_URL_LENGTH
+from segmind_proxy.domain.request import request_model
 from segmind_proxy.domain.usage import MONTH_PATTERN
 
 TITLE = "Segmind image gateway"
@@ -54,6 +58,33 @@ def with_request_bodies(
             "required": True,
         }
     spec["servers"] = [{"url": server}]
+    return spec
+
+
+def with_model_paths(spec: dict[str, Any], paths: tuple[str, ...], models: list[ModelSpec]) -> dict[str, Any]:
+    """Each generic Segmind route (`/v1/{model}`) as one path per catalog model, with that model's request schema
+    (built from its data file, as validation is) and its page's sample request as the body's example."""
+    for generic in paths:
+        operation = spec["paths"].pop(generic)["post"]
+        for model in models:
+            schema = request_model(model)
+            name = schema.__name__
+            spec["components"]["schemas"][name] = schema.model_json_schema(ref_template="#/components/schemas/{model}")
+            each = copy.deepcopy(operation)
+            each["operationId"] = f"{operation['operationId']}_{re.sub(r'[^A-Za-z0-9_]', '_', model.slug)}"
+            each["summary"] = f"{operation['summary']}: {model.name}"
+            each["parameters"] = [p for p in each.get("parameters", []) if p.get("in") != "path"]
+            each["requestBody"] = {
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{name}"},
+                        "example": model.sample_request,
+                    }
+                },
+                "description": f"{REQUEST_BODY_DESCRIPTION} for {model.name} (from {model.source})",
+                "required": True,
+            }
+            spec["paths"][generic.replace("{model}", model.slug)] = {"post": each}
     return spec
 
 

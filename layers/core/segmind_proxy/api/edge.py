@@ -14,10 +14,9 @@ from aws_lambda_powertools.event_handler import CORSConfig
 
 from segmind_proxy.api import openai_errors, openai_images, segmind_errors, segmind_v1
 from segmind_proxy.api.headers import REPLAY_HEADER
-from segmind_proxy.api.proxy_events import api_key_id, body_of, headers_of, request_id
+from segmind_proxy.api.proxy_events import api_key_id, body_of, headers_of, path_parameter, request_id
 from segmind_proxy.api.segmind_v1 import Parsed
 from segmind_proxy.api.services import Services
-from segmind_proxy.domain.catalog import sd35_turbo
 from segmind_proxy.domain.errors import AccessRefused, Dependency, Outage, Unavailable
 from segmind_proxy.domain.images import ImageResult
 from segmind_proxy.domain.tenants import Tenant
@@ -26,8 +25,9 @@ from segmind_proxy.flows.access import authorize, authorize_reading, known_names
 from segmind_proxy.observability import logger
 from segmind_proxy.settings import Settings
 
-TXT2IMG_PATH = f"/v1/{sd35_turbo().slug}"
-V2_PATH = f"/v2/{sd35_turbo().slug}"
+# Segmind's generation routes, one per catalog model (`{model}`: its slug), as API Gateway names their resources.
+TXT2IMG_PATH = "/v1/{model}"
+V2_PATH = "/v2/{model}"
 # The routes whose body is parsed at the edge and whose cache read starts alongside the tenant check.
 PREFETCHERS = {
     TXT2IMG_PATH: segmind_v1.prefetch_cache_read,
@@ -131,7 +131,7 @@ def _prefetch(
     namespace = known_namespace(services.tenants, key_id)
     if namespace is None:
         return None, None
-    return prefetcher(body_of(event), headers_of(event), namespace, services)
+    return prefetcher(body_of(event), headers_of(event), path_parameter(event, "model"), namespace, services)
 
 
 def refusal(event: dict[str, Any], refused: AccessRefused | Unavailable, cors: CORSConfig) -> dict[str, Any]:

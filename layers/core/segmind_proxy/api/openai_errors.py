@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from segmind_proxy.api import segmind_errors
+from segmind_proxy.api.proxy_events import shown_path
 from segmind_proxy.api.segmind_errors import ErrorAnswer
 from segmind_proxy.domain.cache_policy import CacheStatus
 from segmind_proxy.domain.errors import (
@@ -82,7 +83,8 @@ def error_body(message: str, kind: str, param: str | None = None, code: str | No
 
 def not_found(method: str, path: str) -> ErrorAnswer:
     message = (
-        f"Unknown request URL: {method} {path}. This gateway serves POST /v1/images/generations and GET /v1/models."
+        f"Unknown request URL: {method} {shown_path(path)}. This gateway serves POST /v1/images/generations and GET "
+        "/v1/models."
     )
     return ErrorAnswer(404, error_body(message, "invalid_request_error", None, "unknown_url"))
 

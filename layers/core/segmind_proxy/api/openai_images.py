@@ -34,7 +34,7 @@ from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.domain.delivery import fits_inline, undeliverable
 from segmind_proxy.domain.errors import RequestInvalid, UnknownModel
 from segmind_proxy.domain.images import ImageResult
-from segmind_proxy.domain.request import CATALOG, Txt2ImgRequest, load_json_object
+from segmind_proxy.domain.request import DEFAULT_SLUG, Txt2ImgRequest, default_model, load_json_object, validated
 from segmind_proxy.domain.usage import Caller
 from segmind_proxy.flows.billing import counting_rejections
 from segmind_proxy.flows.idempotent import Keyed
@@ -43,7 +43,7 @@ from segmind_proxy.settings import Settings
 GENERATIONS_PATH = "/v1/images/generations"
 MODELS_PATH = "/v1/models"
 MODEL_ID = "stable-diffusion-3.5-turbo"
-MODEL_ALIASES = frozenset({MODEL_ID, CATALOG.slug})  # Segmind's slug names the same model
+MODEL_ALIASES = frozenset({MODEL_ID, DEFAULT_SLUG})  # Segmind's slug names the same model
 MODEL_CREATED = 1729555200  # 2024-10-22, when Stability AI released Stable Diffusion 3.5 (Large Turbo)
 OWNED_BY = "segmind"
 IDEMPOTENCY_ROUTE = "openai-images"
@@ -152,7 +152,8 @@ def _size(size: Any) -> dict[str, Any]:
         return {}  # the catalog's default size
     found = _SIZE.match(size) if isinstance(size, str) else None
     if found is None:
-        low, high = CATALOG.bounds("width")
+        width = default_model().fields["width"]
+        low, high = width.minimum, width.maximum
         raise invalid("size", f"Invalid 'size': {size!r}; expected 'auto' or 'WIDTHxHEIGHT' ({low} to {high} each)")
     return {"width": int(found[1]), "height": int(found[2])}
 
@@ -164,14 +165,15 @@ def _output_format(value: Any) -> dict[str, Any]:
         raise invalid(
             "output_format", f"'output_format' {value} is not supported: Stable Diffusion 3.5 Turbo makes raster stills"
         )
-    if not isinstance(value, str) or value not in CATALOG.image_formats:
-        allowed = ", ".join(CATALOG.image_formats)
+    formats = default_model().formats
+    if not isinstance(value, str) or value not in formats:
+        allowed = ", ".join(formats)
         raise invalid("output_format", f"Invalid value for 'output_format': {value!r}; accepted: {allowed}")
     return {"image_format": value}
 
 
 def _check_compression(value: Any) -> None:
-    low, _ = CATALOG.bounds("image_quality")
+    low = default_model().fields["image_quality"].minimum
     if type(value) is int and value < low:
         raise invalid(
             "output_compression",
@@ -197,7 +199,7 @@ def _identifier(data: dict[str, Any], name: str) -> str:
 def _validated(fields: dict[str, Any]) -> Txt2ImgRequest:
     """Segmind's own validation (v1's), its fields named back as OpenAI's parameters."""
     try:
-        return Txt2ImgRequest.model_validate(fields)
+        return validated(default_model(), fields)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         details = [_openai_detail(e) for e in errors]
@@ -221,7 +223,7 @@ def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings)
 
 
 def prefetch_cache_read(
-    body: bytes | None, headers: Mapping[str, str], namespace: str, services: Services
+    body: bytes | None, headers: Mapping[str, str], model: str, namespace: str, services: Services
 ) -> tuple[Parsed | None, Future[ImageResult | None] | None]:
     """As v1's: the body translated once, at the edge, and the cache read of a request with a fixed seed started
     alongside the tenant check. An invalid body is translated again by the route, which refuses it and counts it."""
@@ -271,7 +273,7 @@ def deliver(result: ImageResult, order: ImageOrder, namespace: str, request_id: 
             raise undeliverable()
     if items is None:
         items = [{"b64_json": base64.b64encode(image).decode()} for image in result.images or []]
-    width, height = order.request.size
+    width, height = order.request.size or (0, 0)
     body = {
         "created": int(time.time()),
         "data": items,

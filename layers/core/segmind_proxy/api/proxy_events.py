@@ -4,6 +4,7 @@ every body arrives base64-encoded)."""
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 
@@ -46,3 +47,17 @@ def path_prefix(event: dict[str, Any]) -> str:
     if path == "/" and not full_path.endswith("/"):
         full_path += "/"
     return full_path[: len(full_path) - len(path)] if full_path.endswith(path) else ""
+
+
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._/-]{0,199}")
+
+
+def shown_path(path: str) -> str:
+    """A path as an error message may repeat it: a plain one as it is, anything else (`..`, control or non-ASCII
+    characters, very long) not at all."""
+    return path if _PLAIN_PATH.fullmatch(path) and ".." not in path else "(the path asked for)"
+
+
+def path_parameter(event: dict[str, Any], name: str) -> str:
+    """A path parameter of the route's resource (`{model}`), as API Gateway decoded it; empty if absent."""
+    return str((event.get("pathParameters") or {}).get(name) or "")

@@ -27,7 +27,7 @@ from segmind_proxy.api.openai_images import (
     model,
     models,
 )
-from segmind_proxy.api.proxy_events import base_url, body_of, headers_of, path_prefix, request_id
+from segmind_proxy.api.proxy_events import base_url, body_of, headers_of, path_prefix, request_id, shown_path
 from segmind_proxy.api.schemas import (
     Health,
     JobResultBody,
@@ -42,13 +42,16 @@ from segmind_proxy.api.segmind_v1 import handle_txt2img
 from segmind_proxy.api.segmind_v2 import handle_result, handle_status, handle_submit
 from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.api.usage import handle_usage
+from segmind_proxy.domain.catalog import Catalog, bundled_catalog
 from segmind_proxy.domain.errors import DomainError, MethodNotAllowed, NotCached, Outage, Unavailable
-from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.request import default_model, request_model
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Caller
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 
 router = Router()
+# Powertools' rules of Segmind's generation routes (API Gateway's resources are TXT2IMG_PATH and V2_PATH).
+TXT2IMG_RULE, V2_RULE = (path.replace("{model}", "<model>") for path in (TXT2IMG_PATH, V2_PATH))
 # The methods each route serves, by API Gateway's resource path (`{name}` parameters): another method on one of these
 # resources is a 405 naming them (`Allow`), not a 404.
 SERVED: dict[str, set[str]] = {}
@@ -84,8 +87,9 @@ def _namespace() -> str:
     return _caller().namespace
 
 
-def _incoming() -> Incoming:
-    """The request as the routes read it: the deadline is the invocation's end less the margin kept for answering."""
+def _incoming(model: str = "") -> Incoming:
+    """The request as the routes read it (`model`: the one a Segmind route's path names): the deadline is the
+    invocation's end less the margin kept for answering."""
     event = router.current_event.raw_event
     remaining_s = router.lambda_context.get_remaining_time_in_millis() / 1000
     admission = _admission()
@@ -98,6 +102,7 @@ def _incoming() -> Incoming:
         prefetched=admission.prefetched,
         base_url=base_url(event),
         parsed=admission.parsed,
+        model=model,
     )
 
 
@@ -112,7 +117,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 @served(
     "POST",
-    TXT2IMG_PATH,
+    TXT2IMG_RULE,
     summary="Generate images (Segmind v1 protocol)",
     description="Validates, answers from the tenant's cache when it can, otherwise calls Segmind with the operator's key.",
     responses=docs.TXT2IMG_RESPONSES,
@@ -120,8 +125,20 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     tags=["Generation"],
 )
 @tracer.capture_method(capture_response=False)
-def txt2img() -> Any:  # the raw body is parsed by `handle_txt2img`, so errors keep Segmind's shape
-    return _reply(handle_txt2img(_incoming(), _caller(), _services()))
+def txt2img(model: str) -> Any:  # the raw body is parsed by `handle_txt2img`, so errors keep Segmind's shape
+    _model_route(TXT2IMG_PATH, model)
+    return _reply(handle_txt2img(_incoming(model), _caller(), _services()))
+
+
+def _model_route(resource: str, model: str) -> None:
+    """Powertools matches `/v1/<model>` by the path alone; API Gateway picks the resource first. So the route runs
+    only for its own resource (`POST /v1/usage` reaches the function through /v1/usage's ANY method, and is a 405
+    there), and a path of OpenAI's API that no route serves (`/v1/embeddings`) is answered as one."""
+    event = router.current_event
+    if event.resource != resource:
+        raise NotFoundError
+    if _services().catalog.find(model) is None and openai_errors.speaks_openai(event.path):
+        raise NotFoundError
 
 
 def _reply(reply: Reply) -> Response:
@@ -184,7 +201,7 @@ def openai_model(model_id: str) -> Response[OpenAIModel]:
 
 @served(
     "POST",
-    V2_PATH,
+    V2_RULE,
     summary="Submit an async generation (Segmind v2 protocol)",
     description=(
         "Validates like v1 and answers at once with `request_id` and absolute `poll_url`, `status_url` and "
@@ -201,8 +218,9 @@ def openai_model(model_id: str) -> Response[OpenAIModel]:
     security=docs.SECURITY,
     tags=["Generation"],
 )
-def submit_v2() -> Response[JobSubmitted]:
-    submitted, replayed = handle_submit(_incoming(), _caller(), _services())
+def submit_v2(model: str) -> Response[JobSubmitted]:
+    _model_route(V2_PATH, model)
+    submitted, replayed = handle_submit(_incoming(model), _caller(), _services())
     body = JobSubmitted.model_validate(submitted).model_dump()
     return _json(200, body, {REPLAY_HEADER: "true"} if replayed else None)
 
@@ -281,12 +299,13 @@ def health() -> Health:
 
 @served("GET", "/openapi.json", summary="This API's OpenAPI spec", tags=["Operations"], include_in_schema=False)
 def openapi_json() -> Response[str]:
-    return Response(200, "application/json", openapi_spec())
+    return Response(200, "application/json", openapi_spec(catalog=_services().catalog))
 
 
 @served("GET", "/docs", summary="Swagger UI", tags=["Operations"], include_in_schema=False)
 def swagger_ui() -> Response[str]:
-    return Response(200, "text/html", docs.swagger_html(openapi_spec(server=base_url(router.current_event.raw_event))))
+    spec = openapi_spec(base_url(router.current_event.raw_event), _services().catalog)
+    return Response(200, "text/html", docs.swagger_html(spec))
 
 
 @served("GET", "/", summary="Links to the playground and Swagger UI", tags=["Operations"], include_in_schema=False)
@@ -309,9 +328,11 @@ def playground_file(name: str) -> Response[str]:
     return Response(200, content_type, text, headers=playground.SECURITY_HEADERS)
 
 
-def openapi_spec(server: str = "/") -> str:
+def openapi_spec(server: str = "/", catalog: Catalog | None = None) -> str:
     """The spec Powertools generates from these routes, plus what it cannot see: the POST bodies, headers and query
-    parameters, which the handlers read themselves (for Segmind-style errors naming every bad field)."""
+    parameters, which the handlers read themselves (for Segmind-style errors naming every bad field); and Segmind's
+    routes once per catalog model, each with its own request schema."""
+    models = list(catalog or bundled_catalog())
     assert router.api_resolver is not None, "the router is included in the function's resolver"
     spec = json.loads(router.api_resolver.get_openapi_json_schema(servers=[], **docs.openapi_settings()))
     spec = docs.with_parameters(
@@ -326,10 +347,11 @@ def openapi_spec(server: str = "/") -> str:
     spec = docs.with_request_bodies(
         spec, (GENERATIONS_PATH,), OpenAIImageRequest, server, "OpenAI's images fields, and Segmind's extensions"
     )
-    spec = docs.with_segmind_fields(spec, "OpenAIImageRequest", Txt2ImgRequest, ("prompt", *SEGMIND_EXTENSIONS))
+    default = request_model(default_model())
+    spec = docs.with_segmind_fields(spec, "OpenAIImageRequest", default, ("prompt", *SEGMIND_EXTENSIONS))
     seed = spec["components"]["schemas"]["OpenAIImageRequest"]["properties"]["seed"]
     seed |= {"default": -1, "description": "Absent (-1): a fresh random image on every call, never read from cache"}
-    return json.dumps(docs.with_request_bodies(spec, (TXT2IMG_PATH, V2_PATH), Txt2ImgRequest, server))
+    return json.dumps(docs.with_model_paths(spec, (TXT2IMG_PATH, V2_PATH), models))
 
 
 @router.exception_handler(DomainError)
@@ -358,6 +380,8 @@ def outage(error: Outage) -> Response:
 def not_found(_: NotFoundError) -> Response:
     event = router.current_event
     allowed = SERVED.get(event.resource)
+    if event.resource in (TXT2IMG_PATH, V2_PATH) and _services().catalog.find(_model_of(event)) is None:
+        allowed = None  # no such model: no route, whatever the method
     if allowed and event.http_method not in allowed:  # API Gateway passes these on by the resource's ANY method
         methods = tuple(sorted(allowed))
         refused = f"{event.http_method} is not allowed on {event.path}: it takes {' or '.join(methods)}"
@@ -365,7 +389,11 @@ def not_found(_: NotFoundError) -> Response:
     if openai_errors.speaks_openai(event.path):
         answer = openai_errors.not_found(event.http_method, event.path)
         return _json(answer.status, answer.body)
-    return _json(404, {"error": f"No route for {event.http_method} {event.path}"})
+    return _json(404, {"error": f"No route for {event.http_method} {shown_path(event.path)}: see /docs for the routes"})
+
+
+def _model_of(event: Any) -> str:
+    return (event.path_parameters or {}).get("model", "")
 
 
 @router.exception_handler(Exception)

@@ -4,21 +4,24 @@ scope and plan, call the generate-or-serve flow, and answer (see `delivery`)."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from concurrent.futures import Future
 
 from segmind_proxy.api.delivery import Answer, Reply, ResponseMode, deliver
 from segmind_proxy.api.headers import REPLAY_HEADER, idempotency_key
 from segmind_proxy.api.services import Incoming, Services
+from segmind_proxy.domain import pricing
 from segmind_proxy.domain.cache_policy import CachePolicy, CacheStatus
+from segmind_proxy.domain.catalog import Catalog, ModelSpec
 from segmind_proxy.domain.errors import (
     BodyTooLarge,
     RequestInvalid,
+    UnknownModel,
     UnsupportedEncoding,
     UnsupportedMediaType,
 )
 from segmind_proxy.domain.images import ImageResult
-from segmind_proxy.domain.pricing import price_table
 from segmind_proxy.domain.request import Txt2ImgRequest, parse_request
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Caller
@@ -72,17 +75,36 @@ def check_body(body: bytes | None, headers: Mapping[str, str], settings: Setting
     check_content_encoding(headers.get("content-encoding"))
 
 
-def parse_body(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> Txt2ImgRequest:
-    """A Segmind body checked (size, media type) and parsed: what v1 and v2 both read."""
-    check_body(body, headers, settings)
-    return parse_request(body)
+def model_named(catalog: Catalog, name: str) -> ModelSpec:
+    """The catalog model a Segmind route's path names by its slug, or UnknownModel (404) saying where the models are
+    listed. A name that is not a plain slug (path tricks, control characters, a very long one) is not echoed."""
+    model = catalog.find(name)
+    if model is None or model.slug != name:
+        shown = f"'{name}'" if _PLAIN_NAME.fullmatch(name) else "asked for"
+        raise UnknownModel(
+            f"No model {shown} on this gateway: GET /v1/models lists the models (with a Bearer key), and /docs their "
+            "routes and fields"
+        )
+    return model
 
 
-def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> tuple[Txt2ImgRequest, ResponseMode]:
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def parse_body(body: bytes | None, headers: Mapping[str, str], services: Services, model: str) -> Txt2ImgRequest:
+    """A Segmind body for the model its path names, checked (size, media type) and parsed: what v1 and v2 read."""
+    spec = model_named(services.catalog, model)
+    check_body(body, headers, services.settings)
+    return parse_request(body, spec)
+
+
+def validate(
+    body: bytes | None, headers: Mapping[str, str], services: Services, model: str
+) -> tuple[Txt2ImgRequest, ResponseMode]:
     """Every check of a v1 request that needs no I/O, so a bad request costs nothing."""
-    request = parse_body(body, headers, settings)
+    request = parse_body(body, headers, services, model)
     mode = response_mode(headers)
-    if not request.base64 and request.batch_size > 1:
+    if not request.base64 and request.count > 1:
         mode = ResponseMode.URL  # a raw answer carries one image: a batch comes back as URLs, none lost
     return request, mode
 
@@ -91,7 +113,13 @@ Parsed = tuple[Txt2ImgRequest, ResponseMode]
 
 
 def prefetch_cache_read(
-    body: bytes | None, headers: Mapping[str, str], namespace: str, services: Services, *, v2: bool = False
+    body: bytes | None,
+    headers: Mapping[str, str],
+    model: str,
+    namespace: str,
+    services: Services,
+    *,
+    v2: bool = False,
 ) -> tuple[Parsed | None, Future[ImageResult | None] | None]:
     """The body parsed once, at the edge, and the cache read of a request that will make one, started so that it
     overlaps the tenant check; None for a request that would not read the cache (invalid, random seed,
@@ -100,11 +128,11 @@ def prefetch_cache_read(
     try:
         # A v2 submit reads no response mode: its result is always URLs.
         parsed = (
-            (parse_body(body, headers, services.settings), ResponseMode.URL)
+            (parse_body(body, headers, services, model), ResponseMode.URL)
             if v2
-            else validate(body, headers, services.settings)
+            else validate(body, headers, services, model)
         )
-    except RequestInvalid:
+    except (RequestInvalid, UnknownModel):
         return None, None
     request, mode = parsed
     return parsed, start_cache_read(request, headers, namespace, services, by_url=mode is ResponseMode.URL)
@@ -123,11 +151,12 @@ def handle_txt2img(incoming: Incoming, caller: Caller, services: Services) -> Re
     """Validate, generate or serve (once per Idempotency-Key), and answer; a refusal is counted for the tenant."""
     settings, service = services.settings, services.generation
     with counting_rejections(caller.tenant, services.ledger, service.later):
-        request, mode = incoming.parsed or validate(incoming.body, incoming.headers, settings)
+        request, mode = incoming.parsed or validate(incoming.body, incoming.headers, services, incoming.model)
         key = idempotency_key(incoming.headers) if services.once else None
     scope = request_scope(request, caller, incoming, services)
     plan = plan_for(request, mode, incoming.headers, settings, idempotent=key is not None)
-    keyed = Keyed(key, "v1", incoming.body, incoming.context) if key is not None else None
+    # A key is its tenant's, on one route of one model: the same body sent to another model is another request.
+    keyed = Keyed(key, f"v1/{request.slug}", incoming.body, incoming.context) if key is not None else None
     try:
         result, replayed = generate_or_replay(request, scope, plan, keyed, services)
         if not replayed:
@@ -194,7 +223,7 @@ def report(
 ) -> None:
     """Per-request figures as EMF metadata (searchable in Logs Insights, free of metric-dimension cost); `extra`:
     what a front door records besides (never sent upstream)."""
-    estimate = price_table().estimate(request)
+    estimate = pricing.estimate(request)
     hit = result.cache is CacheStatus.HIT
     fields: dict[str, object] = {
         "cache": result.cache.value,

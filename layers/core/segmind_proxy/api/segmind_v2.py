@@ -35,7 +35,9 @@ def handle_submit(incoming: Incoming, caller: Caller, services: Services) -> tup
     """The submitted job's answer, and whether it replays an Idempotency-Key's first submit."""
     jobs, headers = _jobs(services), incoming.headers
     with counting_rejections(caller.tenant, services.ledger, services.generation.later):
-        request = incoming.parsed[0] if incoming.parsed else parse_body(incoming.body, headers, services.settings)
+        request = (
+            incoming.parsed[0] if incoming.parsed else parse_body(incoming.body, headers, services, incoming.model)
+        )
         key = idempotency_key(headers)
         webhook = headers.get(WEBHOOK_HEADER)
         if webhook is not None and services.webhooks is not None:
@@ -49,7 +51,7 @@ def handle_submit(incoming: Incoming, caller: Caller, services: Services) -> tup
     submission = Submission(
         CachePolicy.from_header(headers.get("cache-control")),
         webhook,
-        Keyed(key, "v2", incoming.body, incoming.context) if key is not None else None,
+        Keyed(key, f"v2/{request.slug}", incoming.body, incoming.context) if key is not None else None,
     )
     # A 402 (over budget) is refused before any cost, as a 400 is.
     with counting_rejections(caller.tenant, services.ledger, services.generation.later):

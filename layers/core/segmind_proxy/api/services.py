@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from segmind_proxy.domain.catalog import Catalog
 from segmind_proxy.domain.images import ImageResult
 from segmind_proxy.domain.ports import TenantDirectory, UsageLedger, Webhooks
 from segmind_proxy.domain.request import Txt2ImgRequest
@@ -21,6 +22,7 @@ from segmind_proxy.settings import Settings
 class Services:
     generation: GenerationService
     settings: Settings
+    catalog: Catalog  # the models served, with their prices
     tenants: TenantDirectory | None = None  # None: tenancy off, the cache namespaced by API key id alone
     ledger: UsageLedger | None = None  # None: metering off
     once: OnceOnly | None = None  # None: Idempotency-Key off (no jobs table)
@@ -42,3 +44,4 @@ class Incoming:
     # The body, validated at the edge: the request, and how its front door answers it (v1's response mode, OpenAI's
     # order).
     parsed: tuple[Txt2ImgRequest, Any] | None = None
+    model: str = ""  # the model a Segmind route's path names (its slug)

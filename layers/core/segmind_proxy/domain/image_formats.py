@@ -12,3 +12,9 @@ def sniff_format(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and int.from_bytes(data[4:8], "little") + 8 <= len(data):
         return "webp"
     return None
+
+
+# The formats image bytes can be in, as `sniff_format` names them, and their media types. A model's own names for
+# its output formats (`jpg`, say) map onto these through the media types of its data file.
+MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+FORMAT_OF = {media_type: name for name, media_type in MEDIA_TYPES.items()}

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from segmind_proxy.domain.cache_policy import CacheStatus
-from segmind_proxy.domain.catalog import sd35_turbo
-
-CATALOG = sd35_turbo()
+from segmind_proxy.domain.image_formats import MEDIA_TYPES
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -62,7 +60,7 @@ class ImageResult:
     storing: StoredSet | None = None  # where they are being cached after the answer (`store_later`)
     generated_by: str | None = None  # the owner (request or job) whose upstream call made them, kept in S3
     upstream_request_id: str | None = None  # Segmind's id of the call that made them, kept in S3
-    asked: int = 1  # the request's batch_size: a batch keeps its batch shape however many images came
+    asked: int = 1  # the images the request asked for: a batch keeps its batch shape however many came
 
     @property
     def cached(self) -> bool:
@@ -82,7 +80,7 @@ def stored_format(metadata: dict[str, str], fallback: str) -> str:
     """The format a stored image's bytes are in, as recorded when it was written (sets written before formats were
     recorded, and any unknown value, fall back to the format asked)."""
     recorded = metadata.get("format", "")
-    return recorded if recorded in CATALOG.image_formats else fallback
+    return recorded if recorded in MEDIA_TYPES else fallback
 
 
 def result_of(result: ImageResult) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class Job:
     job_id: str
     namespace: str  # the tenant (or key) the job belongs to: another namespace's id is a 404
     request: dict[str, Any]  # the validated request fields
+    model: str = ""  # the catalog model's slug; empty on jobs submitted before the catalog: Stable Diffusion 3.5 Turbo
     status: JobStatus = JobStatus.QUEUED
     tenant_id: str | None = None
     created_at: float = field(default_factory=time.time)

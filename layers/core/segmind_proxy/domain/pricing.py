@@ -1,44 +1,48 @@
-"""Estimated upstream cost of a generation, from a configurable price table (size tier x steps x batch)."""
+"""Estimated upstream cost of a generation: each model's price from its data file (by size and steps where the file
+says so), which an operator may override (`PRICE_TABLE`, read by the composition root)."""
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
-from functools import cache
-from importlib import resources
+from typing import Any
 
-from segmind_proxy.domain.request import Txt2ImgRequest
-from segmind_proxy.settings import get_settings
+from pydantic import ValidationError
 
-
-@dataclass(frozen=True)
-class PriceTable:
-    reference_steps: int
-    size_tiers: tuple[tuple[float, float], ...]  # (max megapixels, credits per image), ascending
-
-    @classmethod
-    def from_json(cls, text: str) -> PriceTable:
-        raw = json.loads(text)
-        tiers = sorted((float(t["max_megapixels"]), float(t["credits_per_image"])) for t in raw["size_tiers"])
-        if not tiers or int(raw["reference_steps"]) < 1:
-            raise ValueError("a price table needs reference_steps >= 1 and at least one size tier")
-        return cls(int(raw["reference_steps"]), tuple(tiers))
-
-    def per_image(self, width: int, height: int, steps: int) -> float:
-        megapixels = width * height / 1_000_000
-        price = next((credits for limit, credits in self.size_tiers if megapixels <= limit), self.size_tiers[-1][1])
-        return price * max(1.0, steps / self.reference_steps)
-
-    def estimate(self, request: Txt2ImgRequest) -> float:
-        width, height = request.size
-        # Rounded up to 1e-6 credits, so estimates never undercount through float noise.
-        return math.ceil(self.per_image(width, height, request.steps) * request.batch_size * 1e6) / 1e6
+from segmind_proxy.domain.catalog import Catalog, CatalogError, PriceSpec, Role
+from segmind_proxy.domain.request import DEFAULT_SLUG, Txt2ImgRequest
 
 
-@cache
-def price_table() -> PriceTable:
-    override = get_settings().price_table
-    if override:
-        return PriceTable.from_json(override)
-    return PriceTable.from_json(resources.files("segmind_proxy").joinpath("data/pricing.json").read_text("utf-8"))
+def estimate(request: Txt2ImgRequest) -> float:
+    """Credits the request's images are expected to cost: what a budget reserves before the upstream call."""
+    size = request.size
+    megapixels = size[0] * size[1] / 1_000_000 if size is not None else None
+    return request.model.price.estimate(megapixels, request.role(Role.STEPS), request.count)
+
+
+def with_prices(catalog: Catalog, override: str) -> Catalog:
+    """`catalog` with the prices of `override` (JSON: model slug -> a model file's `price` object) in place of its
+    files' own. The older form, one table of SD 3.5 Turbo's (`reference_steps` and `size_tiers`), still reads as
+    that model's. A bad override is a CatalogError naming the fault, at start."""
+    if not override.strip():
+        return catalog
+    try:
+        prices = json.loads(override)
+        if isinstance(prices, dict) and "size_tiers" in prices:
+            prices = {DEFAULT_SLUG: _older_table(prices)}
+        checked = {slug: PriceSpec.model_validate_json(json.dumps(price)) for slug, price in prices.items()}
+    except (ValueError, AttributeError, ValidationError) as exc:
+        raise CatalogError(f"PRICE_TABLE is not a JSON object of model slug -> price: {exc}") from None
+    unknown = sorted(slug for slug in checked if catalog.find(slug) is None)
+    if unknown:
+        raise CatalogError(f"PRICE_TABLE prices models the catalog does not hold: {', '.join(unknown)}")
+    return Catalog([model.model_copy(update={"price": checked.get(model.slug, model.price)}) for model in catalog])
+
+
+def _older_table(table: dict[str, Any]) -> dict[str, Any]:
+    tiers = sorted(table["size_tiers"], key=lambda tier: tier["max_megapixels"])
+    return {
+        "credits_per_image": tiers[0]["credits_per_image"],
+        "source": "PRICE_TABLE",
+        "size_tiers": tiers,
+        "reference_steps": table.get("reference_steps"),
+    }

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from segmind_proxy.domain.errors import BudgetExceeded, Dependency, Outage, RequestInvalid, Unavailable
 from segmind_proxy.domain.jobs import Job
 from segmind_proxy.domain.ports import Deferrer, JobStore, UsageLedger
-from segmind_proxy.domain.pricing import price_table
+from segmind_proxy.domain.pricing import estimate
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Caller, Hold, Reservation, Usage
@@ -180,10 +180,9 @@ class TenantBilling:
 class JobBilling(TenantBilling):
     """TenantBilling whose reservation lives on the job record and is settled only once the job is COMPLETED."""
 
-    def __init__(self, meter: UsageLedger, tenant: Tenant, job: Job, jobs: JobStore) -> None:
-        super().__init__(
-            meter, tenant, job.estimate, int(job.request.get("batch_size", 1)), hold=Hold.for_job(job.job_id)
-        )
+    def __init__(self, meter: UsageLedger, tenant: Tenant, job: Job, jobs: JobStore, images: int) -> None:
+        """`images`: how many the job's request asks for."""
+        super().__init__(meter, tenant, job.estimate, images, hold=Hold.for_job(job.job_id))
         self.jobs = jobs
         self.job = job
         self.reservation = Reservation(**job.reservation) if job.reservation else None
@@ -227,8 +226,7 @@ def billing_for(request: Txt2ImgRequest, caller: Caller, ledger: UsageLedger | N
     with the month's figures if they were read with the tenant's profile; not at all where metering is off."""
     if caller.tenant is None or ledger is None:
         return NoBilling()
-    estimate = price_table().estimate(request)
-    return TenantBilling(ledger, caller.tenant, estimate, request.batch_size, caller.usage, hold)
+    return TenantBilling(ledger, caller.tenant, estimate(request), request.count, caller.usage, hold)
 
 
 def request_hold(request_id: str, deadline: float, settings: Settings) -> Hold:

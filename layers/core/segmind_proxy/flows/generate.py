@@ -16,9 +16,10 @@ from segmind_proxy.domain.cache_key import cache_key
 from segmind_proxy.domain.cache_policy import CacheStatus
 from segmind_proxy.domain.delivery import fits_inline
 from segmind_proxy.domain.errors import Outage
+from segmind_proxy.domain.image_formats import MEDIA_TYPES
 from segmind_proxy.domain.images import ImageResult, StoredSet, recorded_count, stored_format
 from segmind_proxy.domain.ports import Deferrer, ImageStore, Leases, Upstream
-from segmind_proxy.domain.request import CATALOG, Txt2ImgRequest
+from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.upstream import Generation
 from segmind_proxy.flows.billing import Billing
 from segmind_proxy.flows.coalescing import Coalescer
@@ -144,7 +145,7 @@ class GenerationService:
             scope.billing.settle(result.count, generation.remaining_credits, later=self.later)
         else:  # the ledger settles while the images are stored: two round trips at once
             settling = _background.submit(scope.billing.settle, result.count, generation.remaining_credits)
-        if plan.policy.write and result.seed is not None and result.count == request.batch_size:
+        if plan.policy.write and result.seed is not None and result.count == request.count:
             self._cache(request, scope.namespace, result, answered_whole, on_store_failure)
         if plan.must_store and result.stored is None:
             self._keep_own(request, scope, plan, result)
@@ -157,7 +158,7 @@ class GenerationService:
 
     def _call_upstream(self, request: Txt2ImgRequest, scope: RequestScope) -> Generation:
         try:
-            generation = self.upstream.txt2img(CATALOG.slug, request.upstream_payload(), deadline=scope.deadline)
+            generation = self.upstream.txt2img(request.slug, request.upstream_payload(), deadline=scope.deadline)
         except BaseException:
             scope.billing.release()
             raise
@@ -176,9 +177,7 @@ class GenerationService:
         on_failure: Callable[[], None] | None,
     ) -> None:
         """Into the shared cache, keyed by the seed used; `later`: after the answer (the client has the images)."""
-        stored = StoredSet.cached(
-            namespace, cache_key(request, seed=result.seed), request.batch_size, request.image_format
-        )
+        stored = StoredSet.cached(namespace, cache_key(request, seed=result.seed), request.count, request.image_format)
         if later:
             result.storing = stored
             self.later.defer(self._cache_later, stored, result, on_failure)
@@ -262,18 +261,18 @@ class GenerationService:
             found, images = (read[1], read[0]) if read else (None, None)
         if found is None:
             return None
-        image_format = stored_format(found, request.image_format)
+        image_format = stored_format(found, request.expected_format)
         count = recorded_count(found, stored.count)
         return ImageResult(
             image_format=image_format,
-            content_type=CATALOG.image_formats[image_format],
+            content_type=MEDIA_TYPES[image_format],
             seed=request.seed,
             cache=CacheStatus.HIT,
             count=count,
             images=images[:count] if images is not None else None,
             stored=StoredSet(stored.prefix, count, stored.image_format),
             generated_by=found.get("generated-by"),
-            asked=request.batch_size,
+            asked=request.count,
         )
 
 
@@ -281,26 +280,26 @@ def _made(request: Txt2ImgRequest, generation: Generation, owner: str, *, looked
     """What an upstream call made, as a result: the seed is the one used (Segmind's, for a random seed)."""
     return ImageResult(
         image_format=generation.image_format,
-        content_type=CATALOG.image_formats[generation.image_format],
+        content_type=MEDIA_TYPES[generation.image_format],
         seed=generation.seed if request.random_seed else request.seed,
         cache=CacheStatus.MISS if looked_up else CacheStatus.BYPASS,
         count=len(generation.images),
         images=generation.images,
         generated_by=owner,
         upstream_request_id=generation.upstream_request_id,
-        asked=request.batch_size,
+        asked=request.count,
     )
 
 
 def _cached_set(request: Txt2ImgRequest, namespace: str) -> StoredSet:
     """Where the shared cache keeps a request's images."""
-    return StoredSet.cached(namespace, cache_key(request), request.batch_size, request.image_format)
+    return StoredSet.cached(namespace, cache_key(request), request.count, request.image_format)
 
 
 def _own_set(request: Txt2ImgRequest, namespace: str, owner: str, count: int | None = None) -> StoredSet:
     """Where a resumable owner (a job) keeps images that do not go into the cache: found again by its name. Read
     back, its first object says how many there are (`count` when written)."""
-    return StoredSet.transient(namespace, owner, count or request.batch_size, request.image_format)
+    return StoredSet.transient(namespace, owner, count or request.count, request.image_format)
 
 
 def _charged_as_generated(found: ImageResult, billing: Billing, *, looked_up: bool) -> ImageResult:

@@ -9,15 +9,16 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from segmind_proxy.domain.cache_policy import CachePolicy
+from segmind_proxy.domain.catalog import Catalog, bundled_catalog
 from segmind_proxy.domain.errors import Dependency, DomainError, Unavailable
 from segmind_proxy.domain.images import result_of, stored_set
 from segmind_proxy.domain.jobs import TERMINAL, Job
 from segmind_proxy.domain.ports import JobStore, TenantDirectory, UsageLedger, Webhooks
-from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.request import DEFAULT_SLUG, Txt2ImgRequest, validated
 from segmind_proxy.domain.usage import Caller, Reservation
 from segmind_proxy.flows.billing import JobBilling, NoBilling, TenantBilling
 from segmind_proxy.flows.generate import GenerationService
@@ -40,7 +41,7 @@ def _resumable(request: Txt2ImgRequest, policy: CachePolicy, job_id: str) -> tup
     if not request.random_seed:
         return request, policy
     seed = int.from_bytes(hashlib.sha256(f"seed#{job_id}".encode()).digest()[:4], "big")
-    return request.model_copy(update={"seed": seed}), replace(policy, read=False)
+    return request.with_seed(seed), replace(policy, read=False)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class JobRunner:
     max_attempts: int
     url_ttl: int
     webhooks: Webhooks
+    catalog: Catalog = field(default_factory=bundled_catalog)
 
     def run(self, job_id: str, receive_count: int, deadline: float) -> None:
         """`deadline` on the monotonic clock. Raises RetryLater to have SQS deliver the job again."""
@@ -72,12 +74,16 @@ class JobRunner:
                 max(1, math.ceil(current.processing_until - time.time()) + 1), "job held by another worker"
             )
         tenant = self.registry.get(started.tenant_id) if self.registry and started.tenant_id else None
-        billing = JobBilling(self.meter, tenant, started, self.jobs) if tenant and self.meter else None
+        model = self.catalog.find(started.model or DEFAULT_SLUG)  # jobs from before the catalog: SD 3.5 Turbo's
+        if model is None:  # its model's file was removed after the job was submitted
+            self._finish_failed(job_id, f"The model '{started.model}' is no longer served by this gateway")
+            return
         request, policy = _resumable(
-            Txt2ImgRequest.model_validate(started.request),
+            validated(model, started.request),
             CachePolicy(**(started.cache or {})),  # no-cache and no-store hold for the worker too
             job_id,
         )
+        billing = JobBilling(self.meter, tenant, started, self.jobs, request.count) if tenant and self.meter else None
         try:
             scope = RequestScope(Caller(tenant, started.namespace), f"job-{job_id}", deadline, billing or NoBilling())
             plan = Plan(policy, by_url=True, must_store=True, resumable=True)

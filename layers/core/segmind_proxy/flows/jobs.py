@@ -13,7 +13,7 @@ from segmind_proxy.domain.errors import Dependency, Expired, NotFound, Outage, U
 from segmind_proxy.domain.images import result_of, stored_set
 from segmind_proxy.domain.jobs import Job, JobStatus
 from segmind_proxy.domain.ports import Idempotency, JobQueue, JobStore
-from segmind_proxy.domain.pricing import price_table
+from segmind_proxy.domain.pricing import estimate
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.flows.billing import TenantBilling
 from segmind_proxy.flows.generate import GenerationService
@@ -67,7 +67,8 @@ class AsyncJobs:
             namespace=scope.namespace,
             tenant_id=scope.caller.tenant.tenant_id if scope.caller.tenant else None,
             request=request.model_dump(),
-            estimate=price_table().estimate(request),
+            model=request.slug,
+            estimate=estimate(request),
             webhook_url=submission.webhook_url,
             expires_at=int(time.time() + self.retention_hours * 3600),
             cache={"read": policy.read, "write": policy.write},

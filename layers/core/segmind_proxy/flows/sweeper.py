@@ -67,8 +67,8 @@ class ReservationSweeper:
             return None
         if job is not None and job.status is JobStatus.COMPLETED and job.result:
             images = int(job.result.get("count", 0))
-            batch = int(job.request.get("batch_size", 1)) or 1
-            if self.meter.settle(reservation, job.estimate * images / batch, images) is not None:
+            asked = reservation.images or int(job.result.get("asked", 1)) or 1  # what the reservation was made for
+            if self.meter.settle(reservation, job.estimate * images / asked, images) is not None:
                 report.settled += 1
             return None
         if self.meter.release(reservation, failed=True) is not None:

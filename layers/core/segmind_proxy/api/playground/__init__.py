@@ -13,7 +13,7 @@ from typing import Any
 
 from segmind_proxy.api.edge import TXT2IMG_PATH, V2_PATH
 from segmind_proxy.api.openai_images import GENERATIONS_PATH, MODEL_ID, SEGMIND_EXTENSIONS
-from segmind_proxy.domain.request import ALLOWED_VALUES, CATALOG
+from segmind_proxy.domain.request import default_model
 
 PAGE_PATH = "/playground"
 # The page's own files, by the name their route serves them under.
@@ -64,22 +64,25 @@ def asset(name: str) -> tuple[str, str] | None:
 @cache
 def catalog_json() -> str:
     """What the form is built from: the very data validation reads (defaults, ranges, lengths, enum lists, sizes)."""
+    model = default_model()
+    fields = model.fields
     body: dict[str, Any] = {
-        "slug": CATALOG.slug,
-        "defaults": CATALOG.defaults,
-        "ranges": {name: list(bounds) for name, bounds in CATALOG.ranges.items()},
-        "max_lengths": CATALOG.max_lengths,
-        "enums": {name: _ordered(name, values) for name, values in ALLOWED_VALUES.items()},
-        "aspect_ratios": {name: list(size) for name, size in CATALOG.aspect_ratios.items()},
-        "routes": {"v1": TXT2IMG_PATH, "v2": V2_PATH, "openai": GENERATIONS_PATH, "usage": "/v1/usage"},
+        "slug": model.slug,
+        "defaults": {name: spec.default for name, spec in fields.items() if not spec.required},
+        "ranges": {
+            name: [min(spec.minimum or 0, spec.random) if spec.random is not None else spec.minimum, spec.maximum]
+            for name, spec in fields.items()
+            if spec.maximum is not None
+        },
+        "max_lengths": {name: spec.max_length for name, spec in fields.items() if spec.max_length is not None},
+        "enums": {name: list(spec.enum) for name, spec in fields.items() if spec.enum is not None},
+        "aspect_ratios": {name: list(size) for name, size in (fields["aspect_ratio"].sizes or {}).items()},
+        "routes": {
+            "v1": TXT2IMG_PATH.replace("{model}", model.slug),
+            "v2": V2_PATH.replace("{model}", model.slug),
+            "openai": GENERATIONS_PATH,
+            "usage": "/v1/usage",
+        },
         "openai": {"model": MODEL_ID, "segmind_fields": list(SEGMIND_EXTENSIONS)},
     }
     return json.dumps(body)
-
-
-def _ordered(name: str, values: frozenset[str]) -> list[str]:
-    if name == "aspect_ratio":
-        return ["custom", *CATALOG.aspect_ratios]
-    if name == "image_format":
-        return list(CATALOG.image_formats)
-    return sorted(values)
