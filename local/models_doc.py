@@ -15,8 +15,8 @@ HEAD = """# The models
 
 Generated from the model files (`layers/core/segmind_proxy/data/models/<slug>.json`) by `make openapi`; a test
 fails when this page and the files differ. Each model is served at `POST /v1/<slug>` and `POST /v2/<slug>`
-(Segmind's protocol, `x-api-key`). OpenAI's door (`POST /v1/images/generations`) serves Stable Diffusion 3.5 Turbo
-for now; its OpenAI id is listed for every model.
+(Segmind's protocol, `x-api-key`), and by its OpenAI id at `POST /v1/images/generations` (`Authorization: Bearer`),
+where OpenAI's parameters reach its fields through their roles (see [api.md](api.md#openais-front-door)).
 Every field, default and range below comes from the model's page on Segmind's site; where the page is silent or
 contradicts itself, the field's note says what it says and the reading taken. Prices are estimates in Segmind
 credits (US dollars), which budgets reserve before the call.

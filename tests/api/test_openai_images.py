@@ -5,6 +5,9 @@ import base64
 
 import pytest
 
+from segmind_proxy.api.openai_images import translate
+from segmind_proxy.domain.catalog import Role, bundled_catalog
+from segmind_proxy.domain.errors import RequestInvalid
 from segmind_proxy.domain.image_formats import sniff_format
 from tests.support.aws import make_tenant
 from tests.support.lambda_events import api_event, body_json, header
@@ -210,11 +213,10 @@ def test_unknown_model_is_404_model_not_found(invoke, upstream):
 
 
 def test_models_list_and_object(invoke):
-    listed = invoke(api_event(method="GET", path="/v1/models"))
-    assert body_json(listed) == {
-        "object": "list",
-        "data": [{"id": "stable-diffusion-3.5-turbo", "object": "model", "created": 1729555200, "owned_by": "segmind"}],
-    }
+    listed = body_json(invoke(api_event(method="GET", path="/v1/models")))
+    assert listed["object"] == "list"
+    assert [item["id"] for item in listed["data"]] == [model.openai_id for model in bundled_catalog()]
+    assert listed["data"][0] == {"id": "flux-1-dev", "object": "model", "created": 1729555200, "owned_by": "segmind"}
     for name in ("stable-diffusion-3.5-turbo", "stable-diffusion-3.5-turbo-txt2img"):
         one = invoke(api_event(method="GET", path=f"/v1/models/{name}"))
         assert one["statusCode"] == 200 and body_json(one)["id"] == "stable-diffusion-3.5-turbo"
@@ -332,3 +334,57 @@ def test_no_seed_or_an_invalid_body_starts_no_cache_read(invoke, upstream, edge_
     assert generate(invoke, SMALL | {"seed": 11, "size": "1x1"})["statusCode"] == 400
     assert generate(invoke, SMALL | {"seed": 11, "model": "dall-e-3"})["statusCode"] == 404
     assert edge_reads == []
+
+
+def translated(**data):
+    return translate({"prompt": "x", **data}, bundled_catalog())
+
+
+def refused(param, **data):
+    with pytest.raises(RequestInvalid) as caught:
+        translated(**data)
+    assert caught.value.details[0]["field"] == param, caught.value.message
+    return caught.value.message
+
+
+def test_every_model_is_reached_by_its_openai_id_or_its_slug():
+    for model in bundled_catalog():
+        for name in (model.openai_id, model.slug):
+            order = translated(model=name, **({"size": "1024x1024"} if model.field_of(Role.ASPECT_RATIO) else {}))
+            assert order.request.model is model
+
+
+def test_parameters_map_through_each_models_roles():
+    flux = translated(model="flux-1-dev", size="1792x1024", n=3, output_format="jpeg", output_compression=60)
+    values = flux.request.model_dump()
+    assert (values["aspect_ratio"], values["samples"], values["output_format"], values["output_quality"]) == (
+        "16:9",
+        3,
+        "jpg",  # FLUX.1 Dev's name for jpeg
+        60,
+    )
+    schnell = translated(model="flux-1-schnell", size="512x768", sampler_name="heun")
+    assert (schnell.request.width, schnell.request.height, schnell.request.sampler_name) == (512, 768, "heun")
+
+
+def test_a_parameter_a_model_cannot_honour_is_refused_naming_it():
+    assert "one image per request" in refused("n", model="seedream-3", size="1024x1024", n=2)
+    assert "no quality" in refused("output_compression", model="flux-1-schnell", output_compression=80)
+    assert "makes: jpeg" in refused("output_format", model="flux-1-schnell", output_format="png")
+    assert "aspect ratios only" in refused("size", model="flux-1-dev", size="1000x100")
+    assert "multiple of 8" in refused("size", model="flux-1-schnell", size="513x512")
+    assert "FLUX.1 Dev takes" in refused("sampler", model="flux-1-dev", sampler="euler")  # another model's field
+
+
+def test_without_a_seed_each_call_is_a_fresh_image_drawn_within_the_models_range():
+    sd35 = translated()
+    assert sd35.request.seed == -1  # its own random seed
+    seeds = {translated(model="flux-1-dev").request.seed for _ in range(5)}
+    assert len(seeds) > 1 and all(0 <= seed <= 4294967295 for seed in seeds)
+    assert all(1 <= translated(model="seedream-3", size="1024x1024").request.seed <= 999999 for _ in range(5))
+    assert translated(model="flux-1-dev", seed=7).request.seed == 7
+
+
+def test_a_models_own_field_named_like_an_openai_parameter_is_the_models():
+    assert translated(model="sdxl1.0-txt2img", style="base").request.style == "base"  # SDXL's own style
+    assert "no style presets" in refused("style", style="vivid")  # SD 3.5 Turbo has none

@@ -4,6 +4,7 @@ never echoed unless it is a plain name; a model's images are never served for an
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import pytest
@@ -78,3 +79,15 @@ def test_one_models_images_are_never_served_for_another(stack):
     for slug in ("stable-diffusion-3.5-turbo-txt2img", "flux-schnell"):
         answer = requests.post(f"{stack.base}/v1/{slug}", json=body, headers=headers, timeout=60)
         assert answer.status_code == 200 and answer.headers["x-cache"] == "MISS", slug
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda model: model.openai_id)
+def test_the_openai_sdk_generates_with_every_model_by_its_id(stack, model):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{stack.base}/v1", api_key=stack.api_key, max_retries=0)
+    prompt = f"openai sdk {model.slug} {uuid.uuid4().hex[:8]}"
+    answer = client.images.generate(model=model.openai_id, prompt=prompt, size="1024x1024")
+    assert len(answer.data) == 1 and sniff_format(base64.b64decode(answer.data[0].b64_json)) is not None
+    listed = {item.id for item in client.models.list().data}
+    assert model.openai_id in listed

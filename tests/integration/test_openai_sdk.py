@@ -95,7 +95,7 @@ def test_unknown_model_and_route_raise_not_found(client):
     assert raised.value.code == "model_not_found"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="stable-diffusion-3.5-turbo", messages=[{"role": "user", "content": "hi"}])
-    assert [m.id for m in client.models.list()] == ["stable-diffusion-3.5-turbo"]
+    assert "stable-diffusion-3.5-turbo" in [m.id for m in client.models.list()]
     assert client.models.retrieve("stable-diffusion-3.5-turbo-txt2img").id == "stable-diffusion-3.5-turbo"
 
 

@@ -11,9 +11,10 @@ from pydantic import BaseModel
 from segmind_proxy.api.delivery import ResponseMode
 from segmind_proxy.api.headers import KEY_PATTERN
 from segmind_proxy.api.schemas import Base64Images, ErrorBody, ImageUrls, OpenAIErrorBody, OpenAIImagesResponse
-from segmind_proxy.domain.catalog import ModelSpec
+from segmind_proxy.domain.catalog import FieldSpec, ModelSpec, Role
+from segmind_proxy.domain.image_formats import FORMAT_OF
 from segmind_proxy.domain.jobs import MAX_WEBHOOK_URL_LENGTH
-from segmind_proxy.domain.request import request_model
+from segmind_proxy.domain.request import default_model, request_model
 from segmind_proxy.domain.usage import MONTH_PATTERN
 
 TITLE = "Segmind image gateway"
@@ -272,6 +273,110 @@ OPENAI_GATEWAY_RESPONSES: dict[int, dict[str, Any]] = {
     403: openai_error(f"{TENANT_REFUSED} (permission_error)"),
     429: PLAN_LIMITED,
 }
+
+
+def with_openai_requests(spec: dict[str, Any], models: list[ModelSpec]) -> dict[str, Any]:
+    """OpenAI's request body as one schema per model (`oneOf`, told apart by `model`): OpenAI's fields bounded by the
+    model's own (`n`, `size`, `output_format`, `output_compression`), and the model's other fields as extensions,
+    exactly as v1 validates them. Only the default model's may leave `model` out."""
+    from segmind_proxy.api.openai_images import extensions
+
+    schemas = spec["components"]["schemas"]
+    base = schemas["OpenAIImageRequest"]
+    branches = []
+    for model in models:
+        fields = request_model(model).model_json_schema(ref_template="#/components/schemas/{model}")["properties"]
+        branch = copy.deepcopy(base)
+        properties = branch["properties"]
+        names: list[str | None] = [model.openai_id, model.slug]
+        if model.slug == default_model().slug:
+            names.append(None)  # absent or null: the default model
+        else:
+            branch["required"] = [*branch.get("required", []), "model"]
+        properties["model"] = {"enum": names, "description": model.name}
+        _openai_bounds(properties, model)
+        if _size_required(model):  # Seedream's aspect_ratio: `size` says which, and has no `auto`
+            properties["size"] = properties["size"]["anyOf"][0]
+            properties["size"]["enum"] = [size for size in properties["size"].get("enum", []) if size != "auto"]
+            branch["required"] = [*branch.get("required", []), "size"]
+        properties["prompt"] = fields[model.field_of(Role.PROMPT) or "prompt"]  # the model's bounds of a prompt
+        properties |= {name: fields[name] for name in extensions(model)}
+        branch["title"] = name = f"OpenAIImageRequest_{re.sub(r'[^A-Za-z0-9_]', '_', model.openai_id)}"
+        schemas[name] = branch
+        branches.append({"$ref": f"#/components/schemas/{name}"})
+    schemas["OpenAIImageRequest"] = {"oneOf": branches, "description": base.get("description", "")}
+    return spec
+
+
+def _openai_bounds(properties: dict[str, Any], model: ModelSpec) -> None:
+    """OpenAI's parameters as far as the model's fields reach: a parameter with nowhere to go is left out (sent, it
+    is refused, named)."""
+    count = model.fields.get(model.field_of(Role.COUNT) or "")
+    properties["n"] = {
+        "anyOf": [{"type": "integer", "minimum": 1, "maximum": count.maximum if count else 1}, {"type": "null"}]
+    }
+    properties["size"] = {"anyOf": [{"type": "string", **_size_schema(model)}, {"type": "null"}]}
+    format_field = model.field_of(Role.FORMAT)
+    names = model.fields[format_field].enum or () if format_field else (model.default_format,)
+    openai_names = [FORMAT_OF[model.formats[name]] for name in names if name and model.formats[name] in FORMAT_OF]
+    properties["output_format"] = {"enum": [*openai_names, None]}
+    quality = model.fields.get(model.field_of(Role.QUALITY) or "")
+    if quality is None:
+        del properties["output_compression"]
+    else:
+        properties["output_compression"] = {
+            "anyOf": [{"type": "integer", "minimum": quality.minimum, "maximum": quality.maximum}, {"type": "null"}]
+        }
+
+
+def _size_required(model: ModelSpec) -> bool:
+    roles = (Role.WIDTH, Role.HEIGHT, Role.ASPECT_RATIO)
+    return any(model.fields[name].required for name in (model.field_of(role) for role in roles) if name)
+
+
+def _size_schema(model: ModelSpec) -> dict[str, Any]:
+    """What `size` may be for the model: WIDTHxHEIGHT within its fields' bounds, or one size per aspect ratio."""
+    width, height = (model.fields.get(model.field_of(role) or "") for role in (Role.WIDTH, Role.HEIGHT))
+    if width is not None and height is not None:
+        return {"pattern": f"^(auto|{_integer_pattern(width)}x{_integer_pattern(height)})$"}
+    ratio = model.fields.get(model.field_of(Role.ASPECT_RATIO) or "")
+    sizes = []
+    for value in (ratio.enum or ()) if ratio else ():
+        wide, high = (int(part) for part in value.split(":"))
+        sizes.append(
+            f"{1024 if wide >= high else round(1024 * wide / high)}x{1024 if high >= wide else round(1024 * high / wide)}"
+        )
+    return {"enum": ["auto", *sizes]}
+
+
+def _integer_pattern(spec: FieldSpec) -> str:
+    """A regular expression of the integers a field takes, for the spec (the validator is the authority)."""
+    low = int(spec.minimum) if spec.minimum is not None else 1
+    high = int(spec.maximum) if spec.maximum is not None else 99999
+    if spec.multiple_of:
+        return "(" + "|".join(str(v) for v in range(low + -low % spec.multiple_of, high + 1, spec.multiple_of)) + ")"
+    parts = []
+    for digits in range(len(str(low)), len(str(high)) + 1):
+        start, stop = max(low, 10 ** (digits - 1) if digits > 1 else 0), min(high, 10**digits - 1)
+        if start <= stop:
+            parts.append(_same_length(str(start), str(stop)))
+    return "(" + "|".join(parts) + ")"
+
+
+def _same_length(low: str, high: str) -> str:
+    """A regular expression of the integers from `low` to `high`, written with as many digits."""
+    if not low:
+        return ""
+    if low == "0" * len(low) and high == "9" * len(high):
+        return r"\d" * len(low)
+    if low[0] == high[0]:
+        return low[0] + _same_length(low[1:], high[1:])
+    rest = len(low) - 1
+    parts = [low[0] + _same_length(low[1:], "9" * rest)]
+    if int(high[0]) - int(low[0]) > 1:
+        parts.append(f"[{int(low[0]) + 1}-{int(high[0]) - 1}]" + r"\d" * rest)
+    parts.append(high[0] + _same_length("0" * rest, high[1:]))
+    return "(?:" + "|".join(parts) + ")"
 
 
 def with_segmind_fields(

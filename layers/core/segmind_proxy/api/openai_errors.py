@@ -57,16 +57,6 @@ OPENAI_RESOURCES = frozenset(
     }
 )
 
-# The Segmind request fields a front-door parameter maps to, named back as the client sent them.
-SEGMIND_TO_OPENAI = {
-    "width": "size",
-    "height": "size",
-    "aspect_ratio": "size",
-    "batch_size": "n",
-    "image_format": "output_format",
-    "image_quality": "output_compression",
-}
-
 # Tells the openai SDKs not to retry (they otherwise retry 408, 409, 429 and 5xx).
 NO_RETRY = {"x-should-retry": "false"}
 

@@ -1,13 +1,17 @@
 """OpenAI's Images API as a front door over the one generation flow: `POST /v1/images/generations` is translated
-into Segmind's request (validated exactly as v1 validates it, errors naming OpenAI's parameters), generated or
-served like any other request (cache, coalescing, budgets, Idempotency-Key), and answered in OpenAI's shape; and
-`GET /v1/models` lists the one model. What OpenAI offers and Stable Diffusion cannot honour is refused, never
-silently ignored."""
+into the request of the model its `model` names (any catalog model, by its OpenAI id or Segmind's slug), through the
+fields' roles (`size` onto width and height or the nearest aspect ratio, `n` onto the batch field, `output_format`
+and `output_compression` onto the format and quality fields; the model's other fields by their own names),
+validated exactly as v1 validates it with errors naming OpenAI's parameters, generated or served like any other
+request (cache, coalescing, budgets, Idempotency-Key), and answered in OpenAI's shape; `GET /v1/models` lists the
+models. What OpenAI offers and a model cannot honour is refused naming the parameter, never silently dropped."""
 
 from __future__ import annotations
 
 import base64
 import json
+import math
+import random
 import re
 import time
 from collections.abc import Mapping
@@ -19,7 +23,6 @@ from pydantic import ValidationError
 
 from segmind_proxy.api.delivery import IMAGES_DELIVERED, Reply, ResponseMode, keep_for_urls
 from segmind_proxy.api.headers import idempotency_key
-from segmind_proxy.api.openai_errors import SEGMIND_TO_OPENAI
 from segmind_proxy.api.segmind_v1 import (
     Parsed,
     answered,
@@ -31,69 +34,69 @@ from segmind_proxy.api.segmind_v1 import (
     start_cache_read,
 )
 from segmind_proxy.api.services import Incoming, Services
+from segmind_proxy.domain.catalog import Catalog, ModelSpec, Role
 from segmind_proxy.domain.delivery import fits_inline, undeliverable
 from segmind_proxy.domain.errors import RequestInvalid, UnknownModel
+from segmind_proxy.domain.image_formats import FORMAT_OF
 from segmind_proxy.domain.images import ImageResult
-from segmind_proxy.domain.request import DEFAULT_SLUG, Txt2ImgRequest, default_model, load_json_object, validated
+from segmind_proxy.domain.request import Txt2ImgRequest, default_model, load_json_object, validated
 from segmind_proxy.domain.usage import Caller
 from segmind_proxy.flows.billing import counting_rejections
 from segmind_proxy.flows.idempotent import Keyed
-from segmind_proxy.settings import Settings
 
 GENERATIONS_PATH = "/v1/images/generations"
 MODELS_PATH = "/v1/models"
-MODEL_ID = "stable-diffusion-3.5-turbo"
-MODEL_ALIASES = frozenset({MODEL_ID, DEFAULT_SLUG})  # Segmind's slug names the same model
-MODEL_CREATED = 1729555200  # 2024-10-22, when Stability AI released Stable Diffusion 3.5 (Large Turbo)
+MODEL_ID = default_model().openai_id  # the model of a request that names none
+MODEL_CREATED = 1729555200  # 2024-10-22 (SD 3.5's release): OpenAI's model objects carry a date; the pages give none
 OWNED_BY = "segmind"
 IDEMPOTENCY_ROUTE = "openai-images"
 
 RESPONSE_FORMATS = ("b64_json", "url")
 DEFAULT_RESPONSE_FORMAT = "b64_json"
-# Segmind's request fields a client may send as they are (the openai SDKs send them through `extra_body`).
-SEGMIND_EXTENSIONS = ("negative_prompt", "seed", "steps", "guidance_scale", "sampler", "scheduler")
-# OpenAI's fields that ask for something Stable Diffusion 3.5 Turbo does not do: accepted only as these values.
+# The OpenAI parameter each role's field is set through; a model's other fields are its extensions, sent as the model
+# names them (the openai SDKs send them through `extra_body`).
+OPENAI_PARAMS = {
+    Role.PROMPT: "prompt",
+    Role.COUNT: "n",
+    Role.WIDTH: "size",
+    Role.HEIGHT: "size",
+    Role.ASPECT_RATIO: "size",
+    Role.FORMAT: "output_format",
+    Role.QUALITY: "output_compression",
+    Role.BASE64: "response_format",
+}
+# A size picks the model's aspect ratio within this much of WIDTH/HEIGHT (1792x1024 is 16:9 to 1.6 %).
+RATIO_TOLERANCE = 0.02
+# OpenAI's fields that ask for something these models do not do: accepted only as these values.
 ACCEPTED_ONLY: dict[str, tuple[Any, ...]] = {
     "quality": ("auto",),
-    "background": ("auto", "opaque"),  # SD makes opaque images
+    "background": ("auto", "opaque"),  # the models make opaque images
     "moderation": ("auto", "low"),  # the gateway moderates nothing: neither asks for more than that
     "stream": (False,),
 }
 REFUSED = {
-    "style": "'style' is not supported: Stable Diffusion 3.5 Turbo has no style presets (describe it in the prompt)",
+    "style": "'style' is not supported: {name} has no style presets (describe it in the prompt)",
     "partial_images": "'partial_images' is not supported: this gateway does not stream partial images",
-    "frame_count": "'frame_count' is not supported: Stable Diffusion 3.5 Turbo makes still images only",
-    "frame_duration_ms": "'frame_duration_ms' is not supported: Stable Diffusion 3.5 Turbo makes still images only",
-    "complexity": "'complexity' is not supported: Stable Diffusion 3.5 Turbo makes raster images only",
-    "svg": "'svg' is not supported: Stable Diffusion 3.5 Turbo makes raster images only",
+    "frame_count": "'frame_count' is not supported: {name} makes still images only",
+    "frame_duration_ms": "'frame_duration_ms' is not supported: {name} makes still images only",
+    "complexity": "'complexity' is not supported: {name} makes raster images only",
+    "svg": "'svg' is not supported: {name} makes raster images only",
 }
 WHY_NOT = {
-    "quality": "Stable Diffusion 3.5 Turbo has no quality tiers (set 'steps' instead)",
-    "background": "Stable Diffusion 3.5 Turbo cannot make transparent backgrounds",
+    "quality": "{name} has no quality tiers (set its steps instead, where it has them)",
+    "background": "{name} cannot make transparent backgrounds",
     "stream": "this gateway does not stream images",
 }
-KNOWN_FIELDS = frozenset(
-    {
-        "model",
-        "prompt",
-        "n",
-        "size",
-        "response_format",
-        "output_format",
-        "output_compression",
-        "user",
-        "safety_identifier",
-        *SEGMIND_EXTENSIONS,
-        *ACCEPTED_ONLY,
-        *REFUSED,
-    }
+OPENAI_FIELDS = frozenset(
+    {"model", "prompt", "n", "size", "response_format", "output_format", "output_compression", "user"}
+    | {"safety_identifier", *ACCEPTED_ONLY, *REFUSED}
 )
 _SIZE = re.compile(r"^([0-9]{1,5})x([0-9]{1,5})$")
 
 
 @dataclass(frozen=True)
 class ImageOrder:
-    """An OpenAI images request, translated: Segmind's request and how OpenAI's client wants the answer."""
+    """An OpenAI images request, translated: the model's request and how OpenAI's client wants the answer."""
 
     request: Txt2ImgRequest
     as_url: bool
@@ -104,81 +107,161 @@ def invalid(param: str, message: str) -> RequestInvalid:
     return RequestInvalid(message, details=[{"field": param, "message": message}])
 
 
-def translate(data: dict[str, Any]) -> ImageOrder:
-    """OpenAI's body as Segmind's request, or RequestInvalid naming the OpenAI parameter at fault."""
-    unknown = sorted(set(data) - KNOWN_FIELDS)
+def extensions(model: ModelSpec) -> tuple[str, ...]:
+    """The model's fields a client sets as they are (no OpenAI parameter maps onto them): a negative prompt, a seed,
+    steps, a sampler..."""
+    return tuple(name for name, spec in model.fields.items() if spec.role not in OPENAI_PARAMS)
+
+
+def openai_param(model: ModelSpec, field: str) -> str:
+    """The OpenAI parameter a field of the model is set through (its own name for an extension)."""
+    spec = model.fields.get(field)
+    return OPENAI_PARAMS.get(spec.role, field) if spec is not None and spec.role else field
+
+
+def translate(data: dict[str, Any], catalog: Catalog) -> ImageOrder:
+    """OpenAI's body as the named model's request, or RequestInvalid naming the OpenAI parameter at fault."""
+    model = find_model(data.get("model"), catalog)
+    unknown = sorted(set(data) - OPENAI_FIELDS - set(extensions(model)))
     if unknown:
-        raise invalid(unknown[0], f"Unknown parameter: '{unknown[0]}'")
-    _check_model(data.get("model"))
-    _check_refusals(data)
-    fields: dict[str, Any] = {"prompt": data.get("prompt"), "seed": -1, "base64": True}
+        raise invalid(unknown[0], f"Unknown parameter: '{unknown[0]}' ({model.name} takes {_taken(model)})")
+    _check_refusals(data, model)
     if "prompt" not in data:
         raise invalid("prompt", "Missing required parameter: 'prompt'")
-    fields |= {name: data[name] for name in SEGMIND_EXTENSIONS if name in data}
-    fields |= _size(data.get("size"))
-    for openai_name, segmind_name in (("n", "batch_size"), ("output_compression", "image_quality")):
-        if data.get(openai_name) is not None:
-            fields[segmind_name] = data[openai_name]
-    fields |= _output_format(data.get("output_format"))
-    _check_compression(data.get("output_compression"))
+    fields: dict[str, Any] = {model.field_of(Role.PROMPT) or "prompt": data["prompt"]}
+    fields |= {name: data[name] for name in extensions(model) if name in data}
+    fields |= _seed(model, fields) | _size(data.get("size"), model) | _count(data.get("n"), model)
+    fields |= _output_format(data.get("output_format"), model) | _quality(data.get("output_compression"), model)
+    if (base64_field := model.field_of(Role.BASE64)) is not None:
+        fields[base64_field] = True
     as_url = _response_format(data.get("response_format")) == "url"
     recorded = {name: _identifier(data, name) for name in ("user", "safety_identifier") if data.get(name) is not None}
-    return ImageOrder(_validated(fields), as_url, recorded)
+    return ImageOrder(_validated(model, fields), as_url, recorded)
 
 
-def _check_model(model: Any) -> None:
-    if model is None or (isinstance(model, str) and model in MODEL_ALIASES):
-        return
-    shown = model if isinstance(model, str) else repr(model)
-    raise UnknownModel(f"The model '{shown}' does not exist: this gateway serves '{MODEL_ID}' only")
+def _taken(model: ModelSpec) -> str:
+    return ", ".join(sorted(OPENAI_FIELDS - set(REFUSED))) + ", and its own " + (", ".join(extensions(model)) or "none")
 
 
-def _check_refusals(data: dict[str, Any]) -> None:
+def find_model(model: Any, catalog: Catalog) -> ModelSpec:
+    """The model a request names by its OpenAI id or Segmind's slug; none named: Stable Diffusion 3.5 Turbo."""
+    if model is None:
+        found = catalog.find(default_model().slug)
+    else:
+        found = catalog.find(model) if isinstance(model, str) else None
+    if found is None:
+        shown = model if isinstance(model, str) and _PLAIN.fullmatch(model) else "asked for"
+        raise UnknownModel(f"The model '{shown}' does not exist: GET /v1/models lists those this gateway serves")
+    return found
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def _check_refusals(data: dict[str, Any], model: ModelSpec) -> None:
+    """OpenAI's parameters a model cannot honour; a model's own field of the same name (SDXL's `style`) is its own."""
     for name, message in REFUSED.items():
-        if data.get(name) is not None:
-            raise invalid(name, message)
+        if data.get(name) is not None and name not in model.fields:
+            raise invalid(name, message.format(name=model.name))
     for name, allowed in ACCEPTED_ONLY.items():
         value = data.get(name)
+        if name in model.fields:
+            continue
         if value is not None and (value not in allowed or type(value) is not type(allowed[0])):
-            because = WHY_NOT.get(name, "")
+            because = WHY_NOT.get(name, "").format(name=model.name)
             shown = ", ".join(repr(a) if not isinstance(a, str) else a for a in allowed)
             raise invalid(
                 name, f"Invalid value for '{name}': {value!r}; accepted: {shown}" + (f" ({because})" * bool(because))
             )
 
 
-def _size(size: Any) -> dict[str, Any]:
+def _seed(model: ModelSpec, fields: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's answers are fresh images: without a seed, the model's random seed, or one drawn here (within its
+    range, so the images are still cached under it and `x-seed-value` says which)."""
+    name = model.field_of(Role.SEED)
+    if name is None or name in fields:
+        return {}
+    spec = model.fields[name]
+    if spec.random is not None:
+        return {name: spec.random}
+    low, high = int(spec.minimum or 0), int(spec.maximum if spec.maximum is not None else 2**32 - 1)
+    return {name: random.randint(low, high)}
+
+
+def _size(size: Any, model: ModelSpec) -> dict[str, Any]:
+    """`size` onto the model's width and height, or onto its aspect ratio nearest WIDTH/HEIGHT."""
     if size is None or size == "auto":
-        return {}  # the catalog's default size
+        return {}  # the model's default size
     found = _SIZE.match(size) if isinstance(size, str) else None
     if found is None:
-        width = default_model().fields["width"]
-        low, high = width.minimum, width.maximum
-        raise invalid("size", f"Invalid 'size': {size!r}; expected 'auto' or 'WIDTHxHEIGHT' ({low} to {high} each)")
-    return {"width": int(found[1]), "height": int(found[2])}
+        raise invalid("size", f"Invalid 'size': {size!r}; expected 'auto' or 'WIDTHxHEIGHT'")
+    width, height = int(found[1]), int(found[2])
+    width_field, height_field = model.field_of(Role.WIDTH), model.field_of(Role.HEIGHT)
+    if width_field and height_field:
+        return {width_field: width, height_field: height}
+    ratio_field = model.field_of(Role.ASPECT_RATIO)
+    if ratio_field is None or not width or not height:
+        raise invalid("size", f"'size' is not supported: {model.name} has no size to set (send 'auto')")
+    ratios = model.fields[ratio_field].enum or ()
+    nearest = min(ratios, key=lambda ratio: abs(_ratio(ratio) / (width / height) - 1), default=None)
+    if nearest is None or abs(_ratio(nearest) / (width / height) - 1) > RATIO_TOLERANCE:
+        raise invalid(
+            "size",
+            f"Invalid 'size': {size!r}; {model.name} sets aspect ratios only, and none is within "
+            f"{RATIO_TOLERANCE:.0%} of it: {', '.join(ratios)} (any WIDTHxHEIGHT of those proportions)",
+        )
+    return {ratio_field: nearest}
 
 
-def _output_format(value: Any) -> dict[str, Any]:
+def _ratio(ratio: str) -> float:
+    wide, _, high = ratio.partition(":")
+    try:
+        return int(wide) / int(high)
+    except (ValueError, ZeroDivisionError):
+        return math.inf
+
+
+def _count(n: Any, model: ModelSpec) -> dict[str, Any]:
+    if n is None:
+        return {}
+    field = model.field_of(Role.COUNT)
+    if field is None:
+        if n == 1 and type(n) is int:
+            return {}
+        raise invalid("n", f"Invalid 'n': {n!r}; {model.name} makes one image per request (n 1 or absent)")
+    return {field: n}
+
+
+def _output_format(value: Any, model: ModelSpec) -> dict[str, Any]:
+    """OpenAI's format names (png, jpeg, webp) onto the model's own (its `jpg`, say), by media type."""
     if value is None:
         return {}
+    field = model.field_of(Role.FORMAT)
+    offered = {name: model.formats[name] for name in (model.fields[field].enum or ()) if field} if field else {}
+    if not field:
+        offered = {model.default_format or "": model.formats.get(model.default_format or "", "")}
+    by_openai = {FORMAT_OF[media]: name for name, media in offered.items() if media in FORMAT_OF}
     if value in ("gif", "svg"):
-        raise invalid(
-            "output_format", f"'output_format' {value} is not supported: Stable Diffusion 3.5 Turbo makes raster stills"
-        )
-    formats = default_model().formats
-    if not isinstance(value, str) or value not in formats:
-        allowed = ", ".join(formats)
-        raise invalid("output_format", f"Invalid value for 'output_format': {value!r}; accepted: {allowed}")
-    return {"image_format": value}
+        raise invalid("output_format", f"'output_format' {value} is not supported: {model.name} makes raster stills")
+    if not isinstance(value, str) or value not in by_openai:
+        allowed = ", ".join(by_openai)
+        raise invalid("output_format", f"Invalid value for 'output_format': {value!r}; {model.name} makes: {allowed}")
+    return {field: by_openai[value]} if field else {}
 
 
-def _check_compression(value: Any) -> None:
-    low = default_model().fields["image_quality"].minimum
-    if type(value) is int and value < low:
+def _quality(value: Any, model: ModelSpec) -> dict[str, Any]:
+    if value is None:
+        return {}
+    field = model.field_of(Role.QUALITY)
+    if field is None:
+        raise invalid("output_compression", f"'output_compression' is not supported: {model.name} has no quality")
+    low = model.fields[field].minimum
+    if type(value) is int and low is not None and value < low:
         raise invalid(
             "output_compression",
-            f"'output_compression' must be at least {low}: Segmind's image_quality (which it sets) goes no lower",
+            f"'output_compression' must be at least {low}: {model.name}'s {field} (which it sets) goes no lower",
         )
+    return {field: value}
 
 
 def _response_format(value: Any) -> str:
@@ -196,19 +279,19 @@ def _identifier(data: dict[str, Any], name: str) -> str:
     return value
 
 
-def _validated(fields: dict[str, Any]) -> Txt2ImgRequest:
-    """Segmind's own validation (v1's), its fields named back as OpenAI's parameters."""
+def _validated(model: ModelSpec, fields: dict[str, Any]) -> Txt2ImgRequest:
+    """The model's own validation (v1's), its fields named back as OpenAI's parameters."""
     try:
-        return validated(default_model(), fields)
+        return validated(model, fields)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        details = [_openai_detail(e) for e in errors]
+        details = [_openai_detail(model, e) for e in errors]
         raise RequestInvalid("Invalid request: " + "; ".join(d["message"] for d in details), details=details) from None
 
 
-def _openai_detail(error: Mapping[str, Any]) -> dict[str, str]:
+def _openai_detail(model: ModelSpec, error: Mapping[str, Any]) -> dict[str, str]:
     field = ".".join(str(part) for part in error["loc"]) or "body"
-    param = SEGMIND_TO_OPENAI.get(field, field)
+    param = openai_param(model, field)
     if error["type"] == "missing":
         return {"field": param, "message": f"Missing required parameter: '{param}'"}
     message = error["msg"].removeprefix("Value error, ")
@@ -216,10 +299,10 @@ def _openai_detail(error: Mapping[str, Any]) -> dict[str, str]:
     return {"field": param, "message": f"Invalid {shown}: {message}"}
 
 
-def validate(body: bytes | None, headers: Mapping[str, str], settings: Settings) -> ImageOrder:
+def validate(body: bytes | None, headers: Mapping[str, str], services: Services) -> ImageOrder:
     """Every check that needs no I/O, so a bad request costs nothing."""
-    check_body(body, headers, settings)
-    return translate(load_json_object(body))
+    check_body(body, headers, services.settings)
+    return translate(load_json_object(body), services.catalog)
 
 
 def prefetch_cache_read(
@@ -228,7 +311,7 @@ def prefetch_cache_read(
     """As v1's: the body translated once, at the edge, and the cache read of a request with a fixed seed started
     alongside the tenant check. An invalid body is translated again by the route, which refuses it and counts it."""
     try:
-        order = validate(body, headers, services.settings)
+        order = validate(body, headers, services)
     except (RequestInvalid, UnknownModel):
         return None, None
     read = start_cache_read(order.request, headers, namespace, services, by_url=order.as_url)
@@ -240,7 +323,7 @@ def handle_generations(incoming: Incoming, caller: Caller, services: Services) -
     settings, service = services.settings, services.generation
     with counting_rejections(caller.tenant, services.ledger, service.later):
         parsed = incoming.parsed[1] if incoming.parsed else None
-        order = parsed if isinstance(parsed, ImageOrder) else validate(incoming.body, incoming.headers, settings)
+        order = parsed if isinstance(parsed, ImageOrder) else validate(incoming.body, incoming.headers, services)
         key = idempotency_key(incoming.headers) if services.once else None
     request = order.request
     scope = request_scope(request, caller, incoming, services)
@@ -273,25 +356,20 @@ def deliver(result: ImageResult, order: ImageOrder, namespace: str, request_id: 
             raise undeliverable()
     if items is None:
         items = [{"b64_json": base64.b64encode(image).decode()} for image in result.images or []]
-    width, height = order.request.size or (0, 0)
-    body = {
-        "created": int(time.time()),
-        "data": items,
-        "output_format": result.image_format,
-        "size": f"{width}x{height}",
-    }
+    body: dict[str, Any] = {"created": int(time.time()), "data": items, "output_format": result.image_format}
+    if order.request.size is not None:  # a model sized by aspect ratio alone: its page names no pixel size
+        body["size"] = "{}x{}".format(*order.request.size)
     return Reply(200, "application/json", json.dumps(body, separators=(",", ":")), headers)
 
 
-def model_object() -> dict[str, Any]:
-    return {"id": MODEL_ID, "object": "model", "created": MODEL_CREATED, "owned_by": OWNED_BY}
+def model_object(model: ModelSpec) -> dict[str, Any]:
+    return {"id": model.openai_id, "object": "model", "created": MODEL_CREATED, "owned_by": OWNED_BY}
 
 
-def models() -> dict[str, Any]:
-    return {"object": "list", "data": [model_object()]}
+def models(catalog: Catalog) -> dict[str, Any]:
+    return {"object": "list", "data": [model_object(model) for model in catalog]}
 
 
-def model(model_id: str) -> dict[str, Any]:
-    if model_id not in MODEL_ALIASES:
-        raise UnknownModel(f"The model '{model_id}' does not exist: this gateway serves '{MODEL_ID}' only")
-    return model_object()
+def model(model_id: str, catalog: Catalog) -> dict[str, Any]:
+    """One model, by its OpenAI id or Segmind's slug."""
+    return model_object(find_model(model_id, catalog))

@@ -22,7 +22,6 @@ from segmind_proxy.api.headers import REPLAY_HEADER
 from segmind_proxy.api.openai_images import (
     GENERATIONS_PATH,
     MODELS_PATH,
-    SEGMIND_EXTENSIONS,
     handle_generations,
     model,
     models,
@@ -44,7 +43,6 @@ from segmind_proxy.api.services import Incoming, Services
 from segmind_proxy.api.usage import handle_usage
 from segmind_proxy.domain.catalog import Catalog, bundled_catalog
 from segmind_proxy.domain.errors import DomainError, MethodNotAllowed, NotCached, Outage, Unavailable
-from segmind_proxy.domain.request import default_model, request_model
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Caller
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
@@ -180,7 +178,7 @@ def openai_generations() -> Any:  # the raw body is translated by `handle_genera
     tags=["OpenAI"],
 )
 def openai_models() -> Response[OpenAIModelList]:
-    return _json(200, models())
+    return _json(200, models(_services().catalog))
 
 
 @served(
@@ -196,7 +194,7 @@ def openai_models() -> Response[OpenAIModelList]:
     tags=["OpenAI"],
 )
 def openai_model(model_id: str) -> Response[OpenAIModel]:
-    return _json(200, model(model_id))
+    return _json(200, model(model_id, _services().catalog))
 
 
 @served(
@@ -347,10 +345,7 @@ def openapi_spec(server: str = "/", catalog: Catalog | None = None) -> str:
     spec = docs.with_request_bodies(
         spec, (GENERATIONS_PATH,), OpenAIImageRequest, server, "OpenAI's images fields, and Segmind's extensions"
     )
-    default = request_model(default_model())
-    spec = docs.with_segmind_fields(spec, "OpenAIImageRequest", default, ("prompt", *SEGMIND_EXTENSIONS))
-    seed = spec["components"]["schemas"]["OpenAIImageRequest"]["properties"]["seed"]
-    seed |= {"default": -1, "description": "Absent (-1): a fresh random image on every call, never read from cache"}
+    spec = docs.with_openai_requests(spec, models)
     return json.dumps(docs.with_model_paths(spec, (TXT2IMG_PATH, V2_PATH), models))
 
 

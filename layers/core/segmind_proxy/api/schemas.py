@@ -96,10 +96,6 @@ class JobResultBody(JobStatusBody):
     metrics: dict[str, object] | None = None
 
 
-_SIDE = "(6[4-9]|[7-9][0-9]|[1-9][0-9]{2}|1[0-9]{3}|20[0-3][0-9]|204[0-8])"  # 64 to 2048
-SIZE_PATTERN = f"^(auto|{_SIDE}x{_SIDE})$"
-
-
 class OpenAIError(Schema):
     message: str
     type: str = Field(description="invalid_request_error, insufficient_quota, permission_error, server_error, ...")
@@ -124,33 +120,30 @@ class OpenAIImagesResponse(Schema):
     created: int = Field(description="Unix seconds")
     data: list[OpenAIImage]
     output_format: str = Field(description="png, jpeg or webp")
-    size: str = Field(description="WIDTHxHEIGHT of the images")
+    size: str | None = Field(None, description="WIDTHxHEIGHT of the images (absent: a model sized by aspect ratio)")
 
 
 class OpenAIImageRequest(Schema):
-    """OpenAI's `POST /v1/images/generations` fields this gateway honours, and Segmind's extensions; any other
-    field (OpenAI's `style`, `stream`, `partial_images`, ... included) is refused, named. `null` is the field absent,
-    as OpenAI's SDKs send it."""
+    """OpenAI's `POST /v1/images/generations` fields this gateway honours; each model adds its own fields as
+    extensions, and bounds `n`, `size`, `output_format` and `output_compression` by its own (the spec has one such
+    schema per model). Any other field (OpenAI's `style`, `stream`, `partial_images`, ... included) is refused,
+    named. `null` is the field absent, as OpenAI's SDKs send it."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     model: str | None = Field(
-        None,
-        json_schema_extra={"enum": ["stable-diffusion-3.5-turbo", "stable-diffusion-3.5-turbo-txt2img"]},
-        description="stable-diffusion-3.5-turbo (or Segmind's slug); another model: 404 model_not_found",
+        None, description="The model's OpenAI id, or Segmind's slug; another: 404 model_not_found"
     )
     prompt: str
-    n: int | None = Field(None, ge=1, le=10, description="Images in one upstream batch (Segmind's batch_size)")
-    size: str | None = Field(
-        None, description="'auto' (1024x1024) or 'WIDTHxHEIGHT', 64 to 2048 each", pattern=SIZE_PATTERN
-    )
+    n: int | None = Field(None, ge=1, description="Images in one upstream batch (the model's batch field)")
+    size: str | None = Field(None, description="'auto' (the model's default) or 'WIDTHxHEIGHT'")
     response_format: str | None = Field(
         None, json_schema_extra={"enum": ["b64_json", "url", None]}, description="default b64_json"
     )
     output_format: str | None = Field(
         None, json_schema_extra={"enum": ["png", "jpeg", "webp", None]}, description="default jpeg"
     )
-    output_compression: int | None = Field(None, ge=10, le=100, description="Segmind's image_quality")
+    output_compression: int | None = Field(None, description="The model's quality field")
     quality: str | None = Field(None, json_schema_extra={"enum": ["auto", None]})
     background: str | None = Field(None, json_schema_extra={"enum": ["auto", "opaque", None]})
     moderation: str | None = Field(
@@ -160,12 +153,6 @@ class OpenAIImageRequest(Schema):
     safety_identifier: str | None = Field(
         None, max_length=256, description="Recorded in the request's logs, never sent upstream"
     )
-    negative_prompt: str | None = Field(None, description="Segmind extension")
-    seed: int | None = Field(None, description="Segmind extension; absent: a fresh random image on every call")
-    steps: int | None = Field(None, description="Segmind extension")
-    guidance_scale: float | None = Field(None, description="Segmind extension")
-    sampler: str | None = Field(None, description="Segmind extension")
-    scheduler: str | None = Field(None, description="Segmind extension")
 
 
 class OpenAIModel(Schema):

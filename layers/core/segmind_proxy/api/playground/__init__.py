@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any
 
 from segmind_proxy.api.edge import TXT2IMG_PATH, V2_PATH
-from segmind_proxy.api.openai_images import GENERATIONS_PATH, MODEL_ID, SEGMIND_EXTENSIONS
+from segmind_proxy.api.openai_images import GENERATIONS_PATH, extensions
 from segmind_proxy.domain.request import default_model
 
 PAGE_PATH = "/playground"
@@ -83,6 +83,6 @@ def catalog_json() -> str:
             "openai": GENERATIONS_PATH,
             "usage": "/v1/usage",
         },
-        "openai": {"model": MODEL_ID, "segmind_fields": list(SEGMIND_EXTENSIONS)},
+        "openai": {"model": model.openai_id, "segmind_fields": list(extensions(model))},
     }
     return json.dumps(body)
