@@ -62,6 +62,17 @@ def parser() -> argparse.ArgumentParser:
     groups = root.add_subparsers(dest="group", required=True)
 
     _tenant_commands(groups.add_parser("tenants", help="create, list and change tenants", parents=[common]), common)
+    plans = groups.add_parser("plans", help="the models each plan includes", parents=[common])
+    plan_commands = plans.add_subparsers(dest="command", required=True)
+    show_plan = plan_commands.add_parser("show", help="the models a plan includes", parents=[common])
+    show_plan.add_argument("plan")
+    set_models = plan_commands.add_parser(
+        "set-models",
+        help="the models a plan includes (none: every model); its tenants follow at once",
+        parents=[common],
+    )
+    set_models.add_argument("plan")
+    set_models.add_argument("models", nargs="*", help="model slugs (or OpenAI ids)")
     usage = groups.add_parser("usage", help="every tenant's usage for a month, for billing", parents=[common])
     usage.add_argument("--month", default=None, help="YYYY-MM (default: this month, UTC)")
     return root
@@ -101,6 +112,9 @@ def _tenant_commands(group: argparse.ArgumentParser, common: argparse.ArgumentPa
     set_budget.add_argument("tenant")
     set_budget.add_argument("--credits", type=_budget, default=argparse.SUPPRESS)
     set_budget.add_argument("--images", type=_image_budget, default=argparse.SUPPRESS)
+    tenant_models = command("set-models", "the models the tenant may use, in place of its plan's (none: its plan's)")
+    tenant_models.add_argument("tenant")
+    tenant_models.add_argument("models", nargs="*", help="model slugs (or OpenAI ids)")
     set_origins = command("set-origins", "browser origins allowed for the key (none: any)")
     set_origins.add_argument("tenant")
     set_origins.add_argument("origins", nargs="*")
@@ -137,6 +151,8 @@ def _tenant_dict(tenant: Tenant) -> dict[str, Any]:
         "budget_credits": tenant.budget_credits,
         "budget_images": tenant.budget_images,
         "allowed_origins": tenant.allowed_origins,
+        "models": tenant.allowed_models,  # null: every model
+        "models_from": "tenant" if tenant.models else "plan" if tenant.plan_models else "every model",
         "created_at": tenant.created_at,
         **({"deleted_at": tenant.deleted_at} if tenant.deleted else {}),
     }
@@ -154,6 +170,10 @@ def run(args: argparse.Namespace, admin: TenantAdmin) -> Any:
     """Carry out the command; returns what to print (JSON-able)."""
     if args.group == "usage":
         return admin.billing_report(args.month)
+    if args.group == "plans":
+        if args.command == "set-models":
+            admin.set_plan_models(args.plan, args.models)
+        return {"plan": args.plan, "models": admin.plan_models(args.plan) or None}  # null: every model
     command = args.command
     if command == "create":
         return admin.create(
@@ -192,6 +212,8 @@ def run(args: argparse.Namespace, admin: TenantAdmin) -> Any:
         return {"tenant_id": tenant.tenant_id, "name": tenant.name, "webhook_secret": tenant.webhook_secret}
     if command == "set-origins":
         return _tenant_dict(admin.set_origins(args.tenant, args.origins))
+    if command == "set-models":
+        return _tenant_dict(admin.set_models(args.tenant, args.models))
     raise AdminError(f"Unknown command {command}")
 
 

@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 from segmind_proxy.adapters.dynamo_usage import Meter
+from segmind_proxy.domain.catalog import bundled_catalog
 from segmind_proxy.domain.tenants import (
     RegistryConflict,
     RegistryError,
@@ -138,6 +139,7 @@ class TenantAdmin:
             tenant_id=tenant_id,
             name=name,
             plan=plan,
+            plan_models=self.registry.plan_models(plan),
             api_key_id=key["id"],
             budget_credits=budget_credits,
             budget_images=budget_images,
@@ -199,7 +201,12 @@ class TenantAdmin:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "NotFoundException":
                 raise
-        return self._change(name_or_id, lambda t: setattr(t, "plan", plan))
+        plan_models = self.registry.plan_models(plan)
+
+        def move(tenant: Tenant) -> None:
+            tenant.plan, tenant.plan_models = plan, plan_models
+
+        return self._change(name_or_id, move)
 
     def set_budget(
         self, name_or_id: str, *, credits: float | Keep | None = KEEP, images: int | Keep | None = KEEP
@@ -216,6 +223,25 @@ class TenantAdmin:
                 tenant.budget_images = images
 
         return self._change(name_or_id, apply)
+
+    # -- models ----------------------------------------------------------------
+    def plan_models(self, plan: str) -> list[str]:
+        self._plan_id(plan)
+        return self.registry.plan_models(plan)
+
+    def set_plan_models(self, plan: str, models: list[str]) -> list[Tenant]:
+        """The models a plan includes (none: every model), stamped on each of its tenants' profiles, which the
+        function reads on every request: it takes effect at once, with no read more per request."""
+        self._plan_id(plan)
+        chosen = _check_models(models)
+        self.registry.set_plan_models(plan, chosen)
+        on_plan = [t for t in self.tenants() if t.plan == plan]
+        return [self._change(t.tenant_id, lambda t: setattr(t, "plan_models", chosen)) for t in on_plan]
+
+    def set_models(self, name_or_id: str, models: list[str]) -> Tenant:
+        """The tenant's own models, in place of its plan's (none: its plan's again)."""
+        chosen = _check_models(models)
+        return self._change(name_or_id, lambda t: setattr(t, "models", chosen))
 
     def rotate_webhook_secret(self, name_or_id: str) -> Tenant:
         return self._change(name_or_id, lambda t: setattr(t, "webhook_secret", new_webhook_secret()))
@@ -314,6 +340,16 @@ def _check_budgets(credits: float | None, images: int | None) -> None:
         raise AdminError("An image budget cannot be negative")
     if images is not None and images > MAX_BUDGET:
         raise AdminError(f"An image budget must be at most {MAX_BUDGET:,} images (got {images})")
+
+
+def _check_models(models: list[str]) -> list[str]:
+    """Catalog slugs (an OpenAI id reads as its slug), each once, in the order given."""
+    catalog = bundled_catalog()
+    unknown = [name for name in models if catalog.find(name) is None]
+    if unknown:
+        known = ", ".join(model.slug for model in catalog)
+        raise AdminError(f"No model named {', '.join(repr(n) for n in unknown)}: the catalog holds {known}")
+    return list(dict.fromkeys(catalog.find(name).slug for name in models))  # type: ignore[union-attr]
 
 
 def _check_origins(origins: list[str]) -> None:

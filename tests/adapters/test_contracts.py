@@ -84,6 +84,22 @@ def test_a_reservation_settles_for_what_was_generated(ledger):
     assert usage.remaining(acme) == {"credits": pytest.approx(0.97), "images": 7}
 
 
+def test_a_charge_adds_to_its_models_figures_and_a_refund_takes_them_back(ledger):
+    acme = tenant()
+    flux, _ = ledger.reserve(acme, 0.04, 2, model="flux-dev")
+    assert [held.model for held in ledger.open_reservations(acme.tenant_id, flux.month)[0]] == ["flux-dev"]
+    ledger.settle(flux, 0.04, 2)
+    vega, _ = ledger.reserve(acme, 0.002, 1, model="segmind-vega-rt-v1")
+    usage = ledger.settle(vega, 0.002, 1)
+    assert usage.figures(acme)["by_model"] == {
+        "flux-dev": {"images_generated": 2, "credits_spent": pytest.approx(0.04)},
+        "segmind-vega-rt-v1": {"images_generated": 1, "credits_spent": pytest.approx(0.002)},
+    }
+    usage = ledger.refund(vega, 0.002, 1)
+    assert set(usage.figures(acme)["by_model"]) == {"flux-dev"}  # nothing left of the refunded one
+    assert ledger.open_reservations(acme.tenant_id, flux.month)[0] == {}
+
+
 def test_a_reservation_is_resolved_once(ledger):
     acme = tenant(budget_credits=1.0)
     released, _ = ledger.reserve(acme, 0.5, 1, Hold("req-1", 2_000_000_000))

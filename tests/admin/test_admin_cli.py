@@ -275,3 +275,25 @@ def test_a_delete_that_races_a_rotation_deletes_the_new_key_too(deployed, capsys
     assert created["api_key_id"] not in keys and raced[0] not in keys  # no key of the tenant left behind
     stored = registry.get(created["tenant_id"])
     assert stored.deleted and stored.api_key_id == raced[0]
+
+
+def test_plans_choose_models_and_a_tenant_may_have_its_own(deployed, capsys, registry):
+    cli(capsys, "tenants", "create", "acme", "--plan", "pro")
+    cli(capsys, "tenants", "create", "free-one", "--plan", "free")
+    _, shown, _ = cli(capsys, "tenants", "show", "acme")
+    assert (shown["models"], shown["models_from"]) == (None, "every model")
+    code, plan, _ = cli(capsys, "plans", "set-models", "pro", "flux-schnell", "stable-diffusion-3.5-turbo")
+    assert code == 0 and plan == {"plan": "pro", "models": ["flux-schnell", "stable-diffusion-3.5-turbo-txt2img"]}
+    acme = registry.by_name("acme")  # the plan's models stamped on its tenants, at once
+    assert acme.may_use("flux-schnell") and not acme.may_use("flux-dev")
+    assert registry.by_name("free-one").allowed_models is None  # another plan: unchanged
+    _, created, _ = cli(capsys, "tenants", "create", "late", "--plan", "pro")  # a tenant made later follows too
+    assert created["models"] == ["flux-schnell", "stable-diffusion-3.5-turbo-txt2img"]
+    _, own, _ = cli(capsys, "tenants", "set-models", "acme", "flux-dev")
+    assert (own["models"], own["models_from"]) == (["flux-dev"], "tenant")
+    _, moved, _ = cli(capsys, "tenants", "set-plan", "free-one", "pro")
+    assert moved["models_from"] == "plan" and "flux-schnell" in moved["models"]
+    code, _, err = cli(capsys, "plans", "set-models", "pro", "dall-e-3")
+    assert code == 2 and "No model named 'dall-e-3'" in err
+    assert cli(capsys, "plans", "set-models", "pro")[1]["models"] is None  # none: every model again
+    assert registry.by_name("late").allowed_models is None

@@ -8,7 +8,7 @@ from segmind_proxy.adapters.dynamo_usage import Meter
 from segmind_proxy.domain.tenants import TenantStatus
 from tests.support.aws import TENANTS_TABLE, make_tenant, order_against_tenant_check
 from tests.support.lambda_events import api_event, body_json, header
-from tests.support.segmind import SAMPLE
+from tests.support.segmind import SAMPLE, SLUG
 
 SMALL = SAMPLE | {"width": 512, "height": 512}  # 0.26 MP: the 0.004-credit tier of the model's price
 
@@ -257,3 +257,37 @@ def test_every_answer_names_its_request(invoke, tenancy, method, path, body, key
     make_tenant(tenancy)
     event = api_event(body, method=method, path=path, api_key_id=key_id, headers={"Origin": "https://a.example"})
     assert header(invoke(event), "x-request-id") == event["requestContext"]["requestId"]
+
+
+def test_a_model_outside_the_plan_is_refused_in_each_doors_shape_before_any_work(invoke, upstream, tenancy):
+    make_tenant(tenancy, plan_models=["flux-schnell"])
+    segmind = invoke(api_event(SMALL, api_key_id="key-acme"))  # SD 3.5 Turbo, not in the plan
+    assert (
+        segmind["statusCode"] == 403
+        and "may not use the model 'stable-diffusion-3.5-turbo-txt2img'" in (body_json(segmind)["error"])
+    )
+    openai = invoke(api_event({"prompt": "x"}, path="/v1/images/generations", api_key_id="key-acme"))
+    error = body_json(openai)["error"]
+    assert openai["statusCode"] == 404 and (error["code"], error["param"]) == ("model_not_found", "model")
+    listed = body_json(invoke(api_event(method="GET", path="/v1/models", api_key_id="key-acme")))
+    assert [model["id"] for model in listed["data"]] == ["flux-1-schnell"]
+    one = invoke(api_event(method="GET", path="/v1/models/stable-diffusion-3.5-turbo", api_key_id="key-acme"))
+    assert one["statusCode"] == 404
+    assert upstream.calls() == []
+    assert usage_of(invoke, "key-acme")["requests"] == 0  # nothing was done, nothing counted
+
+
+def test_usage_is_broken_down_by_model(invoke, upstream, tenancy):
+    make_tenant(tenancy)
+    upstream.succeed()
+    assert invoke(api_event(SMALL, api_key_id="key-acme"))["statusCode"] == 200
+    assert usage_of(invoke, "key-acme")["by_model"] == {
+        SLUG: {"images_generated": 1, "credits_spent": pytest.approx(0.004)}
+    }
+
+
+def test_a_v2_submit_of_a_model_outside_the_plan_is_refused_and_makes_no_job(invoke, upstream, jobs_env):
+    make_tenant(jobs_env["registry"], plan_models=["flux-schnell"])
+    refused = invoke(api_event(SMALL, path=f"/v2/{SLUG}", api_key_id="key-acme"))
+    assert refused["statusCode"] == 403 and "may not use the model" in body_json(refused)["error"]
+    assert jobs_env["sqs"].receive_message(QueueUrl=jobs_env["queue"]).get("Messages", []) == []

@@ -9,6 +9,7 @@ from segmind_proxy.domain.errors import (
     BudgetExceeded,
     FailureKind,
     IdempotencyInProgress,
+    ModelNotAllowed,
     NotCached,
     RequestInvalid,
     UnknownModel,
@@ -20,7 +21,8 @@ from tests.api.test_segmind_errors import ANSWERS
 @pytest.mark.parametrize(("error", "status", "headers"), ANSWERS, ids=lambda v: type(v).__name__)
 def test_every_domain_error_has_an_openai_shaped_answer(error, status, headers):
     answer = openai_errors.answer(error)
-    assert answer.status == (429 if isinstance(error, BudgetExceeded) else status)
+    expected = 429 if isinstance(error, BudgetExceeded) else 404 if isinstance(error, ModelNotAllowed) else status
+    assert answer.status == expected
     assert set(answer.body["error"]) == {"message", "type", "param", "code"}
     assert answer.body["error"]["message"] == error.message
     if answer.status >= 500 and not isinstance(error, NotCached):

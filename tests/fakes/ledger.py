@@ -13,7 +13,16 @@ from typing import Any
 
 from segmind_proxy.domain.errors import Dependency
 from segmind_proxy.domain.tenants import Tenant
-from segmind_proxy.domain.usage import COUNTERS, Hold, Reservation, Usage, budget_refusal, current_month
+from segmind_proxy.domain.usage import (
+    COUNTERS,
+    MODEL_PREFIX,
+    Hold,
+    Reservation,
+    Usage,
+    budget_refusal,
+    current_month,
+    model_deltas,
+)
 from tests.fakes.errors import Breakable
 
 
@@ -24,7 +33,9 @@ def _dec(value: float) -> Decimal:
 @dataclass
 class _Item:
     counters: dict[str, Any] = field(default_factory=dict)
-    entries: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # holder -> (credits, images, until)
+    entries: dict[str, tuple[float, int, int, str]] = field(
+        default_factory=dict
+    )  # holder -> (credits, images, until, model)
     open: int = 0  # reservations_open: counts entries written, minus those resolved
     due: int | None = None  # reservations_due: set while the item is in the sweep index
     swept: bool = False  # in the sweep index
@@ -54,8 +65,8 @@ class FakeLedger(Breakable):
         with self._lock:
             item = self.items.get((tenant_id, month)) or _Item()
             held = {
-                Reservation(tenant_id, month, credits, images, holder): until
-                for holder, (credits, images, until) in item.entries.items()
+                Reservation(tenant_id, month, credits, images, holder, model): until
+                for holder, (credits, images, until, model) in item.entries.items()
             }
             return held, item.open, item.due
 
@@ -93,12 +104,12 @@ class FakeLedger(Breakable):
 
     # -- reservations --------------------------------------------------------------------------------------------------
     def reserve(
-        self, tenant: Tenant, credits: float, images: int, hold: Hold | None = None
+        self, tenant: Tenant, credits: float, images: int, hold: Hold | None = None, model: str = ""
     ) -> tuple[Reservation, Usage]:
         self._may_fail("reserve")
         month = current_month()
         hold = hold or Hold.unnamed()
-        reservation = Reservation(tenant.tenant_id, month, credits, images, hold.holder)
+        reservation = Reservation(tenant.tenant_id, month, credits, images, hold.holder, model)
         if tenant.budget_credits is not None and tenant.budget_credits - credits < 0:
             raise budget_refusal(tenant, "credits", credits)
         if tenant.budget_images is not None and tenant.budget_images - images < 0:
@@ -114,7 +125,7 @@ class FakeLedger(Breakable):
             if credits_short or images_short:
                 over = "images" if images_short or tenant.budget_credits is None else "credits"
                 raise budget_refusal(tenant, over, images if over == "images" else credits)
-            item.entries[hold.holder] = (float(_dec(credits)), images, hold.until)
+            item.entries[hold.holder] = (float(_dec(credits)), images, hold.until, model)
             item.open += 1
             item.due = hold.until if item.due is None else item.due
             item.swept = True
@@ -134,6 +145,7 @@ class FakeLedger(Breakable):
             "images_committed": images - reservation.images,
             "images_generated": images,
             "upstream_calls": 1,
+            **model_deltas(reservation.model, _dec(credits), images),
         }
         return self._resolve(reservation, deltas)
 
@@ -156,6 +168,7 @@ class FakeLedger(Breakable):
             "images_committed": -images,
             "images_generated": -images,
             "failed_generations": 1,
+            **model_deltas(reservation.model, _dec(-credits), -images),
         }
         return self._add(reservation.tenant_id, reservation.month, deltas)
 
@@ -165,8 +178,8 @@ class FakeLedger(Breakable):
             item = self.items.get((reservation.tenant_id, reservation.month))
             if item is None or reservation.holder not in item.entries:
                 return False
-            credits, images, _ = item.entries[reservation.holder]
-            item.entries[reservation.holder] = (credits, images, until)
+            credits, images, _, model = item.entries[reservation.holder]
+            item.entries[reservation.holder] = (credits, images, until, model)
             return True
 
     def reschedule(self, tenant_id: str, month: str, *, seen_open: int, next_due: int | None) -> bool:
@@ -200,6 +213,6 @@ class FakeLedger(Breakable):
     @staticmethod
     def _apply(tenant_id: str, month: str, item: _Item, deltas: dict[str, Any]) -> Usage:
         for name, delta in deltas.items():
-            assert name in COUNTERS, name
+            assert name in COUNTERS or name.startswith(MODEL_PREFIX), name
             item.counters[name] = item.counters.get(name, 0) + delta
         return Usage.from_item(tenant_id, month, dict(item.counters))

@@ -6,6 +6,8 @@ Items:
   APIKEY#{api_key_id} / TENANT which tenant an API Gateway key belongs to (never changes for a key id); removed when
                               the tenant is deleted
   NAME#{name} / TENANT        reserves a name, so names are unique among tenants not deleted
+  PLAN#{plan} / MODELS        the models a plan includes (none: every model); stamped on its tenants' profiles too,
+                              so the request path reads no more than the profile
   TENANT#{id} / USAGE#{yyyy-mm}  that month's usage (see dynamo_usage.py), kept when the tenant is deleted
 """
 
@@ -46,6 +48,8 @@ def tenant_from_item(item: dict[str, Any]) -> Tenant:
         allowed_origins=list(item.get("allowed_origins", [])),
         created_at=item.get("created_at", ""),
         deleted_at=item.get("deleted_at", ""),
+        models=list(item.get("models", [])),
+        plan_models=list(item.get("plan_models", [])),
         webhook_secret=item.get("webhook_secret", ""),
         version=int(item.get("version", 0)),
     )
@@ -121,6 +125,14 @@ class TenantRegistry(DynamoTable):
     def by_name(self, name: str) -> Tenant | None:
         item = self.table.get_item(Key={"pk": f"NAME#{name}", "sk": "TENANT"}, ConsistentRead=True).get("Item")
         return self.get(item["tenant_id"]) if item else None
+
+    def plan_models(self, plan: str) -> list[str]:
+        """The models a plan includes (slugs); empty: every model."""
+        item = self.table.get_item(Key={"pk": f"PLAN#{plan}", "sk": "MODELS"}, ConsistentRead=True).get("Item")
+        return list(item.get("models", [])) if item else []
+
+    def set_plan_models(self, plan: str, models: list[str]) -> None:
+        self.table.put_item(Item={"pk": f"PLAN#{plan}", "sk": "MODELS", "models": models})
 
     def resolve(self, name_or_id: str) -> Tenant:
         tenant = self.get(name_or_id) if name_or_id.startswith("t_") else self.by_name(name_or_id)

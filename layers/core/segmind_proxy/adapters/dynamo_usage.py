@@ -30,6 +30,7 @@ from segmind_proxy.domain.usage import (
     Usage,
     budget_refusal,
     current_month,
+    model_deltas,
 )
 from segmind_proxy.observability import MetricUnit, logger, metrics
 
@@ -64,11 +65,13 @@ class Meter(DynamoTable):
 
     def _add(self, tenant_id: str, month: str, deltas: dict[str, Any], *, before: str = "", **extra: Any) -> Usage:
         """ADD the deltas; `before`: SET or REMOVE clauses that go with them, in the same atomic update."""
-        names = {f"#{k}": k for k in deltas}
-        values = {f":{k}": v for k, v in deltas.items()}
+        # A counter's own name as its placeholder; by position where it cannot be one (`model#flux-dev#images...`).
+        holders = [name if name.isidentifier() else f"m{i}" for i, name in enumerate(deltas)]
+        names = {f"#{holder}": name for holder, name in zip(holders, deltas, strict=True)}
+        values = {f":{holder}": value for holder, value in zip(holders, deltas.values(), strict=True)}
         result = self.table.update_item(
             Key=self._key(tenant_id, month),
-            UpdateExpression=f"{before} ADD " + ", ".join(f"#{k} :{k}" for k in deltas),
+            UpdateExpression=f"{before} ADD " + ", ".join(f"#{holder} :{holder}" for holder in holders),
             ExpressionAttributeNames={**names, **extra.pop("names", {})},
             ExpressionAttributeValues={**values, **extra.pop("values", {})},
             ReturnValues="ALL_NEW",
@@ -89,16 +92,16 @@ class Meter(DynamoTable):
         self._add(tenant.tenant_id, current_month(), {"requests": 1, "rejected_requests": 1})
 
     def reserve(
-        self, tenant: Tenant, credits: float, images: int, hold: Hold | None = None
+        self, tenant: Tenant, credits: float, images: int, hold: Hold | None = None, model: str = ""
     ) -> tuple[Reservation, Usage]:
         """Reserve the estimated cost, or raise BudgetExceeded without touching anything. The reservation is recorded
         under its holder (see the module's docstring); the item's due time only ever moves later by the sweeper."""
         month = current_month()
         hold = hold or Hold.unnamed()
-        reservation = Reservation(tenant.tenant_id, month, credits, images, hold.holder)
+        reservation = Reservation(tenant.tenant_id, month, credits, images, hold.holder, model)
         names = {"#entry": _entry(reservation), "#due": DUE, "#sweep": SWEEP}
         values: dict[str, Any] = {
-            ":entry": {"credits": _dec(credits), "images": images, "until": hold.until},
+            ":entry": {"credits": _dec(credits), "images": images, "until": hold.until, "model": model},
             ":due": hold.until,
             ":sweep": SWEEP_PARTITION,
         }
@@ -143,6 +146,7 @@ class Meter(DynamoTable):
             "images_committed": images - reservation.images,
             "images_generated": images,
             "upstream_calls": 1,
+            **model_deltas(reservation.model, _dec(credits), images),
         }
         return self._resolve(reservation, deltas)
 
@@ -211,7 +215,12 @@ class Meter(DynamoTable):
         item = self.table.get_item(Key=self._key(tenant_id, month), ConsistentRead=True).get("Item") or {}
         held = {
             Reservation(
-                tenant_id, month, float(entry["credits"]), int(entry["images"]), name[len(ENTRY_PREFIX) :]
+                tenant_id,
+                month,
+                float(entry["credits"]),
+                int(entry["images"]),
+                name[len(ENTRY_PREFIX) :],
+                str(entry.get("model", "")),
             ): int(entry["until"])
             for name, entry in item.items()
             if name.startswith(ENTRY_PREFIX)
@@ -255,6 +264,7 @@ class Meter(DynamoTable):
                 "images_committed": -images,
                 "images_generated": -images,
                 "failed_generations": 1,
+                **model_deltas(reservation.model, _dec(-credits), -images),
             },
         )
 

@@ -180,7 +180,9 @@ PLAN_LIMITED = _gateway_error(
     "Answered by API Gateway: your plan's rate (code rate_limit_exceeded) or monthly quota (quota_exceeded, "
     "`x-should-retry: false`)"
 )
-TENANT_REFUSED = "The tenant is suspended, or the key may not be used from this origin"
+TENANT_REFUSED = (
+    "The tenant is suspended, the key may not be used from this origin, or the tenant's plan does not include the model"
+)
 # What may refuse any route that needs a key, before it runs.
 GATEWAY_RESPONSES: dict[int, dict[str, Any]] = {401: KEY_REFUSED, 403: error(TENANT_REFUSED), 429: PLAN_LIMITED}
 
@@ -251,7 +253,7 @@ OPENAI_IMAGES_RESPONSES: dict[int, dict[str, Any]] = {
     400: openai_error("Invalid request, or a parameter Stable Diffusion 3.5 Turbo cannot honour: `param` names it"),
     401: KEY_REFUSED,
     403: openai_error(f"{TENANT_REFUSED} (permission_error)"),
-    404: openai_error("Unknown model (code model_not_found)"),
+    404: openai_error("Unknown model, or one the tenant's plan does not include (code model_not_found)"),
     409: openai_error("A request with the same Idempotency-Key is still in progress; see Retry-After"),
     410: openai_error("The images of an Idempotency-Key replay have expired, or could not be kept, in storage"),
     413: openai_error("Request body too large"),

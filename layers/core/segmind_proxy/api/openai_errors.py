@@ -19,6 +19,7 @@ from segmind_proxy.domain.errors import (
     IdempotencyInProgress,
     IdempotencyKeyReused,
     MethodNotAllowed,
+    ModelNotAllowed,
     NotCached,
     NotFound,
     RequestInvalid,
@@ -84,7 +85,9 @@ def internal_error() -> ErrorAnswer:
 
 
 def answer(error: DomainError) -> ErrorAnswer:
-    status = 429 if isinstance(error, BudgetExceeded) else segmind_errors.status(error)
+    # OpenAI answers a model you may not use as one that does not exist (404 model_not_found).
+    status = 429 if isinstance(error, BudgetExceeded) else 404 if isinstance(error, ModelNotAllowed) else None
+    status = status or segmind_errors.status(error)
     kind, param, code = _kind(error, status)
     return ErrorAnswer(status, error_body(error.message, kind, param, code), _headers(error))
 
@@ -97,7 +100,7 @@ def _kind(error: DomainError, status: int) -> tuple[str, str | None, str | None]
         return "insufficient_quota", None, "insufficient_quota"
     if isinstance(error, AccessRefused):
         return "permission_error", None, "access_refused"
-    if isinstance(error, UnknownModel):
+    if isinstance(error, (UnknownModel, ModelNotAllowed)):
         return "invalid_request_error", "model", "model_not_found"
     if isinstance(error, NotFound):
         return "invalid_request_error", None, "not_found"

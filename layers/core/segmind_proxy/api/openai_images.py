@@ -40,7 +40,9 @@ from segmind_proxy.domain.errors import RequestInvalid, UnknownModel
 from segmind_proxy.domain.image_formats import FORMAT_OF
 from segmind_proxy.domain.images import ImageResult
 from segmind_proxy.domain.request import Txt2ImgRequest, default_model, load_json_object, validated
+from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Caller
+from segmind_proxy.flows.access import check_model
 from segmind_proxy.flows.billing import counting_rejections
 from segmind_proxy.flows.idempotent import Keyed
 
@@ -326,6 +328,7 @@ def handle_generations(incoming: Incoming, caller: Caller, services: Services) -
         order = parsed if isinstance(parsed, ImageOrder) else validate(incoming.body, incoming.headers, services)
         key = idempotency_key(incoming.headers) if services.once else None
     request = order.request
+    check_model(caller.tenant, request.model)
     scope = request_scope(request, caller, incoming, services)
     mode = ResponseMode.URL if order.as_url else ResponseMode.INLINE
     plan = plan_for(request, mode, incoming.headers, settings, idempotent=key is not None)
@@ -366,10 +369,14 @@ def model_object(model: ModelSpec) -> dict[str, Any]:
     return {"id": model.openai_id, "object": "model", "created": MODEL_CREATED, "owned_by": OWNED_BY}
 
 
-def models(catalog: Catalog) -> dict[str, Any]:
-    return {"object": "list", "data": [model_object(model) for model in catalog]}
+def models(catalog: Catalog, tenant: Tenant | None) -> dict[str, Any]:
+    """The models this tenant may use (its plan's, or its own list)."""
+    allowed = [model for model in catalog if tenant is None or tenant.may_use(model.slug)]
+    return {"object": "list", "data": [model_object(model) for model in allowed]}
 
 
-def model(model_id: str, catalog: Catalog) -> dict[str, Any]:
-    """One model, by its OpenAI id or Segmind's slug."""
-    return model_object(find_model(model_id, catalog))
+def model(model_id: str, catalog: Catalog, tenant: Tenant | None) -> dict[str, Any]:
+    """One model, by its OpenAI id or Segmind's slug; one the tenant may not use is not found, as OpenAI answers."""
+    found = find_model(model_id, catalog)
+    check_model(tenant, found)
+    return model_object(found)

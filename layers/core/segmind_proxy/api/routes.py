@@ -178,7 +178,7 @@ def openai_generations() -> Any:  # the raw body is translated by `handle_genera
     tags=["OpenAI"],
 )
 def openai_models() -> Response[OpenAIModelList]:
-    return _json(200, models(_services().catalog))
+    return _json(200, models(_services().catalog, _tenant()))
 
 
 @served(
@@ -194,7 +194,7 @@ def openai_models() -> Response[OpenAIModelList]:
     tags=["OpenAI"],
 )
 def openai_model(model_id: str) -> Response[OpenAIModel]:
-    return _json(200, model(model_id, _services().catalog))
+    return _json(200, model(model_id, _services().catalog, _tenant()))
 
 
 @served(

@@ -71,6 +71,9 @@ class UsageReport(Schema):
     rejected_requests: int
     budget: dict[str, float | int | None] = Field(description="Monthly budget in credits and images (null: none)")
     remaining: dict[str, float | int | None] = Field(description="What remains of each budget (null: no budget)")
+    by_model: dict[str, dict[str, float | int]] = Field(
+        description="Per model slug: images_generated and credits_spent this month (models with none left out)"
+    )
 
 
 class JobSubmitted(Schema):

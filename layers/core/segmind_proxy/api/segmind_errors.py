@@ -19,6 +19,7 @@ from segmind_proxy.domain.errors import (
     IdempotencyInProgress,
     IdempotencyKeyReused,
     MethodNotAllowed,
+    ModelNotAllowed,
     NotCached,
     NotFound,
     RequestInvalid,
@@ -34,6 +35,7 @@ STATUS: dict[type[DomainError], int] = {
     UnsupportedMediaType: 415,  # Content-Type and Content-Encoding alike
     BudgetExceeded: 402,
     AccessRefused: 403,
+    ModelNotAllowed: 403,
     NotFound: 404,
     MethodNotAllowed: 405,
     IdempotencyInProgress: 409,

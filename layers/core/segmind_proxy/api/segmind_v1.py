@@ -25,6 +25,7 @@ from segmind_proxy.domain.images import ImageResult
 from segmind_proxy.domain.request import Txt2ImgRequest, parse_request
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Caller
+from segmind_proxy.flows.access import check_model
 from segmind_proxy.flows.billing import (
     TenantBilling,
     billing_for,
@@ -153,6 +154,7 @@ def handle_txt2img(incoming: Incoming, caller: Caller, services: Services) -> Re
     with counting_rejections(caller.tenant, services.ledger, service.later):
         request, mode = incoming.parsed or validate(incoming.body, incoming.headers, services, incoming.model)
         key = idempotency_key(incoming.headers) if services.once else None
+    check_model(caller.tenant, request.model)
     scope = request_scope(request, caller, incoming, services)
     plan = plan_for(request, mode, incoming.headers, settings, idempotent=key is not None)
     # A key is its tenant's, on one route of one model: the same body sent to another model is another request.

@@ -11,6 +11,7 @@ from segmind_proxy.domain.cache_policy import CachePolicy
 from segmind_proxy.domain.errors import NotFound, RequestInvalid
 from segmind_proxy.domain.jobs import Job, JobStatus
 from segmind_proxy.domain.usage import Caller, Hold
+from segmind_proxy.flows.access import check_model
 from segmind_proxy.flows.billing import billing_for, counting_rejections
 from segmind_proxy.flows.idempotent import Keyed
 from segmind_proxy.flows.jobs import AsyncJobs, Submission
@@ -44,6 +45,7 @@ def handle_submit(incoming: Incoming, caller: Caller, services: Services) -> tup
             services.webhooks.check(webhook)
             if caller.tenant is None:
                 raise RequestInvalid("Webhooks need a tenant key (they are signed with the tenant's secret)")
+    check_model(caller.tenant, request.model)
     job_id = Job.new_id()
     # The job holds the reservation, across SQS deliveries: the sweeper asks the job store before taking it back.
     billing = billing_for(request, caller, services.ledger, Hold.for_job(job_id))

@@ -72,6 +72,12 @@ class MethodNotAllowed(DomainError):
         self.allowed = allowed
 
 
+class ModelNotAllowed(DomainError):
+    """The tenant's plan (or its own list) does not include the model asked for: refused before any work."""
+
+    kind = "model_not_allowed"
+
+
 class UnknownModel(NotFound):
     """A request named a model this gateway does not serve."""
 

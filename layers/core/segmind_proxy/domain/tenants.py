@@ -39,6 +39,17 @@ class Tenant:
     webhook_secret: str = field(default_factory=lambda: new_webhook_secret())  # signs this tenant's job webhooks
     version: int = 0  # of the stored profile; a write must name the version it read (optimistic locking)
     deleted_at: str = ""  # when the operator deleted it (ISO 8601, UTC); empty while it exists
+    models: list[str] = field(default_factory=list)  # the models it may use (slugs); empty: its plan's
+    plan_models: list[str] = field(default_factory=list)  # its plan's models, as the CLI stamps them; empty: all
+
+    @property
+    def allowed_models(self) -> list[str] | None:
+        """The slugs it may use: its own list, else its plan's; None: every model."""
+        return self.models or self.plan_models or None
+
+    def may_use(self, slug: str) -> bool:
+        allowed = self.allowed_models
+        return allowed is None or slug in allowed
 
     @property
     def deleted(self) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +44,22 @@ def is_month(value: str) -> bool:
     return bool(_MONTH.match(value))
 
 
+# A month's figures of one model, on the tenant's usage item: `model#<slug>#<figure>`.
+MODEL_PREFIX = "model#"
+MODEL_FIGURES = ("images_generated", "credits_spent")
+
+
+def model_counter(slug: str, figure: str) -> str:
+    return f"{MODEL_PREFIX}{slug}#{figure}"
+
+
+def model_deltas(slug: str, credits: Any, images: int) -> dict[str, Any]:
+    """What a charge adds to the figures of its model (nothing for a reservation made without one)."""
+    if not slug:
+        return {}
+    return {model_counter(slug, "images_generated"): images, model_counter(slug, "credits_spent"): credits}
+
+
 def budget_refusal(tenant: Tenant, over: str, cost: float) -> BudgetExceeded:
     budget = tenant.budget_credits if over == "credits" else tenant.budget_images
     return BudgetExceeded(
@@ -65,6 +81,7 @@ class Usage:
     credits_spent: float = 0.0
     credits_committed: float = 0.0  # spent + reserved by requests in flight
     images_committed: int = 0
+    by_model: dict[str, dict[str, float | int]] = field(default_factory=dict)  # slug -> images, credits
 
     @classmethod
     def from_item(cls, tenant_id: str, month: str, item: dict[str, Any] | None) -> Usage:
@@ -74,6 +91,12 @@ class Usage:
             if name in item:
                 kind = type(getattr(usage, name))
                 setattr(usage, name, kind(item[name]))
+        for name, value in item.items():
+            if name.startswith(MODEL_PREFIX):
+                slug, _, figure = name.removeprefix(MODEL_PREFIX).rpartition("#")
+                if figure in MODEL_FIGURES:
+                    kind = int if figure == "images_generated" else float
+                    usage.by_model.setdefault(slug, {"images_generated": 0, "credits_spent": 0.0})[figure] = kind(value)
         return usage
 
     def remaining(self, tenant: Tenant) -> dict[str, float | int | None]:
@@ -103,6 +126,11 @@ class Usage:
             "rejected_requests": self.rejected_requests,
             "budget": {"credits": tenant.budget_credits, "images": tenant.budget_images},
             "remaining": self.remaining(tenant),
+            "by_model": {
+                slug: {"images_generated": int(f["images_generated"]), "credits_spent": round(f["credits_spent"], 6)}
+                for slug, f in sorted(self.by_model.items())
+                if f["images_generated"] or f["credits_spent"]
+            },
         }
 
     def settled(self, reservation: Reservation, credits: float, images: int) -> Usage:
@@ -144,6 +172,7 @@ class Reservation:
     credits: float
     images: int
     holder: str = ""  # empty on reservations made before holders were recorded: resolved without an entry
+    model: str = ""  # the model's slug, whose figures its charge adds to; empty on reservations made before models
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from segmind_proxy.domain.errors import AccessRefused
+from segmind_proxy.domain.catalog import ModelSpec
+from segmind_proxy.domain.errors import AccessRefused, ModelNotAllowed
 from segmind_proxy.domain.images import namespace_for
 from segmind_proxy.domain.ports import TenantDirectory
 from segmind_proxy.domain.tenants import Tenant
@@ -39,6 +40,15 @@ def authorize_reading(
         return None, None
     tenant, usage = registry.by_api_key_with_usage(api_key_id, month)
     return _admitted(tenant, origin), usage
+
+
+def check_model(tenant: Tenant | None, model: ModelSpec) -> None:
+    """Refuse, before any work, a model the tenant's plan (or its own list) does not include."""
+    if tenant is not None and not tenant.may_use(model.slug):
+        raise ModelNotAllowed(
+            f"Tenant '{tenant.name}' may not use the model '{model.slug}': its plan does not include it (GET "
+            "/v1/models lists the models it may use); ask the operator to add it"
+        )
 
 
 def _admitted(tenant: Tenant | None, origin: str | None) -> Tenant:

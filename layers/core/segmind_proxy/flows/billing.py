@@ -79,11 +79,14 @@ class TenantBilling:
         images: int,
         usage: Usage | None = None,
         hold: Hold | None = None,
+        model: str = "",
     ) -> None:
         """`usage`: the month's figures as read with the tenant's profile, if they were. `hold`: who holds the
-        reservation and until when (a request that gives none holds it for the longest invocation Lambda allows)."""
+        reservation and until when (a request that gives none holds it for the longest invocation Lambda allows).
+        `model`: the slug whose figures the charge adds to."""
         self.meter = meter
         self.hold = hold
+        self.model = model
         self.tenant = tenant
         self.estimate = estimate
         self.images = images
@@ -113,7 +116,9 @@ class TenantBilling:
 
     def reserve(self) -> None:
         try:
-            self.reservation, self.usage = self.meter.reserve(self.tenant, self.estimate, self.images, self.hold)
+            self.reservation, self.usage = self.meter.reserve(
+                self.tenant, self.estimate, self.images, self.hold, self.model
+            )
         except Outage:
             logger.exception("Usage ledger unavailable; refusing before any credit is spent")
             raise Unavailable(
@@ -182,7 +187,7 @@ class JobBilling(TenantBilling):
 
     def __init__(self, meter: UsageLedger, tenant: Tenant, job: Job, jobs: JobStore, images: int) -> None:
         """`images`: how many the job's request asks for."""
-        super().__init__(meter, tenant, job.estimate, images, hold=Hold.for_job(job.job_id))
+        super().__init__(meter, tenant, job.estimate, images, hold=Hold.for_job(job.job_id), model=job.model)
         self.jobs = jobs
         self.job = job
         self.reservation = Reservation(**job.reservation) if job.reservation else None
@@ -226,7 +231,7 @@ def billing_for(request: Txt2ImgRequest, caller: Caller, ledger: UsageLedger | N
     with the month's figures if they were read with the tenant's profile; not at all where metering is off."""
     if caller.tenant is None or ledger is None:
         return NoBilling()
-    return TenantBilling(ledger, caller.tenant, estimate(request), request.count, caller.usage, hold)
+    return TenantBilling(ledger, caller.tenant, estimate(request), request.count, caller.usage, hold, request.slug)
 
 
 def request_hold(request_id: str, deadline: float, settings: Settings) -> Hold:
