@@ -318,10 +318,7 @@ def _openai_bounds(properties: dict[str, Any], model: ModelSpec) -> None:
         "anyOf": [{"type": "integer", "minimum": 1, "maximum": count.maximum if count else 1}, {"type": "null"}]
     }
     properties["size"] = {"anyOf": [{"type": "string", **_size_schema(model)}, {"type": "null"}]}
-    format_field = model.field_of(Role.FORMAT)
-    names = model.fields[format_field].enum or () if format_field else (model.default_format,)
-    openai_names = [FORMAT_OF[model.formats[name]] for name in names if name and model.formats[name] in FORMAT_OF]
-    properties["output_format"] = {"enum": [*openai_names, None]}
+    properties["output_format"] = {"enum": [*(FORMAT_OF[media] for media in model.output_formats.values()), None]}
     quality = model.fields.get(model.field_of(Role.QUALITY) or "")
     if quality is None:
         del properties["output_compression"]

@@ -239,10 +239,7 @@ def _output_format(value: Any, model: ModelSpec) -> dict[str, Any]:
     if value is None:
         return {}
     field = model.field_of(Role.FORMAT)
-    offered = {name: model.formats[name] for name in (model.fields[field].enum or ()) if field} if field else {}
-    if not field:
-        offered = {model.default_format or "": model.formats.get(model.default_format or "", "")}
-    by_openai = {FORMAT_OF[media]: name for name, media in offered.items() if media in FORMAT_OF}
+    by_openai = {FORMAT_OF[media]: name for name, media in model.output_formats.items()}
     if value in ("gif", "svg"):
         raise invalid("output_format", f"'output_format' {value} is not supported: {model.name} makes raster stills")
     if not isinstance(value, str) or value not in by_openai:

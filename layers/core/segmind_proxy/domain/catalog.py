@@ -189,6 +189,14 @@ class ModelSpec(_Strict):
         return next((name for name, spec in self.fields.items() if spec.role is role), None)
 
     @property
+    def output_formats(self) -> dict[str, str]:
+        """The formats a request may ask for, by the model's names, with their media types: its format field's
+        values, or its one format."""
+        field = self.field_of(Role.FORMAT)
+        names = self.fields[field].enum or () if field else (self.default_format or "",)
+        return {name: self.formats[name] for name in names}
+
+    @property
     def pixel_fields(self) -> tuple[str, ...]:
         """The fields that change the image (the cache key): every field but those of delivery."""
         return tuple(name for name, spec in self.fields.items() if not spec.delivery)
