@@ -1,7 +1,8 @@
 """The playground in a real browser: headless Chromium (the `browser` fixture in conftest.py) driven by
 Playwright, against the local stack. The page loads with no console error and no request to another
-origin, generates (v1, OpenAI, v2), shows HIT on a repeat, shows an error next to its field, and works from another
-origin with an origin-restricted key (CORS as a browser enforces it)."""
+origin, generates (v1, OpenAI, v2) with every model of the catalog, shows HIT on a repeat, shows an error next to its
+field, offers only the models a key's plan allows, and works from another origin with an origin-restricted key (CORS
+as a browser enforces it)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from segmind_proxy.domain.catalog import bundled_catalog
 from tests.support.http_server import serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,6 +172,75 @@ def test_openai_and_v2_routes_show_a_batch(stack, watched):
     expect(page.locator("#status")).to_have_text("COMPLETED.")
     expect(page.locator("#images img")).to_have_count(2)
     assert watched.errors == [] and watched.origins() == {stack.base}
+
+
+def choose_model(page: Page, slug: str) -> None:
+    page.get_by_label("Model", exact=True).select_option(slug)
+    expect(page.locator("#fields label").first).to_be_visible()
+
+
+@pytest.mark.parametrize("route", ["v1", "openai"])
+def test_every_model_has_its_own_form_and_makes_an_image(stack, watched, route):
+    """The form is each model's fields, by their own names, in its file's order; each model's answer is shown, be it
+    base64 JSON or (a model with no base64 field, on v1) the image's bytes."""
+    page = watched.page
+    open_playground(page, f"{stack.base}/playground", stack.api_key)
+    page.get_by_label("Route").select_option(route)
+    for model in bundled_catalog():
+        choose_model(page, model.slug)
+        shown = [name for name, spec in model.fields.items() if not spec.delivery]
+        expect(page.locator("#fields [name]")).to_have_count(len(shown))
+        assert page.eval_on_selector_all("#fields [name]", "(inputs) => inputs.map((i) => i.name)") == shown
+        page.get_by_label("Prompt", exact=True).fill(prompt())
+        generate(page)
+        expect(page.locator("#status")).to_have_text(re.compile("^Done"))
+        expect(page.locator("#images img")).to_have_count(1)
+        expect(page.locator("#cache")).to_have_text("MISS")
+        code = page.locator("#code-text").inner_text()
+        assert (model.openai_id if route == "openai" else f"/v1/{model.slug}") in code
+    assert watched.errors == [] and watched.origins() == {stack.base}
+
+
+def test_switching_models_keeps_the_prompt_and_shows_the_new_models_errors(stack, watched):
+    page = watched.page
+    open_playground(page, f"{stack.base}/playground", stack.api_key)
+    typed = prompt()
+    page.get_by_label("Prompt", exact=True).fill(typed)
+    choose_model(page, "flux-schnell")
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value(typed)
+    expect(page.get_by_label("Sampler name")).to_have_value("euler")
+    expect(page.get_by_label("Batch size")).to_have_count(0)  # SD 3.5's field, not FLUX's
+    page.get_by_label("Steps").fill("50")
+    generate(page)
+    expect(page.locator("#err-steps")).to_contain_text("8")
+    watched.errors.clear()  # the browser logs the 400 just asked for
+    # Seedream sets aspect ratios only: OpenAI's route sends one as a size of its proportions.
+    choose_model(page, "seedream-v3-text-to-image")
+    page.get_by_label("Route").select_option("openai")
+    page.get_by_label("Aspect ratio").select_option("16:9")
+    generate(page)
+    expect(page.locator("#images img")).to_have_count(1)
+    assert '"size":"1024x576"' in page.locator("#code-text").inner_text()
+    page.reload()  # the model chosen stays for the tab
+    expect(page.get_by_label("Model", exact=True)).to_have_value("seedream-v3-text-to-image")
+    assert watched.errors == []
+
+
+def test_a_keys_plan_decides_which_models_it_offers(stack, watched):
+    created = stack.cli("tenants", "create", f"picker-{uuid.uuid4().hex[:8]}", "--plan", "enterprise")
+    stack.cli("tenants", "set-models", created["name"], "flux-schnell")
+    page = watched.page
+    open_playground(page, f"{stack.base}/playground", created["api_key"])
+    page.get_by_label("Gateway key").dispatch_event("change")
+    picker = page.get_by_label("Model", exact=True)
+    expect(picker).to_have_value("flux-schnell")  # the default model is not in the plan: the first one that is
+    expect(page.locator("#model option:not([disabled])")).to_have_count(1)
+    expect(page.locator("#model option[disabled]").first).to_contain_text("not in your plan")
+    generate(page)
+    expect(page.locator("#images img")).to_have_count(1)
+    page.get_by_role("button", name="Refresh usage").click()
+    expect(page.locator("#usage-figures")).to_contain_text("FLUX.1 Schnell")
+    assert watched.errors == []
 
 
 class _Files(http.server.SimpleHTTPRequestHandler):

@@ -319,7 +319,7 @@ def playground_page() -> Response[str]:
 
 @served("GET", f"{playground.PAGE_PATH}/<name>", summary="The playground's files", include_in_schema=False)
 def playground_file(name: str) -> Response[str]:
-    found = playground.asset(name)
+    found = playground.asset(name, _services().catalog)
     if found is None:
         raise NotFoundError
     content_type, text = found

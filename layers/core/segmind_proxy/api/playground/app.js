@@ -4,24 +4,10 @@
 
 const $ = (id) => document.getElementById(id);
 const STORE = window.sessionStorage;
-const state = { catalog: null, last: null, lang: "curl", seed: null, objectUrls: [] };
-
-// Field order and how each is shown; which fields exist, their defaults, bounds and choices come from the catalog.
-const LAYOUT = [
-  ["prompt", "textarea", "wide"], ["negative_prompt", "textarea", "wide"],
-  ["aspect_ratio", "select"], ["width", "number"], ["height", "number"],
-  ["steps", "number"], ["guidance_scale", "number"], ["seed", "seed"],
-  ["sampler", "select"], ["scheduler", "select"], ["batch_size", "number"],
-  ["image_format", "select"], ["image_quality", "number"],
-];
-const LABELS = {
-  prompt: "Prompt", negative_prompt: "Negative prompt", aspect_ratio: "Aspect ratio", width: "Width",
-  height: "Height", steps: "Steps", guidance_scale: "Guidance scale", seed: "Seed (-1: random)",
-  sampler: "Sampler", scheduler: "Scheduler", batch_size: "Batch size", image_format: "Image format",
-  image_quality: "Image quality",
-};
-// OpenAI's parameter names for Segmind's fields (errors name OpenAI's).
-const OPENAI_PARAMS = { size: "width", n: "batch_size", output_format: "image_format", output_compression: "image_quality" };
+const state = { catalog: null, model: null, allowed: null, last: null, lang: "curl", seed: null, objectUrls: [] };
+const FIRST_PROMPT = "a cat in a spacesuit, studio photo";
+// A string field longer than this is a text area (a prompt), a shorter one a line.
+const TEXTAREA_FROM = 200;
 
 function gatewayBase() {
   let base = $("gateway").value.trim() || defaultGateway();
@@ -38,6 +24,8 @@ function url(path) {
 }
 
 // ---- the form, from the catalog ----
+// Every model's fields come from the catalog (the data validation reads), in its order: nothing here is specific to
+// a model. A field is found by its role (prompt, seed, width...) where the page must know what it means.
 
 async function loadCatalog() {
   $("fields").textContent = "Loading the catalog…";
@@ -49,147 +37,284 @@ async function loadCatalog() {
     $("fields").textContent = `Could not load the catalog from ${gatewayBase()} (${error.message}).`;
     return;
   }
-  buildForm(state.catalog);
+  const wanted = new URLSearchParams(window.location.search).get("model") || STORE.getItem("playground.model");
+  buildPicker(state.catalog);
+  selectModel(modelNamed(wanted) ? wanted : state.catalog.default);
+  refreshAllowed();
 }
 
-function buildForm(catalog) {
+function modelNamed(name) {
+  return state.catalog.models.find((model) => model.slug === name || model.openai_id === name);
+}
+
+function fieldOf(role, model = state.model) {
+  return model.fields.find((field) => field.role === role);
+}
+
+function buildPicker(catalog) {
+  const picker = $("model");
+  picker.replaceChildren();
+  for (const model of catalog.models) {
+    const option = document.createElement("option");
+    option.value = model.slug;
+    option.textContent = model.name;
+    picker.append(option);
+  }
+}
+
+function selectModel(name) {
+  const carried = state.model ? carriedValues() : {};
+  state.model = modelNamed(name);
+  $("model").value = state.model.slug;
+  STORE.setItem("playground.model", state.model.slug);
+  $("model-slug").textContent = state.model.slug;
+  $("model-source").href = state.model.source;
+  buildForm(state.model, carried);
+}
+
+// The prompt and negative prompt typed so far, by role, for the next model's form (not a model's own default).
+function carriedValues() {
+  const carried = {};
+  for (const role of ["prompt", "negative_prompt"]) {
+    const field = fieldOf(role);
+    const value = field && $(`f-${field.name}`).value;
+    if (field && value !== (field.default ?? "")) carried[role] = value;
+  }
+  return carried;
+}
+
+// The models the key's plan allows (GET /v1/models answers with those only); the others stay listed, disabled.
+async function refreshAllowed() {
+  const key = $("key").value.trim();
+  state.allowed = null;
+  if (key && state.catalog) {
+    try {
+      const answer = await fetch(url(state.catalog.routes.models), { headers: { Authorization: `Bearer ${key}` } });
+      if (answer.ok) state.allowed = new Set((await answer.json()).data.map((model) => model.id));
+    } catch {
+      // A network error or CORS: every model stays offered, and a refusal shows when generating.
+    }
+  }
+  if (!state.catalog) return;
+  for (const option of $("model").options) {
+    const model = modelNamed(option.value);
+    const allowed = !state.allowed || state.allowed.has(model.openai_id);
+    option.disabled = !allowed;
+    option.textContent = `${model.name}${allowed ? "" : " — not in your plan"}`;
+  }
+  if (state.allowed && !state.allowed.has(state.model.openai_id)) {
+    const first = state.catalog.models.find((model) => state.allowed.has(model.openai_id));
+    if (first) selectModel(first.slug);
+  }
+}
+
+function buildForm(model, carried = {}) {
   const box = $("fields");
   box.replaceChildren();
-  for (const [name, kind, wide] of LAYOUT) {
+  for (const spec of model.fields) {
+    const kind = kindOf(spec);
     const field = document.createElement("div");
-    field.className = wide ? "field wide" : "field";
+    field.className = kind === "textarea" ? "field wide" : "field";
     const label = document.createElement("label");
-    label.htmlFor = `f-${name}`;
-    label.textContent = LABELS[name] || name;
+    label.htmlFor = `f-${spec.name}`;
+    label.textContent = labelOf(spec);
     field.append(label);
-    const control = makeControl(name, kind, catalog);
-    const hint = hintOf(name, catalog);
+    const control = makeControl(spec, kind, model, carried);
+    const hint = hintOf(spec);
+    field.append(control.wrapper || control.input);
     if (hint) {
       const small = document.createElement("small");
-      small.id = `hint-${name}`;
+      small.id = `hint-${spec.name}`;
       small.textContent = hint;
-      field.append(control.wrapper || control.input, small);
-    } else {
-      field.append(control.wrapper || control.input);
+      field.append(small);
     }
     const error = document.createElement("span");
     error.className = "error";
-    error.id = `err-${name}`;
+    error.id = `err-${spec.name}`;
     error.setAttribute("role", "alert");
     field.append(error);
-    control.input.setAttribute("aria-describedby", [hint ? `hint-${name}` : "", `err-${name}`].join(" ").trim());
+    control.input.setAttribute("aria-describedby", [hint ? `hint-${spec.name}` : "", `err-${spec.name}`].join(" ").trim());
     box.append(field);
   }
-  $("f-aspect_ratio").addEventListener("change", applyAspectRatio);
+  const ratio = fieldOf("aspect_ratio", model);
+  if (ratio) $(`f-${ratio.name}`).addEventListener("change", applyAspectRatio);
   applyAspectRatio();
 }
 
-function makeControl(name, kind, catalog) {
-  const defaults = catalog.defaults;
+function kindOf(spec) {
+  if (spec.role === "seed") return "seed";
+  if (spec.type === "boolean") return "boolean";
+  if (spec.enum) return "select";
+  if (spec.type === "string") return (spec.max_length || 0) > TEXTAREA_FROM ? "textarea" : "text";
+  return "number";
+}
+
+// The field's own name, as a sentence: what the request carries, so the code panel reads the same.
+function labelOf(spec) {
+  const words = spec.name.replace(/_/g, " ");
+  const text = words.charAt(0).toUpperCase() + words.slice(1);
+  return spec.random !== undefined ? `${text} (${spec.random}: random)` : text;
+}
+
+// Where a field starts: the prompt typed so far, the model's default, else (a required field) the page's sample.
+function startingValue(spec, model, carried) {
+  if (spec.role in carried) return carried[spec.role];
+  if (spec.role === "prompt") return FIRST_PROMPT;
+  if (spec.default !== undefined) return spec.default;
+  return spec.required ? model.sample[spec.name] ?? "" : "";
+}
+
+function makeControl(spec, kind, model, carried) {
+  const start = startingValue(spec, model, carried);
   let input;
-  if (kind === "textarea") {
-    input = document.createElement("textarea");
-    input.maxLength = catalog.max_lengths[name];
-    input.value = name === "prompt" ? "a cat in a spacesuit, studio photo" : defaults[name] ?? "";
-    if (name === "prompt") input.required = true;
-  } else if (kind === "select") {
+  if (kind === "textarea" || kind === "text") {
+    input = document.createElement(kind === "textarea" ? "textarea" : "input");
+    if (spec.max_length) input.maxLength = spec.max_length;
+    input.value = start;
+    input.required = Boolean(spec.required);
+  } else if (kind === "select" || kind === "boolean") {
     input = document.createElement("select");
-    for (const value of catalog.enums[name]) {
+    const values = kind === "boolean" ? ["true", "false"] : [...spec.enum];
+    // An optional field with no default: left out of the request unless chosen (the model's own default applies).
+    if (!spec.required && spec.default === undefined) values.unshift("");
+    for (const value of values) {
       const option = document.createElement("option");
       option.value = value;
-      const size = catalog.aspect_ratios[value];
-      option.textContent = name === "aspect_ratio" && size ? `${value} (${size[0]}×${size[1]})` : value;
+      const size = spec.sizes && spec.sizes[value];
+      option.textContent = value === "" ? "(model's default)" : size ? `${value} (${size[0]}×${size[1]})` : value;
       input.append(option);
     }
-    input.value = defaults[name];
+    input.value = String(start);
   } else {
     input = document.createElement("input");
     input.type = "number";
-    input.inputMode = name === "guidance_scale" ? "decimal" : "numeric";
-    const [low, high] = catalog.ranges[name];
-    input.min = low;
-    input.max = high;
-    input.step = name === "guidance_scale" ? "0.1" : "1";
+    input.inputMode = spec.type === "number" ? "decimal" : "numeric";
+    if (spec.minimum !== undefined) input.min = spec.minimum;
+    if (spec.maximum !== undefined) input.max = spec.maximum;
+    input.step = spec.type === "number" ? "any" : String(spec.multiple_of || 1);
     // A fresh seed on each visit: a newcomer's first Generate is a MISS (not the README's sample, cached already),
     // and pressing it again is a HIT.
-    input.value = kind === "seed" ? freshSeed(high) : defaults[name];
+    input.value = kind === "seed" ? freshSeed(spec) : start;
   }
-  input.id = `f-${name}`;
-  input.name = name;
+  input.id = `f-${spec.name}`;
+  input.name = spec.name;
   if (kind !== "seed") return { input };
   const wrapper = document.createElement("div");
   wrapper.className = "inline";
   const random = document.createElement("button");
   random.type = "button";
   random.textContent = "Random";
-  random.title = "Seed -1: a random seed (never read from the cache)";
-  random.addEventListener("click", () => { input.value = "-1"; });
+  if (spec.random !== undefined) {
+    random.title = `Seed ${spec.random}: a random seed (never read from the cache)`;
+    random.addEventListener("click", () => { input.value = String(spec.random); });
+  } else {
+    random.title = "A new seed, drawn here";
+    random.addEventListener("click", () => { input.value = freshSeed(spec); });
+  }
   wrapper.append(input, random);
   return { input, wrapper };
 }
 
-function freshSeed(highest) {
-  return crypto.getRandomValues(new Uint32Array(1))[0] % (highest + 1);
+// A seed drawn uniformly within the field's range (53 random bits: ranges reach 10^15).
+function freshSeed(spec) {
+  const low = spec.minimum ?? 0;
+  const high = spec.maximum ?? 2 ** 32 - 1;
+  const [upper, lower] = crypto.getRandomValues(new Uint32Array(2));
+  const unit = (upper * 2 ** 21 + (lower >>> 11)) / 2 ** 53;
+  return String(low + Math.floor(unit * (high - low + 1)));
 }
 
-function hintOf(name, catalog) {
-  const range = catalog.ranges[name];
-  const length = catalog.max_lengths[name];
-  if (name === "seed") return `-1 (random, never cached) or 0 to ${range[1]}; a new one on each visit`;
-  if (range) return `${range[0]} to ${range[1]}, default ${catalog.defaults[name]}`;
-  if (length) return `up to ${length} characters`;
-  return "";
+function hintOf(spec) {
+  // A seed's own text below says what its description does, with the range.
+  const parts = spec.description && spec.role !== "seed" ? [spec.description] : [];
+  const low = spec.minimum;
+  const high = spec.maximum;
+  if (spec.role === "seed") {
+    const random = spec.random !== undefined ? `${spec.random} (random, never cached) or ` : "";
+    parts.push(`${random}${low ?? 0} to ${high ?? 2 ** 32 - 1}; a new one on each visit`);
+  } else if (low !== undefined || high !== undefined) {
+    const range = low === high ? `only ${low}` : `${low ?? "…"} to ${high ?? "…"}`;
+    const step = spec.multiple_of ? ` in steps of ${spec.multiple_of}` : "";
+    parts.push(`${range}${step}${spec.default !== undefined ? `, default ${spec.default}` : ""}`);
+  } else if (spec.max_length && !spec.enum) {
+    parts.push(`up to ${spec.max_length} characters`);
+  }
+  return parts.join(" · ");
 }
 
+// An aspect ratio with a known size sets the width and height (and disables them); one without leaves them free.
 function applyAspectRatio() {
-  const ratio = $("f-aspect_ratio").value;
-  const size = state.catalog.aspect_ratios[ratio];
-  for (const [side, index] of [["width", 0], ["height", 1]]) {
-    const input = $(`f-${side}`);
+  const ratio = fieldOf("aspect_ratio");
+  const sides = [fieldOf("width"), fieldOf("height")];
+  if (!ratio || !sides[0]) return;
+  const size = (ratio.sizes || {})[$(`f-${ratio.name}`).value];
+  sides.forEach((side, index) => {
+    const input = $(`f-${side.name}`);
     input.disabled = Boolean(size);
     if (size) input.value = size[index];
-  }
+  });
 }
 
 // ---- the request ----
 
 function readFields() {
-  const catalog = state.catalog;
   const body = {};
-  for (const [name, kind] of LAYOUT) {
-    const input = $(`f-${name}`);
+  for (const spec of state.model.fields) {
+    const input = $(`f-${spec.name}`);
     if (input.disabled) continue;
-    let value = input.value;
-    if (kind === "number" || kind === "seed") {
-      if (value.trim() === "") continue;
-      value = Number(value);
-    }
-    // The prompt and the seed always; other fields only when they differ from the default (a shorter request).
-    if (name === "prompt" || name === "seed" || value !== catalog.defaults[name]) body[name] = value;
+    const value = parsed(spec, input.value);
+    if (value === undefined) continue;
+    // The prompt, the seed and required fields always; others only when they differ from the default (shorter).
+    if (spec.required || spec.role === "prompt" || spec.role === "seed" || value !== spec.default) body[spec.name] = value;
   }
   return body;
 }
 
+// A control's text as the field's JSON value; undefined leaves the field out (the model's default applies).
+function parsed(spec, text) {
+  if (spec.type === "string") return text === "" && spec.default === undefined && !spec.required ? undefined : text;
+  if (text.trim() === "") return undefined;
+  if (spec.type === "boolean") return text === "true";
+  return Number(text);
+}
+
+// OpenAI's `size` for the form: the width and height where the model has them, else its aspect ratio as a size of
+// those proportions (the door picks the model's ratio nearest to it). None when the form keeps the model's default.
+function openaiSize(fields) {
+  const [width, height, ratio] = ["width", "height", "aspect_ratio"].map((role) => fieldOf(role));
+  if (width && height) {
+    if (![width, height, ratio].some((spec) => spec && fields[spec.name] !== undefined)) return undefined;
+    return `${Number($(`f-${width.name}`).value)}x${Number($(`f-${height.name}`).value)}`;
+  }
+  const chosen = ratio && fields[ratio.name];
+  if (!chosen) return undefined;
+  const known = (ratio.sizes || {})[chosen];
+  if (known) return `${known[0]}x${known[1]}`;
+  const [wide, high] = chosen.split(":").map(Number);
+  const scale = 1024 / Math.max(wide, high);
+  return `${Math.round(wide * scale)}x${Math.round(high * scale)}`;
+}
+
 function buildRequest(route, fields, key) {
-  const catalog = state.catalog;
+  const model = state.model;
   if (route === "openai") {
-    const body = { model: catalog.openai.model, prompt: fields.prompt };
-    const width = Number($("f-width").value);
-    const height = Number($("f-height").value);
-    if (fields.width !== undefined || fields.height !== undefined || fields.aspect_ratio !== undefined) {
-      body.size = `${width}x${height}`;
+    const body = { model: model.openai_id, prompt: fields[fieldOf("prompt").name] };
+    for (const [name, value] of Object.entries(fields)) {
+      const param = model.openai.params[name];
+      if (param === undefined) body[name] = value;  // the model's own field, by its own name
+      else if (param === "n" || param === "output_compression") body[param] = value;
+      else if (param === "output_format") body[param] = model.openai.formats[value];
     }
-    if (fields.batch_size !== undefined) body.n = fields.batch_size;
-    if (fields.image_format !== undefined) body.output_format = fields.image_format;
-    if (fields.image_quality !== undefined) body.output_compression = fields.image_quality;
-    for (const name of catalog.openai.segmind_fields) if (fields[name] !== undefined) body[name] = fields[name];
+    const size = openaiSize(fields);
+    if (size) body.size = size;
     body.response_format = "b64_json";
-    return { method: "POST", path: catalog.routes.openai, headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" }, body };
+    const headers = { Authorization: `Bearer ${key}`, "Content-Type": "application/json" };
+    return { method: "POST", path: state.catalog.routes.openai, headers, body };
   }
   const body = { ...fields };
-  if (route === "v1") body.base64 = true;
-  const path = route === "v2" ? catalog.routes.v2 : catalog.routes.v1;
-  return { method: "POST", path, headers: { "x-api-key": key, "Content-Type": "application/json" }, body };
+  // A model with a base64 field answers JSON with it; one without answers the image's bytes (both are shown).
+  if (route === "v1" && model.base64) body[model.base64] = true;
+  return { method: "POST", path: model.routes[route], headers: { "x-api-key": key, "Content-Type": "application/json" }, body };
 }
 
 async function generate(event) {
@@ -233,17 +358,26 @@ async function send(request, extraHeaders = {}) {
 async function runSync(route, request, started) {
   setStatus("Generating…");
   const answer = await send(request);
-  const payload = await readJson(answer);
   showHeaders(answer, started);
-  if (!answer.ok) return showError(route, answer, payload);
+  if (!answer.ok) return showError(route, answer, await readJson(answer));
   setStatus(`Done: HTTP ${answer.status}.`);
   if (route === "openai") {
+    const payload = await answer.json();
     showImages((payload.data || []).map((item) => item.b64_json ? { b64: item.b64_json } : { url: item.url }));
-  } else if (payload.images && payload.images.length && typeof payload.images[0] === "object") {
-    showImages(payload.images.map((item) => ({ url: item.url })));  // URL mode (too large to inline)
   } else {
-    showImages((payload.images || [payload.image]).map((b64) => ({ b64 })));
+    showImages(await v1Images(answer));
   }
+}
+
+// A v1 answer's images: base64 JSON, presigned URLs (a batch too large to inline, or asked for), or, from a model
+// with no base64 field, the image's bytes.
+async function v1Images(answer) {
+  if ((answer.headers.get("content-type") || "").startsWith("image/")) return [{ blob: await answer.blob() }];
+  const payload = await answer.json();
+  if (payload.images && payload.images.length && typeof payload.images[0] === "object") {
+    return payload.images.map((item) => ({ url: item.url }));
+  }
+  return (payload.images || [payload.image]).map((b64) => ({ b64 }));
 }
 
 async function runV2(request, started) {
@@ -270,15 +404,24 @@ async function runV2(request, started) {
   if (!result.ok) return showError("v2", result, output);
   // Presigned URLs point at S3, an origin this page's CSP does not load from: the same request through v1 with
   // `Cache-Control: only-if-cached` returns the job's images inline, free, from the tenant's cache.
-  const again = request.body.seed === -1 ? null : await send({ ...state.last.request, path: state.catalog.routes.v1, body: { ...request.body, base64: true } }, { "Cache-Control": "only-if-cached" });
-  if (again && again.ok) {
-    const payload = await again.json();
+  const again = randomSeed(request.body) ? null : await send(
+    { ...request, path: state.model.routes.v1, body: buildRequest("v1", request.body, "").body },
+    { "Cache-Control": "only-if-cached" },
+  );
+  const images = again && again.ok ? await v1Images(again) : [];
+  if (images.length && !images[0].url) {
     showHeaders(again, null);
-    showImages((payload.images || [payload.image]).map((b64) => ({ b64 })));
+    showImages(images);
   } else {
     showImages((output.outputs || []).map((link) => ({ url: link })));
   }
   setStatus("COMPLETED.");
+}
+
+// A request for a random seed: its images are never read back from the cache.
+function randomSeed(body) {
+  const seed = fieldOf("seed");
+  return Boolean(seed) && (seed.random === undefined ? body[seed.name] === undefined : body[seed.name] === seed.random);
 }
 
 function showJobStatus(status, error) {
@@ -331,6 +474,11 @@ function sniff(bytes) {
   return "image/jpeg";
 }
 
+function decoded(b64) {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  return new Blob([bytes], { type: sniff(bytes) });
+}
+
 function showImages(items) {
   const box = $("images");
   box.className = items.length > 1 ? "images" : "images single";
@@ -338,10 +486,10 @@ function showImages(items) {
     const figure = document.createElement("figure");
     const caption = document.createElement("figcaption");
     const link = document.createElement("a");
-    if (item.b64) {
-      const bytes = Uint8Array.from(atob(item.b64), (c) => c.charCodeAt(0));
-      const type = sniff(bytes);
-      const objectUrl = URL.createObjectURL(new Blob([bytes], { type }));
+    if (item.b64 || item.blob) {
+      const blob = item.blob || decoded(item.b64);
+      const type = blob.type;
+      const objectUrl = URL.createObjectURL(blob);
       state.objectUrls.push(objectUrl);
       const img = document.createElement("img");
       img.src = objectUrl;
@@ -368,7 +516,7 @@ function showError(route, answer, payload) {
   // OpenAI's error object: on OpenAI's route, and API Gateway's own refusals (a bad key, a plan's limit) on any route.
   if (payload.error && typeof payload.error === "object") {
     const param = payload.error.param;
-    const field = OPENAI_PARAMS[param] || param;
+    const field = fieldOfParam(param);
     if (!(field && showFieldError(field, payload.error.message))) general.push(payload.error.message);
   } else {
     const errors = Array.isArray(payload.errors) ? payload.errors : [];
@@ -379,6 +527,12 @@ function showError(route, answer, payload) {
     if (!errors.length || general.length) general.unshift(payload.error || `HTTP ${answer.status}`);
   }
   $("form-error").textContent = general.join(" ");
+}
+
+// The form's field an OpenAI parameter sets (`size`: the width, or the aspect ratio); the model's own by name.
+function fieldOfParam(param) {
+  const found = Object.entries(state.model.openai.params).find(([, name]) => name === param);
+  return found ? found[0] : param;
 }
 
 function showFieldError(field, message) {
@@ -430,7 +584,7 @@ function pyKwargs(body) {
 
 function segmindSdk(route, body, note) {
   const call = route === "v2" ? "run" : "run_sync";
-  return `# ${note}\n# Segmind's Python SDK (pip install segmind): run_sync is v1, run submits to v2 and waits.\nimport os\nfrom segmind import SegmindClient\n\nclient = SegmindClient(api_key=os.environ["GATEWAY_KEY"], base_url="${url("v1")}")\nresponse = client.${call}(\n    "${state.catalog.slug}",\n${pyKwargs(body)}\n)`;
+  return `# ${note}\n# Segmind's Python SDK (pip install segmind): run_sync is v1, run submits to v2 and waits.\nimport os\nfrom segmind import SegmindClient\n\nclient = SegmindClient(api_key=os.environ["GATEWAY_KEY"], base_url="${url("v1")}")\nresponse = client.${call}(\n    "${state.model.slug}",\n${pyKwargs(body)}\n)`;
 }
 
 function openaiSdk(body, note) {
@@ -510,6 +664,12 @@ async function refreshUsage() {
     ["Credits spent", usage.credits_spent], ["Credits reserved", usage.credits_reserved],
     ["Failed generations", usage.failed_generations], ["Rejected requests", usage.rejected_requests],
   ];
+  // This month's images and credits by model, named as the picker names them.
+  for (const [slug, by] of Object.entries(usage.by_model || {})) {
+    const model = state.catalog && modelNamed(slug);
+    const images = `${by.images_generated} image${by.images_generated === 1 ? "" : "s"}`;
+    figures.push([model ? model.name : slug, `${images}, ${by.credits_spent} credits`]);
+  }
   const box = $("usage-figures");
   box.replaceChildren();
   for (const [name, value] of figures) {
@@ -542,16 +702,24 @@ function showBudget(usage) {
 
 // ---- start ----
 
+function reuseSeed() {
+  const seed = fieldOf("seed");
+  if (!seed) return;
+  $(`f-${seed.name}`).value = state.seed;
+  $(`f-${seed.name}`).focus();
+}
+
 function start() {
   const fromQuery = new URLSearchParams(window.location.search).get("gateway");
   $("gateway").value = fromQuery || STORE.getItem("playground.gateway") || defaultGateway();
   $("key").value = STORE.getItem("playground.key") || "";
   $("route").value = STORE.getItem("playground.route") || "v1";
   $("gateway").addEventListener("change", () => { STORE.setItem("playground.gateway", $("gateway").value); loadCatalog(); });
-  $("key").addEventListener("change", () => STORE.setItem("playground.key", $("key").value.trim()));
+  $("key").addEventListener("change", () => { STORE.setItem("playground.key", $("key").value.trim()); refreshAllowed(); });
+  $("model").addEventListener("change", () => selectModel($("model").value));
   $("route").addEventListener("change", () => STORE.setItem("playground.route", $("route").value));
   $("generate").addEventListener("submit", generate);
-  $("reuse-seed").addEventListener("click", () => { $("f-seed").value = state.seed; $("f-seed").focus(); });
+  $("reuse-seed").addEventListener("click", reuseSeed);
   for (const tab of document.querySelectorAll("[role=tab]")) tab.addEventListener("click", () => selectTab(tab.dataset.lang));
   $("code-tabs").addEventListener("keydown", tabKeys);
   $("copy-code").addEventListener("click", copyCode);
