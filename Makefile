@@ -21,7 +21,7 @@ LITELLM_STAMP := $(LITELLM_VENV)/.installed-$(shell cat $(LITELLM_REQUIREMENTS) 
 # Python 3.13's compiler for the Lambda packages' bytecode (Pyodide, from the npm registry: see compile.mjs).
 BYTECODE_DIR := tools/bytecode
 BYTECODE_STAMP := $(BYTECODE_DIR)/node_modules/.installed-$(shell cat $(BYTECODE_DIR)/package-lock.json | cksum | cut -d' ' -f1)
-# The openai npm package, which an integration test drives against the local stack (tests/integration/js).
+# The openai npm package and Vercel's AI SDK, which integration tests drive against the local stack (tests/integration/js).
 OPENAI_JS_DIR := tests/integration/js
 OPENAI_JS_STAMP := $(OPENAI_JS_DIR)/node_modules/.installed-$(shell cat $(OPENAI_JS_DIR)/package-lock.json | cksum | cut -d' ' -f1)
 # Debian's chromium, which Playwright drives in the playground's browser tests (browsers cannot be downloaded here).

@@ -1,5 +1,6 @@
 """OpenAI's own SDKs against the local stack: the Python `openai` package and the `openai` npm package (Node),
-`images.generate` in both response formats, with `n`, and the SDK's exception classes for refusals."""
+`images.generate` in both response formats, with `n`, and the SDK's exception classes for refusals; and Vercel's AI SDK
+(`generateImage` with its OpenAI-compatible provider, Node) with two models."""
 
 from __future__ import annotations
 
@@ -160,4 +161,33 @@ def test_the_openai_npm_package_generates_in_both_formats(stack, fake_calls):
         "type": "invalid_request_error",
         "name": "BadRequestError",
     }
+    assert fake_calls() == before + 2
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_vercels_ai_sdk_generates_with_two_models(stack, fake_calls):
+    """Unchanged but for base URL and key: a model's own fields (seed, negative prompt) go as provider options."""
+    assert (JS_DIR / "node_modules" / "ai").is_dir(), "run `make test` (or `npm ci` in tests/integration/js)"
+    before = fake_calls()
+    done = subprocess.run(
+        ["node", "ai-sdk.mjs", f"{stack.base}/v1", stack.api_key, prompt()],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # FLUX.1 Dev: two WebP images (its default format) at 16:9, its seed as asked.
+    assert result["flux"] == {
+        "media_types": ["image/webp", "image/webp"],
+        "magic": ["52494646", "52494646"],
+        "cache": ["MISS"],
+        "seed": "7",
+    }
+    assert result["sd35"]["media_types"] == ["image/jpeg"] and result["sd35"]["cache"] == ["MISS"]
+    assert result["again"]["cache"] == ["HIT"] and result["again"]["seed"] == "8"
+    # FLUX.1 Schnell makes one image per request: the SDK's error carries the gateway's status and message.
+    assert result["refused"]["status"] == 400 and "'n' (samples)" in result["refused"]["message"]
     assert fake_calls() == before + 2
