@@ -9,10 +9,11 @@ from tests.fakes import FakeDeferrer
 
 @pytest.fixture
 def later(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> FakeDeferrer:
-    """The handler's work after the answer, held until `run`. List it after the fixtures that set the environment
-    (`tenancy`, `jobs_env`): they rebuild the generation service it patches."""
-    from segmind_proxy.composition import generation_service
+    """The handler's work after the answer, held until `run`: what the composition root builds defers to it."""
+    from segmind_proxy import composition
 
     held = FakeDeferrer()
-    monkeypatch.setattr(generation_service(), "later", held)
+    monkeypatch.setattr(composition, "deferrer", lambda: held)
+    composition.generation_service.cache_clear()
+    composition.services.cache_clear()
     return held

@@ -9,7 +9,7 @@ from segmind_proxy.api.openai_images import translate
 from segmind_proxy.domain.catalog import Role, bundled_catalog
 from segmind_proxy.domain.errors import RequestInvalid
 from segmind_proxy.domain.image_formats import sniff_format
-from tests.support.aws import make_tenant
+from tests.support.aws import BUCKET, make_tenant
 from tests.support.lambda_events import api_event, body_json, header
 
 GENERATIONS = "/v1/images/generations"
@@ -38,6 +38,7 @@ def test_default_answer_is_b64_json_in_openai_shape(invoke, upstream):
     assert sniff_format(base64.b64decode(body["data"][0]["b64_json"])) == "jpeg"
     assert header(response, "x-seed-value") == "7" and header(response, "x-images-delivered") == "1"
     assert header(response, "x-request-id") and header(response, "x-cache") == "MISS"
+    assert header(response, "x-response-mode") == "inline"  # as v1's: the one path delivers for both doors
 
 
 def test_fields_map_onto_segmind_request_and_identifiers_stay_here(invoke, upstream):
@@ -122,7 +123,17 @@ def test_url_items_are_presigned_urls(invoke, upstream):
     data = body_json(response)["data"]
     assert len(data) == 3 and all(set(item) == {"url"} for item in data)
     assert all("X-Amz-Signature" in item["url"] or "Signature" in item["url"] for item in data)
-    assert header(response, "x-images-delivered") == "3"
+    assert header(response, "x-images-delivered") == "3" and header(response, "x-response-mode") == "url"
+
+
+def test_url_items_without_storage_are_b64_json_items_and_logged(invoke, upstream, aws, caplog):
+    """As on v1: images that cannot be stored cannot be presigned, so they come back whole rather than lost."""
+    aws["s3"].delete_bucket(Bucket=BUCKET)
+    upstream.succeed()
+    response = generate(invoke, SMALL | {"response_format": "url"})
+    assert response["statusCode"] == 200 and header(response, "x-response-mode") == "inline"
+    assert [set(item) for item in body_json(response)["data"]] == [{"b64_json"}]
+    assert "URL delivery impossible (storage failed); answering inline instead" in caplog.text
 
 
 def test_b64_json_too_large_for_lambda_answers_url_items(invoke, upstream, monkeypatch):

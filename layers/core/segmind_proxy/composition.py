@@ -20,6 +20,7 @@ from segmind_proxy.adapters.s3_images import ImageStore, renewal_age
 from segmind_proxy.adapters.sqs_queue import SqsJobQueue
 from segmind_proxy.api.services import Services
 from segmind_proxy.domain.catalog import Catalog, bundled_catalog
+from segmind_proxy.domain.ports import Deferrer
 from segmind_proxy.domain.pricing import with_prices
 from segmind_proxy.domain.request import checked, request_model
 from segmind_proxy.flows.billing import forget_balance_write
@@ -93,6 +94,12 @@ def powertools_idempotency() -> PowertoolsIdempotency:
     return PowertoolsIdempotency()
 
 
+def deferrer() -> Deferrer:
+    """Where work that may follow the answer goes (caching its images, settling its bill, counting a refusal): after
+    the response where the Lambda extension runs, else at once (see adapters/after_response.py)."""
+    return AFTER_RESPONSE
+
+
 @cache
 def generation_service() -> GenerationService:
     settings = get_settings()
@@ -101,7 +108,7 @@ def generation_service() -> GenerationService:
     # What is handed out for a cached set must outlive its renewal: a URL, or a job record that presigns again.
     outlive = max(settings.presigned_url_ttl_seconds, settings.job_retention_hours * 3600)
     store = ImageStore(settings.cache_bucket, renew_after_seconds=renewal_age(settings.cache_expiration_days, outlive))
-    return GenerationService(store, upstream, leases, later=AFTER_RESPONSE)
+    return GenerationService(store, upstream, leases, later=deferrer())
 
 
 @cache
@@ -157,6 +164,7 @@ def services() -> Services:
         once=once,
         jobs=jobs,
         webhooks=OnFirstUse(partial(webhook_sender, settings)),
+        later=deferrer(),
     )
 
 

@@ -1,21 +1,22 @@
-"""Turning an ImageResult into an answer: raw bytes, base64 JSON, or presigned URLs when asked or when too big to inline."""
+"""How the images reach the client, the same for every front door that answers with them: whole, or as presigned
+URLs when asked or when too big to answer inline. A door shapes the answer's body (see `synchronous.Door`)."""
 
 from __future__ import annotations
 
-import base64
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from segmind_proxy.api.schemas import Base64Images, ImageUrl, ImageUrls
 from segmind_proxy.api.services import Services
 from segmind_proxy.domain.delivery import fits_inline, undeliverable
 from segmind_proxy.domain.images import ImageResult, StoredSet
+from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.observability import logger
 
 # How many images the answer carries: fewer than `batch_size` when Segmind returned fewer (charged for those only).
 IMAGES_DELIVERED = "x-images-delivered"
+RESPONSE_MODE_HEADER = "x-response-mode"
 
 
 class ResponseMode(StrEnum):
@@ -32,37 +33,46 @@ class Reply:
 
 
 @dataclass(frozen=True)
-class Answer:
-    """How the client asked to be answered."""
+class Order:
+    """A request as its front door translated it, and how its client wants the images."""
 
-    as_base64: bool
+    request: Txt2ImgRequest
     mode: ResponseMode
-    request_id: str  # names the transient set that backs URLs of images not cached
+    as_base64: bool  # whole images travel as base64 JSON, not as the raw bytes of one image
+    route: str  # where an Idempotency-Key is scoped: a key is its tenant's, on one route (and model) of one door
+    recorded: Mapping[str, str] = field(default_factory=dict)  # logged with the request, never sent upstream
 
 
-def deliver(result: ImageResult, answer: Answer, namespace: str, services: Services) -> Reply:
-    """Raw bytes, base64 JSON, or presigned URLs when asked or when too big to answer inline."""
+@dataclass(frozen=True)
+class Delivery:
+    """The images as they reach the client: whole (`urls` None), or as presigned URLs valid for `ttl` seconds; and
+    the headers every answer with images carries."""
+
+    result: ImageResult
+    urls: list[str] | None
+    ttl: int
+    headers: dict[str, str]
+
+
+def deliver(result: ImageResult, order: Order, namespace: str, request_id: str, services: Services) -> Delivery:
+    """Whole, or presigned URLs when asked or when too big to answer inline (a URL answer whose images cannot be
+    stored is answered whole where they fit, and logged)."""
     settings, service = services.settings, services.generation
     headers = {"x-cache": result.cache.value, IMAGES_DELIVERED: str(result.count)}
     if result.seed is not None:
         headers["x-seed-value"] = str(result.seed)
-    fits = fits_inline(result, answer.as_base64, settings.inline_response_max_bytes)
-    if answer.mode is ResponseMode.URL or not fits:
-        if keep_for_urls(result, namespace, answer.request_id, service):
-            headers["x-response-mode"] = ResponseMode.URL.value
-            body = _url_body(result, service, settings.presigned_url_ttl_seconds)
-            return Reply(200, "application/json", body, headers)
+    fits = fits_inline(result, order.as_base64, settings.inline_response_max_bytes)
+    ttl = settings.presigned_url_ttl_seconds
+    if order.mode is ResponseMode.URL or not fits:
+        if keep_for_urls(result, namespace, request_id, service):
+            assert result.stored is not None
+            headers[RESPONSE_MODE_HEADER] = ResponseMode.URL.value
+            return Delivery(result, service.presign(result.stored, ttl), ttl, headers)
         if not fits:
             raise undeliverable()
         logger.warning("URL delivery impossible (storage failed); answering inline instead")
-    headers["x-response-mode"] = ResponseMode.INLINE.value
-    images = result.images or []
-    if answer.as_base64:
-        encoded = [base64.b64encode(image).decode() for image in images]
-        # A batch keeps its shape (`images`) even when Segmind returned fewer images than asked, or one.
-        body = Base64Images(image=encoded[0], images=encoded if result.asked > 1 or len(encoded) > 1 else None)
-        return Reply(200, "application/json", body.model_dump_json(exclude_none=True), headers)
-    return Reply(200, result.content_type, images[0], headers)
+    headers[RESPONSE_MODE_HEADER] = ResponseMode.INLINE.value
+    return Delivery(result, None, ttl, headers)
 
 
 def keep_for_urls(result: ImageResult, namespace: str, request_id: str, service: GenerationService) -> bool:
@@ -73,17 +83,3 @@ def keep_for_urls(result: ImageResult, namespace: str, request_id: str, service:
         if service.keep(transient, result):
             result.stored = transient
     return result.stored is not None
-
-
-def _url_body(result: ImageResult, service: GenerationService, ttl: int) -> str:
-    assert result.stored is not None
-    expires_at = (datetime.now(UTC) + timedelta(seconds=ttl)).isoformat(timespec="seconds")
-    urls = service.store.presign(result.stored, ttl)
-    return ImageUrls(
-        images=[ImageUrl(url=url, content_type=result.content_type) for url in urls],
-        expires_in=ttl,
-        expires_at=expires_at,
-        cache=result.cache.value,
-        seed=result.seed,
-        image_format=result.image_format,
-    ).model_dump_json()

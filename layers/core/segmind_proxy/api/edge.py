@@ -13,9 +13,9 @@ from typing import Any
 from aws_lambda_powertools.event_handler import CORSConfig
 
 from segmind_proxy.api import openai_errors, openai_images, segmind_errors, segmind_v1
+from segmind_proxy.api.delivery import Order
 from segmind_proxy.api.headers import REPLAY_HEADER
 from segmind_proxy.api.proxy_events import api_key_id, body_of, headers_of, path_parameter, request_id
-from segmind_proxy.api.segmind_v1 import Parsed
 from segmind_proxy.api.services import Services
 from segmind_proxy.domain.errors import AccessRefused, Dependency, Outage, Unavailable
 from segmind_proxy.domain.images import ImageResult
@@ -81,7 +81,7 @@ class Admission:
 
     caller: Caller
     origin: str | None
-    parsed: Parsed | None = None
+    parsed: Order | None = None
     prefetched: Future[ImageResult | None] | None = None
 
     def answered(self, response: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +122,7 @@ def _authorized(
 
 def _prefetch(
     event: dict[str, Any], key_id: str | None, services: Services
-) -> tuple[Parsed | None, Future[ImageResult | None] | None]:
+) -> tuple[Order | None, Future[ImageResult | None] | None]:
     """A generation's body is parsed once, here, and its cache read starts now, alongside the tenant check: one
     round trip in the time of two."""
     prefetcher = PREFETCHERS.get(event.get("resource", "")) if event.get("httpMethod") == "POST" else None

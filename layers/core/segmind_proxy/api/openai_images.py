@@ -16,35 +16,21 @@ import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from segmind_proxy.api.delivery import IMAGES_DELIVERED, Reply, ResponseMode, keep_for_urls
-from segmind_proxy.api.headers import idempotency_key
-from segmind_proxy.api.segmind_v1 import (
-    Parsed,
-    answered,
-    check_body,
-    generate_or_replay,
-    plan_for,
-    report,
-    request_scope,
-    start_cache_read,
-)
+from segmind_proxy.api.bodies import check_body
+from segmind_proxy.api.delivery import Delivery, Order, Reply, ResponseMode
 from segmind_proxy.api.services import Incoming, Services
+from segmind_proxy.api.synchronous import Door, start_cache_read
 from segmind_proxy.domain.catalog import Catalog, ModelSpec, Role
-from segmind_proxy.domain.delivery import fits_inline, undeliverable
 from segmind_proxy.domain.errors import RequestInvalid, UnknownModel
 from segmind_proxy.domain.image_formats import FORMAT_OF
 from segmind_proxy.domain.images import ImageResult
 from segmind_proxy.domain.request import Txt2ImgRequest, default_model, load_json_object, validated
 from segmind_proxy.domain.tenants import Tenant
-from segmind_proxy.domain.usage import Caller
 from segmind_proxy.flows.access import check_model
-from segmind_proxy.flows.billing import counting_rejections
-from segmind_proxy.flows.idempotent import Keyed
 
 GENERATIONS_PATH = "/v1/images/generations"
 MODELS_PATH = "/v1/models"
@@ -96,15 +82,6 @@ OPENAI_FIELDS = frozenset(
 _SIZE = re.compile(r"^([0-9]{1,5})x([0-9]{1,5})$")
 
 
-@dataclass(frozen=True)
-class ImageOrder:
-    """An OpenAI images request, translated: the model's request and how OpenAI's client wants the answer."""
-
-    request: Txt2ImgRequest
-    as_url: bool
-    recorded: dict[str, str]  # `user`, `safety_identifier`: logged with the request, never sent upstream
-
-
 def invalid(param: str, message: str) -> RequestInvalid:
     return RequestInvalid(message, details=[{"field": param, "message": message}])
 
@@ -121,7 +98,7 @@ def openai_param(model: ModelSpec, field: str) -> str:
     return OPENAI_PARAMS.get(spec.role, field) if spec is not None and spec.role else field
 
 
-def translate(data: dict[str, Any], catalog: Catalog) -> ImageOrder:
+def translate(data: dict[str, Any], catalog: Catalog) -> Order:
     """OpenAI's body as the named model's request, or RequestInvalid naming the OpenAI parameter at fault."""
     model = find_model(data.get("model"), catalog)
     unknown = sorted(set(data) - OPENAI_FIELDS - set(extensions(model)))
@@ -136,9 +113,10 @@ def translate(data: dict[str, Any], catalog: Catalog) -> ImageOrder:
     fields |= _output_format(data.get("output_format"), model) | _quality(data.get("output_compression"), model)
     if (base64_field := model.field_of(Role.BASE64)) is not None:
         fields[base64_field] = True
-    as_url = _response_format(data.get("response_format")) == "url"
+    mode = ResponseMode.URL if _response_format(data.get("response_format")) == "url" else ResponseMode.INLINE
     recorded = {name: _identifier(data, name) for name in ("user", "safety_identifier") if data.get(name) is not None}
-    return ImageOrder(_validated(model, fields), as_url, recorded)
+    # OpenAI's images are always base64 JSON (`b64_json`); its Idempotency-Keys are scoped to this route.
+    return Order(_validated(model, fields), mode, True, IDEMPOTENCY_ROUTE, {"front_door": "openai", **recorded})
 
 
 def _taken(model: ModelSpec) -> str:
@@ -298,68 +276,42 @@ def _openai_detail(model: ModelSpec, error: Mapping[str, Any]) -> dict[str, str]
     return {"field": param, "message": f"Invalid {shown}: {message}"}
 
 
-def validate(body: bytes | None, headers: Mapping[str, str], services: Services) -> ImageOrder:
+def validate(body: bytes | None, headers: Mapping[str, str], services: Services) -> Order:
     """Every check that needs no I/O, so a bad request costs nothing."""
     check_body(body, headers, services.settings)
     return translate(load_json_object(body), services.catalog)
 
 
+def translate_incoming(incoming: Incoming, services: Services) -> Order:
+    return validate(incoming.body, incoming.headers, services)
+
+
 def prefetch_cache_read(
     body: bytes | None, headers: Mapping[str, str], model: str, namespace: str, services: Services
-) -> tuple[Parsed | None, Future[ImageResult | None] | None]:
+) -> tuple[Order | None, Future[ImageResult | None] | None]:
     """As v1's: the body translated once, at the edge, and the cache read of a request with a fixed seed started
     alongside the tenant check. An invalid body is translated again by the route, which refuses it and counts it."""
     try:
         order = validate(body, headers, services)
     except (RequestInvalid, UnknownModel):
         return None, None
-    read = start_cache_read(order.request, headers, namespace, services, by_url=order.as_url)
-    return (order.request, order), read
+    return order, start_cache_read(order, headers, namespace, services)
 
 
-def handle_generations(incoming: Incoming, caller: Caller, services: Services) -> Reply:
-    """Validate, generate or serve (once per Idempotency-Key), and answer in OpenAI's shape."""
-    settings, service = services.settings, services.generation
-    with counting_rejections(caller.tenant, services.ledger, service.later):
-        parsed = incoming.parsed[1] if incoming.parsed else None
-        order = parsed if isinstance(parsed, ImageOrder) else validate(incoming.body, incoming.headers, services)
-        key = idempotency_key(incoming.headers) if services.once else None
-    request = order.request
-    check_model(caller.tenant, request.model)
-    scope = request_scope(request, caller, incoming, services)
-    mode = ResponseMode.URL if order.as_url else ResponseMode.INLINE
-    plan = plan_for(request, mode, incoming.headers, settings, idempotent=key is not None)
-    keyed = Keyed(key, IDEMPOTENCY_ROUTE, incoming.body, incoming.context) if key is not None else None
-    try:
-        result, replayed = generate_or_replay(request, scope, plan, keyed, services)
-        if not replayed:
-            report(request, result, caller.tenant, settings, {"front_door": "openai", **order.recorded})
-        reply = deliver(result, order, scope.namespace, incoming.request_id, services)
-    except BaseException:
-        scope.billing.refund()  # paid images that reach the client neither now nor by a replay are not charged
-        raise
-    return answered(reply, scope, replayed=replayed)
-
-
-def deliver(result: ImageResult, order: ImageOrder, namespace: str, request_id: str, services: Services) -> Reply:
+def shape(delivery: Delivery, order: Order) -> Reply:
     """OpenAI's answer: `b64_json` items, or `url` items (presigned) when asked or when too big for Lambda."""
-    settings, service = services.settings, services.generation
-    headers = {"x-cache": result.cache.value, IMAGES_DELIVERED: str(result.count)}
-    if result.seed is not None:
-        headers["x-seed-value"] = str(result.seed)
-    fits = fits_inline(result, True, settings.inline_response_max_bytes)
-    items: list[dict[str, str]] | None = None
-    if order.as_url or not fits:
-        if keep_for_urls(result, namespace, request_id, service):
-            items = [{"url": url} for url in service.store.presign(result.stored, settings.presigned_url_ttl_seconds)]  # type: ignore[arg-type]
-        elif not fits:
-            raise undeliverable()
-    if items is None:
+    result = delivery.result
+    if delivery.urls is not None:
+        items = [{"url": url} for url in delivery.urls]
+    else:
         items = [{"b64_json": base64.b64encode(image).decode()} for image in result.images or []]
     body: dict[str, Any] = {"created": int(time.time()), "data": items, "output_format": result.image_format}
     if order.request.size is not None:  # a model sized by aspect ratio alone: its page names no pixel size
         body["size"] = "{}x{}".format(*order.request.size)
-    return Reply(200, "application/json", json.dumps(body, separators=(",", ":")), headers)
+    return Reply(200, "application/json", json.dumps(body, separators=(",", ":")), delivery.headers)
+
+
+DOOR = Door(translate_incoming, shape)
 
 
 def model_object(model: ModelSpec) -> dict[str, Any]:

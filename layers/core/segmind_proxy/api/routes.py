@@ -15,14 +15,13 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.router import Router
 
-from segmind_proxy.api import docs, openai_errors, playground, segmind_errors
+from segmind_proxy.api import docs, openai_errors, openai_images, playground, segmind_errors, segmind_v1
 from segmind_proxy.api.delivery import Reply
 from segmind_proxy.api.edge import TXT2IMG_PATH, V2_PATH, Admission
 from segmind_proxy.api.headers import REPLAY_HEADER
 from segmind_proxy.api.openai_images import (
     GENERATIONS_PATH,
     MODELS_PATH,
-    handle_generations,
     model,
     models,
 )
@@ -37,9 +36,9 @@ from segmind_proxy.api.schemas import (
     OpenAIModelList,
     UsageReport,
 )
-from segmind_proxy.api.segmind_v1 import handle_txt2img
 from segmind_proxy.api.segmind_v2 import handle_result, handle_status, handle_submit
 from segmind_proxy.api.services import Incoming, Services
+from segmind_proxy.api.synchronous import serve
 from segmind_proxy.api.usage import handle_usage
 from segmind_proxy.domain.catalog import Catalog, bundled_catalog
 from segmind_proxy.domain.errors import DomainError, MethodNotAllowed, NotCached, Outage, Unavailable
@@ -123,9 +122,9 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     tags=["Generation"],
 )
 @tracer.capture_method(capture_response=False)
-def txt2img(model: str) -> Any:  # the raw body is parsed by `handle_txt2img`, so errors keep Segmind's shape
+def txt2img(model: str) -> Any:  # the raw body is parsed by v1's door, so errors keep Segmind's shape
     _model_route(TXT2IMG_PATH, model)
-    return _reply(handle_txt2img(_incoming(model), _caller(), _services()))
+    return _reply(serve(segmind_v1.DOOR, _incoming(model), _caller(), _services()))
 
 
 def _model_route(resource: str, model: str) -> None:
@@ -162,8 +161,8 @@ def _reply(reply: Reply) -> Response:
     tags=["OpenAI"],
 )
 @tracer.capture_method(capture_response=False)
-def openai_generations() -> Any:  # the raw body is translated by `handle_generations`, so errors are OpenAI's
-    return _reply(handle_generations(_incoming(), _caller(), _services()))
+def openai_generations() -> Any:  # the raw body is translated by OpenAI's door, so errors are OpenAI's
+    return _reply(serve(openai_images.DOOR, _incoming(), _caller(), _services()))
 
 
 @served(

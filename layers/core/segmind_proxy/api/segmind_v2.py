@@ -35,9 +35,9 @@ def urls(base_url: str, job_id: str) -> dict[str, str]:
 def handle_submit(incoming: Incoming, caller: Caller, services: Services) -> tuple[dict[str, Any], bool]:
     """The submitted job's answer, and whether it replays an Idempotency-Key's first submit."""
     jobs, headers = _jobs(services), incoming.headers
-    with counting_rejections(caller.tenant, services.ledger, services.generation.later):
+    with counting_rejections(caller.tenant, services.ledger, services.later):
         request = (
-            incoming.parsed[0] if incoming.parsed else parse_body(incoming.body, headers, services, incoming.model)
+            incoming.parsed.request if incoming.parsed else parse_body(incoming.body, headers, services, incoming.model)
         )
         key = idempotency_key(headers)
         webhook = headers.get(WEBHOOK_HEADER)
@@ -56,7 +56,7 @@ def handle_submit(incoming: Incoming, caller: Caller, services: Services) -> tup
         Keyed(key, f"v2/{request.slug}", incoming.body, incoming.context) if key is not None else None,
     )
     # A 402 (over budget) is refused before any cost, as a 400 is.
-    with counting_rejections(caller.tenant, services.ledger, services.generation.later):
+    with counting_rejections(caller.tenant, services.ledger, services.later):
         job, replayed = jobs.submit(request, scope, submission)
     return {"request_id": job.job_id, "status": job.status.value, **urls(incoming.base_url, job.job_id)}, replayed
 

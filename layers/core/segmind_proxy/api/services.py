@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from segmind_proxy.domain.catalog import Catalog
 from segmind_proxy.domain.images import ImageResult
-from segmind_proxy.domain.ports import TenantDirectory, UsageLedger, Webhooks
-from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.ports import Deferrer, TenantDirectory, UsageLedger, Webhooks
 from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.flows.idempotent import OnceOnly
 from segmind_proxy.flows.jobs import AsyncJobs
+from segmind_proxy.flows.run_now import RunNow
 from segmind_proxy.settings import Settings
+
+if TYPE_CHECKING:
+    from segmind_proxy.api.delivery import Order
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class Services:
     once: OnceOnly | None = None  # None: Idempotency-Key off (no jobs table)
     jobs: AsyncJobs | None = None  # None: v2 off
     webhooks: Webhooks | None = None
+    later: Deferrer = field(default_factory=RunNow)  # what may follow the answer (counting a refusal, a hit)
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,5 @@ class Incoming:
     context: Any = None  # the Lambda context
     prefetched: Future[ImageResult | None] | None = None  # the cache read started for it at the edge
     base_url: str = ""  # this API's absolute base URL as the client called it
-    # The body, validated at the edge: the request, and how its front door answers it (v1's response mode, OpenAI's
-    # order).
-    parsed: tuple[Txt2ImgRequest, Any] | None = None
+    parsed: Order | None = None  # the body, translated by its front door at the edge
     model: str = ""  # the model a Segmind route's path names (its slug)

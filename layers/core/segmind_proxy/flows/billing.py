@@ -18,7 +18,6 @@ from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Caller, Hold, Reservation, Usage
 from segmind_proxy.flows.run_now import RunNow
 from segmind_proxy.observability import MetricUnit, logger, metrics
-from segmind_proxy.settings import Settings
 
 
 class Billing(Protocol):
@@ -234,8 +233,7 @@ def billing_for(request: Txt2ImgRequest, caller: Caller, ledger: UsageLedger | N
     return TenantBilling(ledger, caller.tenant, estimate(request), request.count, caller.usage, hold, request.slug)
 
 
-def request_hold(request_id: str, deadline: float, settings: Settings) -> Hold:
+def request_hold(request_id: str, deadline: float, margin: float, grace: float) -> Hold:
     """The reservation of a request is its own until Lambda has surely ended its invocation (the deadline is the
-    invocation's end less the margin kept for answering), plus a grace; then the sweeper may take it back."""
-    seconds_left = deadline - time.monotonic() + settings.deadline_margin_seconds
-    return Hold.for_request(request_id, seconds_left, settings.reservation_grace_seconds)
+    invocation's end less the `margin` kept for answering), plus a `grace`; then the sweeper may take it back."""
+    return Hold.for_request(request_id, deadline - time.monotonic() + margin, grace)

@@ -214,6 +214,10 @@ class GenerationService:
             return scope.prefetched.result()
         return self._read_cache(request, scope.namespace, by_url)
 
+    def presign(self, stored: StoredSet, ttl: int) -> list[str]:
+        """URLs of a stored set's images, valid for `ttl` seconds."""
+        return self.store.presign(stored, ttl)
+
     def keep(self, stored: StoredSet, result: ImageResult) -> bool:
         """Write the images; a storage failure is logged and reported, never raised: the client still gets its image."""
         # Each object records the format its bytes are in (Segmind may answer another than asked) and how many
