@@ -8,10 +8,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapshot_restore_py import register_after_restore, register_before_snapshot
 
-from segmind_proxy.adapters.after_response import AFTER_RESPONSE
 from segmind_proxy.api import routes, schemas
 from segmind_proxy.api.edge import admit, cors_config, identified, refusal
-from segmind_proxy.composition import after_restore, before_snapshot, catalog, services
+from segmind_proxy.composition import AFTER_RESPONSE, after_restore, before_snapshot, catalog, services
 from segmind_proxy.domain.errors import AccessRefused, Unavailable
 from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.settings import get_settings

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from segmind_proxy.api import segmind_errors
-from segmind_proxy.composition import generation_service
+from segmind_proxy.composition import upstream
 from segmind_proxy.domain.errors import DomainError
 from segmind_proxy.observability import MetricUnit, logger, metrics, tracer
 from segmind_proxy.settings import get_settings
@@ -19,7 +19,7 @@ from segmind_proxy.settings import get_settings
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - get_settings().deadline_margin_seconds
     try:
-        balance = generation_service().upstream.credits(deadline=deadline)
+        balance = upstream().credits(deadline=deadline)
     except DomainError as error:  # mapped, counted (UpstreamErrors) and logged without the key, as in the API
         status = segmind_errors.status(error)
         logger.error("Credits probe failed", extra={"status": status, "kind": error.kind, "reason": error.message})

@@ -9,8 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapshot_restore_py import register_after_restore, register_before_snapshot
 
-from segmind_proxy.adapters.aws_clients import sqs
-from segmind_proxy.composition import after_restore, before_snapshot, job_runner
+from segmind_proxy.composition import after_restore, before_snapshot, job_queue, job_runner
 from segmind_proxy.flows.job_runner import JobRunner, RetryLater
 from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.settings import get_settings
@@ -45,11 +44,7 @@ def handle_record(record: SQSRecord) -> None:
     try:
         runner().run(job_id, receive_count, deadline)
     except RetryLater as retry:
-        # Back off for `delay` rather than the queue's long visibility timeout, then fail the record.
-        queue_url = get_settings().jobs_queue_url
-        sqs().change_message_visibility(
-            QueueUrl=queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=retry.delay
-        )
+        job_queue().retry_after(record.receipt_handle, retry.delay)  # back off for `delay`, then fail the record
         raise
 
 

@@ -1,5 +1,6 @@
 """Clients are built once per container, from one session, even when two threads ask for the first time together."""
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -81,7 +82,7 @@ def test_the_adapters_raise_outages_instead_of_aws_errors(jobs_env, monkeypatch)
 
     resource = boto3.resource("dynamodb")
     stored = StoredSet.transient("t", "r", 1, "jpeg")
-    for operation in ("GetItem", "Scan", "UpdateItem", "Query", "HeadObject", "SendMessage"):
+    for operation in ("GetItem", "Scan", "UpdateItem", "Query", "HeadObject", "SendMessage", "ChangeMessageVisibility"):
         aws_failing(monkeypatch, operation)
     _outage(lambda: ImageStore(BUCKET).head(stored), Dependency.STORAGE)
     _outage(lambda: JobStore(JOBS_TABLE, lambda: resource).get("j1"), Dependency.JOB_STORE)
@@ -93,6 +94,20 @@ def test_the_adapters_raise_outages_instead_of_aws_errors(jobs_env, monkeypatch)
         lambda: SqsJobQueue(jobs_env["queue"]).send("j1"),
         Dependency.JOB_QUEUE,
     )
+    _outage(lambda: SqsJobQueue(jobs_env["queue"]).retry_after("receipt", 20), Dependency.JOB_QUEUE)
+
+
+def test_a_message_put_off_comes_back_when_asked_not_after_the_queues_timeout(jobs_env):
+    from segmind_proxy.adapters.sqs_queue import SqsJobQueue
+
+    queue, sqs = SqsJobQueue(jobs_env["queue"]), jobs_env["sqs"]
+    queue.send("j1")
+    received = sqs.receive_message(QueueUrl=jobs_env["queue"])["Messages"][0]
+    queue.retry_after(received["ReceiptHandle"], 0)
+    again = sqs.receive_message(QueueUrl=jobs_env["queue"]).get("Messages", [])
+    assert [json.loads(message["Body"]) for message in again] == [{"job_id": "j1"}]
+    queue.retry_after(again[0]["ReceiptHandle"], 600)
+    assert sqs.receive_message(QueueUrl=jobs_env["queue"]).get("Messages", []) == []
 
 
 def test_answers_that_are_not_outages_are_still_the_adapters_own(jobs_env):

@@ -97,14 +97,19 @@ def _held_by(attempt: int) -> Callable[[Job], bool]:
 
 
 class FakeJobQueue(Breakable):
-    """A `JobQueue`: what was sent, in order."""
+    """A `JobQueue`: what was sent, in order, and which messages were put off."""
 
     dependency = Dependency.JOB_QUEUE
 
     def __init__(self) -> None:
         super().__init__()
         self.sent: list[str] = []
+        self.put_off: list[tuple[str, int]] = []  # (receipt, seconds)
 
     def send(self, job_id: str) -> None:
         self._may_fail("send")
         self.sent.append(job_id)
+
+    def retry_after(self, receipt: str, seconds: int) -> None:
+        self._may_fail("retry_after")
+        self.put_off.append((receipt, seconds))

@@ -47,12 +47,22 @@ def clear_caches() -> None:
     """Forget the container's long-lived objects (settings, clients, the composition root's services)."""
     from segmind_proxy.adapters import idempotency, upstream_key
     from segmind_proxy.adapters.aws_clients import dynamodb, dynamodb_client, s3, secrets_manager, session, sqs
-    from segmind_proxy.composition import catalog, generation_service, job_store, meter, services, tenant_registry
+    from segmind_proxy.composition import (
+        catalog,
+        generation_service,
+        job_queue,
+        job_store,
+        meter,
+        services,
+        tenant_registry,
+        upstream,
+    )
     from segmind_proxy.settings import get_settings
 
     for cached in (
         get_settings,
         generation_service,
+        upstream,
         services,
         session,
         s3,
@@ -65,6 +75,7 @@ def clear_caches() -> None:
         meter,
         catalog,
         job_store,
+        job_queue,
         idempotency._persistence,
         idempotency._config,
     ):

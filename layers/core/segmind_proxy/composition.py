@@ -101,14 +101,19 @@ def deferrer() -> Deferrer:
 
 
 @cache
+def upstream() -> OnFirstUse[SegmindClient]:
+    """Segmind, through the operator's key: built on its first use (a cache hit never uses it)."""
+    return OnFirstUse(partial(segmind_client, get_settings()))
+
+
+@cache
 def generation_service() -> GenerationService:
     settings = get_settings()
-    upstream = OnFirstUse(partial(segmind_client, settings))
     leases = LeaseStore(settings.jobs_table) if settings.jobs_table else None
     # What is handed out for a cached set must outlive its renewal: a URL, or a job record that presigns again.
     outlive = max(settings.presigned_url_ttl_seconds, settings.job_retention_hours * 3600)
     store = ImageStore(settings.cache_bucket, renew_after_seconds=renewal_age(settings.cache_expiration_days, outlive))
-    return GenerationService(store, upstream, leases, later=deferrer())
+    return GenerationService(store, upstream(), leases, later=deferrer())
 
 
 @cache
@@ -131,6 +136,11 @@ def job_store() -> JobStore | None:
 
 
 @cache
+def job_queue() -> SqsJobQueue:
+    return SqsJobQueue(get_settings().jobs_queue_url)
+
+
+@cache
 def catalog() -> Catalog:
     """The models served: the package's model files, each file checked (a bad one stops the function at start,
     naming it), with the operator's prices (`PRICE_TABLE`) in place of the files' where given."""
@@ -150,7 +160,7 @@ def services() -> Services:
         jobs = AsyncJobs(
             generation,
             job_store(),
-            SqsJobQueue(settings.jobs_queue_url),
+            job_queue(),
             idempotency,
             settings.job_retention_hours,
             settings.presigned_url_ttl_seconds,
@@ -221,9 +231,8 @@ def after_restore() -> None:
 
     random.seed()
     drop_connections()
-    if generation_service.cache_info().currsize:
-        upstream = generation_service().upstream
-        built = upstream.built if isinstance(upstream, OnFirstUse) else upstream
+    if upstream.cache_info().currsize:
+        built = upstream().built
         if built is not None:  # its module is imported already
             from segmind_proxy.adapters.segmind import SegmindClient
 

@@ -78,6 +78,7 @@ class JobStore(Protocol):
 
 class JobQueue(Protocol):
     def send(self, job_id: str) -> None: ...
+    def retry_after(self, receipt: str, seconds: int) -> None: ...
 
 
 class Idempotency(Protocol):

@@ -58,7 +58,7 @@ class GenerationService:
         if look_up:
             if found is not None:
                 metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=1)
-                billing.on_hit(later=self.later)  # counting a hit can follow the answer
+                self.count_hit(billing)  # counting a hit can follow the answer
                 return found
             metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
         plan.policy.check_may_generate(request)
@@ -217,6 +217,19 @@ class GenerationService:
     def presign(self, stored: StoredSet, ttl: int) -> list[str]:
         """URLs of a stored set's images, valid for `ttl` seconds."""
         return self.store.presign(stored, ttl)
+
+    def images_of(self, stored: StoredSet) -> list[bytes] | None:
+        """A stored set's images, or None where they are gone."""
+        read = self.store.read(stored)
+        return read[0] if read is not None else None
+
+    def holds(self, stored: StoredSet) -> bool:
+        """Whether a stored set is still in the store (an Outage where the store cannot say)."""
+        return self.store.head(stored) is not None
+
+    def count_hit(self, billing: Billing, *, answer_shows_usage: bool = True) -> None:
+        """Count a hit for its tenant; after the answer where it may follow it (see `Billing.on_hit`)."""
+        billing.on_hit(later=self.later, answer_shows_usage=answer_shows_usage)
 
     def keep(self, stored: StoredSet, result: ImageResult) -> bool:
         """Write the images; a storage failure is logged and reported, never raised: the client still gets its image."""

@@ -64,10 +64,9 @@ class OnceOnly:
         stored = stored_set(outcome)
         images = None
         if not by_url:
-            read = self.service.store.read(stored)
-            if read is None:
+            images = self.service.images_of(stored)
+            if images is None:
                 raise Expired("The images of this Idempotency-Key have expired from storage")
-            images = read[0]
         return ImageResult(
             image_format=outcome.get("format", outcome["image_format"]),
             content_type=outcome["content_type"],

@@ -142,7 +142,7 @@ class JobRunner:
         if job.error:
             payload["error"] = job.error
         if job.result:
-            links = self.service.store.presign(stored_set(job.result), self.url_ttl)
+            links = self.service.presign(stored_set(job.result), self.url_ttl)
             payload |= {"output": links[0] if len(links) == 1 else links, "outputs": links, "expires_in": self.url_ttl}
         outcome = self.webhooks.deliver(job.webhook_url, payload, tenant.webhook_secret)
         metrics.add_metric(

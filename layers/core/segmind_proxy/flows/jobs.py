@@ -77,7 +77,7 @@ class AsyncJobs:
         if hit is not None:
             # A hit at submit completes the job at once, with no upstream call; the answer shows no budget figures,
             # so counting the hit can follow it.
-            billing.on_hit(later=self.service.later, answer_shows_usage=False)
+            self.service.count_hit(billing, answer_shows_usage=False)
             job.status, job.result = JobStatus.COMPLETED, result_of(hit)
         else:
             policy.check_may_generate(request)  # before the job exists: nothing to clean up
@@ -125,13 +125,13 @@ class AsyncJobs:
         assert job.result is not None
         stored = stored_set(job.result)
         try:
-            present = self.service.store.head(stored) is not None
+            present = self.service.holds(stored)
         except Outage:
             logger.warning("Could not check a job's images; presigning them anyway", exc_info=True)
             present = True
         if not present:  # a job kept longer than its images (a day for no-store, or an unrenewed cache expiry)
             raise Expired(f"The images of request '{job.job_id}' have expired from storage; submit it again")
-        return self.service.store.presign(stored, self.url_ttl)
+        return self.service.presign(stored, self.url_ttl)
 
 
 def _submitted(job: Job) -> dict[str, Any]:
