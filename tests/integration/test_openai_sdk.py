@@ -139,12 +139,12 @@ def test_preflight_under_v1_needs_no_key(stack):
     assert answer.status_code in (200, 204)
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
-def test_the_openai_npm_package_generates_in_both_formats(stack, fake_calls):
-    assert (JS_DIR / "node_modules" / "openai").is_dir(), "run `make test` (or `npm ci` in tests/integration/js)"
-    before = fake_calls()
+def run_node(script: str, package: str, stack) -> dict:
+    """A script of tests/integration/js run against the stack (base URL, key, a fresh prompt): its last line, as
+    JSON."""
+    assert (JS_DIR / "node_modules" / package).is_dir(), "run `make test` (or `npm ci` in tests/integration/js)"
     done = subprocess.run(
-        ["node", "generate.mjs", f"{stack.base}/v1", stack.api_key, prompt()],
+        ["node", script, f"{stack.base}/v1", stack.api_key, prompt()],
         cwd=JS_DIR,
         capture_output=True,
         text=True,
@@ -152,7 +152,13 @@ def test_the_openai_npm_package_generates_in_both_formats(stack, fake_calls):
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_the_openai_npm_package_generates_in_both_formats(stack, fake_calls):
+    before = fake_calls()
+    result = run_node("generate.mjs", "openai", stack)
     assert result["b64"] == ["ffd8ff", "ffd8ff"] and result["b64_format"] == "jpeg" and result["size"] == "256x256"
     assert len(result["urls"]) == 1 and requests.get(result["urls"][0], timeout=10).status_code == 200
     assert result["refused"] == {
@@ -167,18 +173,8 @@ def test_the_openai_npm_package_generates_in_both_formats(stack, fake_calls):
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 def test_vercels_ai_sdk_generates_with_two_models(stack, fake_calls):
     """Unchanged but for base URL and key: a model's own fields (seed, negative prompt) go as provider options."""
-    assert (JS_DIR / "node_modules" / "ai").is_dir(), "run `make test` (or `npm ci` in tests/integration/js)"
     before = fake_calls()
-    done = subprocess.run(
-        ["node", "ai-sdk.mjs", f"{stack.base}/v1", stack.api_key, prompt()],
-        cwd=JS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_node("ai-sdk.mjs", "ai", stack)
     # FLUX.1 Dev: two WebP images (its default format) at 16:9, its seed as asked.
     assert result["flux"] == {
         "media_types": ["image/webp", "image/webp"],
