@@ -9,8 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapshot_restore_py import register_after_restore, register_before_snapshot
 
-from segmind_proxy.composition import after_restore, before_snapshot, job_queue, job_runner
-from segmind_proxy.flows.job_runner import JobRunner, RetryLater
+from segmind_proxy.composition import after_restore, before_snapshot, job_runner
 from segmind_proxy.observability import logger, metrics, tracer
 from segmind_proxy.settings import get_settings
 
@@ -20,10 +19,6 @@ _context: dict[str, Any] = {}
 # SnapStart's runtime hooks (docs/operations.md, "SnapStart"); Lambda runs them only for a version published with it on.
 register_before_snapshot(before_snapshot, job_runner)
 register_after_restore(after_restore)
-
-
-def runner() -> JobRunner:
-    return job_runner()
 
 
 @tracer.capture_method(capture_response=False)
@@ -36,16 +31,13 @@ def handle_record(record: SQSRecord) -> None:
         return
     logger.append_keys(job_id=job_id)
     if record.event_source_arn == get_settings().jobs_dead_letter_arn:
-        runner().give_up(job_id)
+        job_runner().give_up(job_id)
         return
     context: LambdaContext = _context["lambda"]
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - get_settings().deadline_margin_seconds
     receive_count = int(record.attributes.approximate_receive_count or 1)
-    try:
-        runner().run(job_id, receive_count, deadline)
-    except RetryLater as retry:
-        job_queue().retry_after(record.receipt_handle, retry.delay)  # back off for `delay`, then fail the record
-        raise
+    # A job to retry is put off on the queue for its delay, and its record failed (SQS delivers it again).
+    job_runner().run(job_id, receive_count, deadline, record.receipt_handle)
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)

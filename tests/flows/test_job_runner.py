@@ -5,6 +5,7 @@ that retrying cannot mend, or the dead-letter queue fail it for good; its webhoo
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -15,7 +16,7 @@ from segmind_proxy.domain.request import default_model, validated
 from segmind_proxy.domain.usage import Hold
 from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.flows.job_runner import JobRunner, RetryLater
-from tests.fakes import FakeClock, FakeJobStore, FakeLeases, FakeWebhooks
+from tests.fakes import FakeClock, FakeJobQueue, FakeJobStore, FakeLeases, FakeWebhooks
 from tests.support.aws import make_tenant
 
 REQUEST = validated(default_model(), {"prompt": "a job", "width": 128, "height": 128, "seed": 9})
@@ -36,7 +37,8 @@ def acme(tenants):
 
 def runner_over(jobs, store, segmind, tenants, ledger, webhooks=None):
     service = GenerationService(store, segmind, FakeLeases())
-    return JobRunner(jobs, service, tenants, ledger, MAX_ATTEMPTS, 3600, webhooks or FakeWebhooks())
+    runner = JobRunner(jobs, service, tenants, ledger, MAX_ATTEMPTS, 3600, webhooks or FakeWebhooks())
+    return replace(runner, queue=FakeJobQueue())
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ def submit(jobs, ledger, tenant, webhook_url=None):
 
 def run(runner, job, attempt=1):
     """One delivery of the job's message (`attempt`: SQS's receive count)."""
-    runner.run(job.job_id, attempt, deadline=time.monotonic() + 60)
+    runner.run(job.job_id, attempt, time.monotonic() + 60, f"receipt-{attempt}")
     return runner.jobs.get(job.job_id)
 
 
@@ -101,6 +103,7 @@ def test_a_retryable_failure_gives_the_budget_back_and_the_next_delivery_complet
     with pytest.raises(RetryLater) as later:
         run(runner, job, attempt=1)
     assert later.value.delay == 20  # backing off: 10 s doubled per delivery
+    assert runner.queue.put_off == [("receipt-1", 20)]  # comes back then, not after the queue's visibility timeout
     requeued = jobs.get(job.job_id)
     assert requeued.status is JobStatus.QUEUED and requeued.reservation is None
     assert figures(ledger, acme) == {"images": 0, "failed": 1, "spent": 0, "held": 0}
@@ -142,6 +145,7 @@ def test_a_job_another_worker_holds_comes_back_later_untouched(runner, jobs, seg
     with pytest.raises(RetryLater) as later:
         run(runner, job, attempt=2)
     assert 1 <= later.value.delay <= 31 and segmind.calls == []
+    assert runner.queue.put_off == [("receipt-2", later.value.delay)]
     assert jobs.get(job.job_id).status is JobStatus.PROCESSING
 
 

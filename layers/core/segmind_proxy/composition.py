@@ -192,6 +192,7 @@ def job_runner() -> JobRunner:
         url_ttl=settings.presigned_url_ttl_seconds,
         webhooks=OnFirstUse(partial(webhook_sender, settings)),
         catalog=catalog(),
+        queue=job_queue(),
     )
 
 

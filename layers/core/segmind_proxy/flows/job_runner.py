@@ -17,7 +17,7 @@ from segmind_proxy.domain.catalog import Catalog, bundled_catalog
 from segmind_proxy.domain.errors import Dependency, DomainError, Unavailable
 from segmind_proxy.domain.images import result_of, stored_set
 from segmind_proxy.domain.jobs import TERMINAL, Job
-from segmind_proxy.domain.ports import JobStore, TenantDirectory, UsageLedger, Webhooks
+from segmind_proxy.domain.ports import JobQueue, JobStore, TenantDirectory, UsageLedger, Webhooks
 from segmind_proxy.domain.request import DEFAULT_SLUG, Txt2ImgRequest, validated
 from segmind_proxy.domain.usage import Caller, Reservation
 from segmind_proxy.flows.billing import JobBilling, NoBilling, TenantBilling
@@ -54,9 +54,19 @@ class JobRunner:
     url_ttl: int
     webhooks: Webhooks
     catalog: Catalog = field(default_factory=bundled_catalog)
+    queue: JobQueue | None = None  # puts off a job to retry, rather than wait for the queue's visibility timeout
 
-    def run(self, job_id: str, receive_count: int, deadline: float) -> None:
-        """`deadline` on the monotonic clock. Raises RetryLater to have SQS deliver the job again."""
+    def run(self, job_id: str, receive_count: int, deadline: float, receipt: str | None = None) -> None:
+        """`deadline` on the monotonic clock. A job to retry is put off for its delay on the queue (`receipt`
+        names its message) and RetryLater raised: failing the message has SQS deliver it again, after that delay."""
+        try:
+            self._run(job_id, receive_count, deadline)
+        except RetryLater as retry:
+            if self.queue is not None and receipt is not None:
+                self.queue.retry_after(receipt, retry.delay)
+            raise
+
+    def _run(self, job_id: str, receive_count: int, deadline: float) -> None:
         job = self.jobs.get(job_id)
         if job is None:
             logger.warning("Job not found (expired?)", extra={"job_id": job_id})
