@@ -19,9 +19,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 from segmind_proxy.adapters.dynamo_usage import Meter
 from segmind_proxy.domain.errors import Outage
+from segmind_proxy.domain.screening import OnScreenFailure, ScreeningPolicy, ScreenMode
 from segmind_proxy.domain.tenants import Tenant
 
-from .service import AdminError, CreatedTenant, StackRefs, TenantAdmin
+from .provenance import ProvenanceAdmin, verify
+from .service import KEEP, AdminError, CreatedTenant, StackRefs, TenantAdmin
 
 LOCAL_STACK = "segmind-proxy-local"
 
@@ -75,7 +77,30 @@ def parser() -> argparse.ArgumentParser:
     set_models.add_argument("models", nargs="*", help="model slugs (or OpenAI ids)")
     usage = groups.add_parser("usage", help="every tenant's usage for a month, for billing", parents=[common])
     usage.add_argument("--month", default=None, help="YYYY-MM (default: this month, UTC)")
+    _provenance_commands(groups, common)
+    verify = groups.add_parser(
+        "verify",
+        help="what an image's provenance marks say; with --local or --stack-name, also whether that stack's key signed it",
+        parents=[common],
+    )
+    verify.add_argument("file")
+    verify.add_argument("--trust-anchor", default=None, help="a root CA (PEM) to trust, such as your stack's own")
     return root
+
+
+def _provenance_commands(groups: Any, common: argparse.ArgumentParser) -> None:
+    provenance = groups.add_parser(
+        "provenance", help="the certificate of the key that signs the images' marks", parents=[common]
+    )
+    commands = provenance.add_subparsers(dest="command", required=True)
+    commands.add_parser("show", help="the key and its installed chain", parents=[common])
+    csr = commands.add_parser("csr", help="a certificate signing request signed by the KMS key", parents=[common])
+    csr.add_argument("--subject", required=True, help="e.g. 'CN=Acme image signing,O=Acme Ltd,C=DE'")
+    install = commands.add_parser("install-chain", help="install the chain a CA issued (PEM)", parents=[common])
+    install.add_argument("file", help="signing certificate first, then its issuers")
+    commands.add_parser(
+        "self-sign", help="install a self-made chain (valid but untrusted) until a CA's", parents=[common]
+    )
 
 
 def _tenant_commands(group: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
@@ -115,30 +140,94 @@ def _tenant_commands(group: argparse.ArgumentParser, common: argparse.ArgumentPa
     tenant_models = command("set-models", "the models the tenant may use, in place of its plan's (none: its plan's)")
     tenant_models.add_argument("tenant")
     tenant_models.add_argument("models", nargs="*", help="model slugs (or OpenAI ids)")
+    screening = command("set-screening", "how the tenant's prompts are screened before any cost (replaces its policy)")
+    screening.add_argument("tenant")
+    screening.add_argument("mode", choices=[m.value for m in ScreenMode], help="off, terms, or guardrail (Bedrock)")
+    screening.add_argument("--term", action="append", default=[], dest="terms", help="a word or phrase (repeat)")
+    screening.add_argument("--pattern", action="append", default=[], dest="patterns", help="a regex (repeat)")
+    screening.add_argument(
+        "--no-default-terms", action="store_false", dest="default_terms", help="without the gateway's default list"
+    )
+    screening.add_argument("--guardrail-id", default="", help="Bedrock guardrail id or ARN (mode guardrail)")
+    screening.add_argument("--guardrail-version", default="", help="its version: a number or DRAFT")
+    screening.add_argument(
+        "--fail-open",
+        action="store_const",
+        const=OnScreenFailure.OPEN,
+        default=OnScreenFailure.CLOSED,
+        dest="on_failure",
+        help="serve unscreened (logged, counted) when the screen cannot answer; default: refuse with 503",
+    )
+    screening.add_argument(
+        "--log-refused-prompts", action="store_true", dest="record_prompt", help="log a refused prompt's text"
+    )
+    marks = command("set-marks", "whether the tenant's images are marked as AI-generated (XMP and C2PA)")
+    marks.add_argument("tenant")
+    marks.add_argument("state", nargs="?", choices=["on", "off"], help="marks on (the default) or off")
+    prompt = marks.add_mutually_exclusive_group()
+    prompt.add_argument("--with-prompt", action="store_true", help="the manifest holds the prompt")
+    prompt.add_argument("--without-prompt", action="store_true", help="it does not (the default: prompts are private)")
     set_origins = command("set-origins", "browser origins allowed for the key (none: any)")
     set_origins.add_argument("tenant")
     set_origins.add_argument("origins", nargs="*")
 
 
+class Stack:
+    """The stack a command works on, found by its name (or the local stack's), with clients of the right session."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        stack_name = args.stack_name
+        self.options: dict[str, Any] = {}
+        session_args: dict[str, Any] = {"region_name": args.region, "profile_name": args.profile}
+        if args.local:
+            stack_name = stack_name or LOCAL_STACK
+            self.options["endpoint_url"] = f"http://127.0.0.1:{os.environ.get('MOTO_PORT', '5510')}"
+            session_args = {
+                "region_name": "us-east-1",
+                "aws_access_key_id": "testing",
+                "aws_secret_access_key": "testing",
+            }
+        if not stack_name:
+            raise AdminError("Name the stack: --stack-name NAME (or STACK_NAME), or --local for the local stack")
+        self.session = boto3.session.Session(**{k: v for k, v in session_args.items() if v})
+        self.refs = StackRefs.find(self.client("cloudformation"), stack_name)
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, **self.options)
+
+    def resource(self, service: str) -> Any:
+        return self.session.resource(service, **self.options)
+
+
 def build_admin(args: argparse.Namespace) -> TenantAdmin:
-    stack_name = args.stack_name
-    options: dict[str, Any] = {}
-    session_args: dict[str, Any] = {"region_name": args.region, "profile_name": args.profile}
-    if args.local:
-        stack_name = stack_name or LOCAL_STACK
-        options["endpoint_url"] = f"http://127.0.0.1:{os.environ.get('MOTO_PORT', '5510')}"
-        session_args = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    if not stack_name:
-        raise AdminError("Name the stack: --stack-name NAME (or STACK_NAME), or --local for the local stack")
-    session = boto3.session.Session(**{k: v for k, v in session_args.items() if v})
-    refs = StackRefs.find(session.client("cloudformation", **options), stack_name)
-    dynamodb = session.resource("dynamodb", **options)
+    stack = Stack(args)
+    refs, dynamodb = stack.refs, stack.resource("dynamodb")
     return TenantAdmin(
         refs,
-        session.client("apigateway", **options),
+        stack.client("apigateway"),
         TenantRegistry(refs.tenants_table, resource=lambda: dynamodb),
         Meter(refs.tenants_table, resource=lambda: dynamodb),
     )
+
+
+def provenance_admin(args: argparse.Namespace) -> ProvenanceAdmin:
+    stack = Stack(args)
+    return ProvenanceAdmin(stack.refs, stack.client("kms"), stack.client("secretsmanager"))
+
+
+def run_provenance(args: argparse.Namespace) -> Any:
+    admin = provenance_admin(args)
+    if args.command == "csr":
+        return admin.csr(args.subject)
+    if args.command == "install-chain":
+        try:
+            pem = open(args.file, "rb").read()  # noqa: SIM115
+        except OSError as exc:
+            raise AdminError(f"Cannot read {args.file}: {exc.strerror}") from None
+        return admin.install_chain(pem)
+    if args.command == "self-sign":
+        return admin.self_sign()
+    return admin.show()
 
 
 def _tenant_dict(tenant: Tenant) -> dict[str, Any]:
@@ -153,6 +242,9 @@ def _tenant_dict(tenant: Tenant) -> dict[str, Any]:
         "allowed_origins": tenant.allowed_origins,
         "models": tenant.allowed_models,  # null: every model
         "models_from": "tenant" if tenant.models else "plan" if tenant.plan_models else "every model",
+        "screening": tenant.screening.to_item(),
+        "marks": tenant.marks,
+        "marks_prompt": tenant.marks_prompt,
         "created_at": tenant.created_at,
         **({"deleted_at": tenant.deleted_at} if tenant.deleted else {}),
     }
@@ -214,10 +306,32 @@ def run(args: argparse.Namespace, admin: TenantAdmin) -> Any:
         return _tenant_dict(admin.set_origins(args.tenant, args.origins))
     if command == "set-models":
         return _tenant_dict(admin.set_models(args.tenant, args.models))
+    if command == "set-screening":
+        return _tenant_dict(admin.set_screening(args.tenant, _policy(args)))
+    if command == "set-marks":
+        prompt = True if args.with_prompt else False if args.without_prompt else KEEP
+        on = KEEP if args.state is None else args.state == "on"
+        return _tenant_dict(admin.set_marks(args.tenant, on=on, prompt=prompt))
     raise AdminError(f"Unknown command {command}")
 
 
+def _policy(args: argparse.Namespace) -> ScreeningPolicy:
+    return ScreeningPolicy(
+        mode=ScreenMode(args.mode),
+        terms=tuple(args.terms),
+        patterns=tuple(args.patterns),
+        default_terms=args.default_terms,
+        guardrail_id=args.guardrail_id,
+        guardrail_version=args.guardrail_version,
+        on_failure=args.on_failure,
+        record_prompt=args.record_prompt,
+    )
+
+
 def show(result: Any, as_json: bool) -> None:
+    if isinstance(result, str) and not as_json:  # a PEM, as it is
+        print(result, end="" if result.endswith("\n") else "\n")
+        return
     if isinstance(result, CreatedTenant):
         data = {**_tenant_dict(result.tenant), "api_key": result.api_key}
         if as_json:
@@ -264,7 +378,12 @@ def _print_fields(fields: dict[str, Any], indent: str = "") -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        show(run(args, build_admin(args)), args.json)
+        if args.group == "verify":
+            stack = provenance_admin(args) if args.local or args.stack_name else None
+            report, generated = verify(args.file, args.trust_anchor, stack)
+            show(report, args.json)
+            return 0 if generated else 1
+        show(run_provenance(args) if args.group == "provenance" else run(args, build_admin(args)), args.json)
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 from segmind_proxy.adapters.dynamo_usage import Meter
 from segmind_proxy.domain.catalog import bundled_catalog
+from segmind_proxy.domain.screening import ScreeningPolicy, check_policy
 from segmind_proxy.domain.tenants import (
     RegistryConflict,
     RegistryError,
@@ -53,6 +54,8 @@ class StackRefs:
     tenants_table: str
     plans: dict[str, str]  # plan name (free, pro, enterprise) -> usage plan id
     api_base_url: str
+    provenance_key_id: str = ""  # the KMS key that signs images' manifests (stacks before marks have none)
+    provenance_chain_secret: str = ""
 
     @classmethod
     def from_outputs(cls, stack_name: str, outputs: dict[str, str]) -> StackRefs:
@@ -62,7 +65,15 @@ class StackRefs:
         missing = [k for k in ("RestApiId", "TenantsTableName") if k not in outputs]
         if missing or not plans:
             raise AdminError(f"Stack '{stack_name}' lacks outputs {missing or ['*UsagePlanId']}: is it this gateway?")
-        return cls(stack_name, outputs["RestApiId"], outputs["TenantsTableName"], plans, outputs.get("ApiBaseUrl", ""))
+        return cls(
+            stack_name,
+            outputs["RestApiId"],
+            outputs["TenantsTableName"],
+            plans,
+            outputs.get("ApiBaseUrl", ""),
+            outputs.get("ProvenanceKeyId", ""),
+            outputs.get("ProvenanceChainSecretArn", ""),
+        )
 
     @classmethod
     def find(cls, cloudformation: Any, stack_name: str) -> StackRefs:
@@ -242,6 +253,27 @@ class TenantAdmin:
         """The tenant's own models, in place of its plan's (none: its plan's again)."""
         chosen = _check_models(models)
         return self._change(name_or_id, lambda t: setattr(t, "models", chosen))
+
+    # -- trust and safety ------------------------------------------------------
+    def set_screening(self, name_or_id: str, policy: ScreeningPolicy) -> Tenant:
+        """How the tenant's prompts are screened, replacing its policy whole; the next request reads it."""
+        problems = check_policy(policy)
+        if problems:
+            raise AdminError("This screening policy cannot be used: " + "; ".join(problems))
+        return self._change(name_or_id, lambda t: setattr(t, "screening", policy))
+
+    def set_marks(self, name_or_id: str, *, on: bool | Keep = KEEP, prompt: bool | Keep = KEEP) -> Tenant:
+        """Whether the tenant's images are marked as AI-generated, and whether their manifest holds the prompt."""
+        if isinstance(on, Keep) and isinstance(prompt, Keep):
+            raise AdminError("Nothing to change: say on or off, and/or --with-prompt or --without-prompt")
+
+        def apply(tenant: Tenant) -> None:
+            if not isinstance(on, Keep):
+                tenant.marks = on
+            if not isinstance(prompt, Keep):
+                tenant.marks_prompt = prompt
+
+        return self._change(name_or_id, apply)
 
     def rotate_webhook_secret(self, name_or_id: str) -> Tenant:
         return self._change(name_or_id, lambda t: setattr(t, "webhook_secret", new_webhook_secret()))

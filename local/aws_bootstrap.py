@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 
+from admin.chains import make_local_chain
 from admin.service import StackRefs, TenantAdmin
 from segmind_proxy.adapters.dynamo_tenants import TenantRegistry
 from segmind_proxy.adapters.dynamo_usage import Meter
@@ -32,10 +33,22 @@ def bootstrap(stack: Stack, endpoint: str, *, segmind_key: str, dev_api_key: str
         s3.create_bucket(Bucket=name)
         stack.physical[logical_id] = name
 
+    kms = session.client("kms", endpoint_url=endpoint)
+    for logical_id, resource in stack.resources_of("AWS::KMS::Key").items():
+        props = resource["Properties"]
+        options = {k: props[k] for k in ("KeySpec", "KeyUsage") if k in props}
+        key = kms.create_key(Description=props.get("Description", logical_id), **options)["KeyMetadata"]
+        stack.physical[logical_id] = key["KeyId"]  # Ref of a key is its id
+        stack.arns[logical_id] = key["Arn"]
+
+    # What each secret holds locally: the chain of the provenance key is made here, for the key moto just made (a
+    # self-made root: verifiers say "valid but untrusted", as they would of a deployed stack's self-signed chain).
+    values = {"ProvenanceChainSecret": lambda: make_local_chain(kms, stack.physical["ProvenanceKey"]).decode()}
     secrets = session.client("secretsmanager", endpoint_url=endpoint)
     for logical_id, resource in stack.resources_of("AWS::SecretsManager::Secret").items():
         name = stack.resolve(resource["Properties"].get("Name")) or stack.default_name(logical_id)
-        arn = secrets.create_secret(Name=name, SecretString=segmind_key)["ARN"]
+        value = values[logical_id]() if logical_id in values else segmind_key
+        arn = secrets.create_secret(Name=name, SecretString=value)["ARN"]
         stack.physical[logical_id] = arn  # Ref of a secret is its ARN
         stack.arns[logical_id] = arn
 

@@ -35,6 +35,7 @@ class RunningStack:
     process: subprocess.Popen
     output: list[str]
     moto_port: int
+    guardrail: str = ""  # the fake Bedrock guardrail's URL
 
     @property
     def txt2img(self) -> str:
@@ -67,9 +68,12 @@ class RunningStack:
     def fake_config(self, **config: object) -> None:
         requests.post(f"{self.fake}/_fake/config", json=config, timeout=5).raise_for_status()
 
+    def guardrail_config(self, **config: object) -> None:
+        requests.post(f"{self.guardrail}/_fake/config", json=config, timeout=5).raise_for_status()
+
 
 def start_stack(extra_env: dict[str, str] | None = None) -> RunningStack:
-    port, moto_port, fake_port = free_port(), free_port(), free_port()
+    port, moto_port, fake_port, guardrail_port = free_port(), free_port(), free_port(), free_port()
     # What a developer's shell has: none of the unit tests' AWS or Powertools settings.
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
     env = {
@@ -77,6 +81,7 @@ def start_stack(extra_env: dict[str, str] | None = None) -> RunningStack:
         "PORT": str(port),
         "MOTO_PORT": str(moto_port),
         "FAKE_SEGMIND_PORT": str(fake_port),
+        "FAKE_GUARDRAIL_PORT": str(guardrail_port),
         "DEV_API_KEY": DEV_KEY,
         "LOCAL_LAMBDA_CONCURRENCY": "6",
         "PYTHONUNBUFFERED": "1",
@@ -111,7 +116,7 @@ def start_stack(extra_env: dict[str, str] | None = None) -> RunningStack:
         stop_stack(process)
         raise RuntimeError("local stack did not start:\n" + "".join(output[-50:]))
     fake = None if "SEGMIND_API_KEY" in (extra_env or {}) else f"http://127.0.0.1:{fake_port}"
-    return RunningStack(base, DEV_KEY, fake, process, output, moto_port)
+    return RunningStack(base, DEV_KEY, fake, process, output, moto_port, f"http://127.0.0.1:{guardrail_port}")
 
 
 def stop_stack(process: subprocess.Popen) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .event_sources import ScheduledRule, SqsPoller, rate_seconds
+from .fake_guardrail import FakeGuardrail
 from .fake_segmind import FakeSegmind
 from .gateway import ApiKeys, LocalGateway
 from .lambda_runtime import LocalFunction
@@ -37,6 +38,7 @@ class LocalConfig:
     port: int = 3000
     moto_port: int = 5510
     fake_segmind_port: int = 5520
+    fake_guardrail_port: int = 5530
     stack_name: str = "segmind-proxy-local"
     stage: str = "prod"
     dev_api_key: str = "segmind-proxy-local-dev-key"
@@ -58,6 +60,7 @@ class LocalConfig:
             port=int(env.get("PORT", cls.port)),
             moto_port=int(env.get("MOTO_PORT", cls.moto_port)),
             fake_segmind_port=int(env.get("FAKE_SEGMIND_PORT", cls.fake_segmind_port)),
+            fake_guardrail_port=int(env.get("FAKE_GUARDRAIL_PORT", cls.fake_guardrail_port)),
             stack_name=env.get("STACK_NAME", cls.stack_name),
             dev_api_key=env.get("DEV_API_KEY", cls.dev_api_key),
             segmind_api_key=env.get("SEGMIND_API_KEY", ""),
@@ -137,11 +140,16 @@ class LocalStack:
         self._own_run_dir = not os.environ.get("LOCAL_STACK_RUN_DIR")
         self.run_dir = os.environ.get("LOCAL_STACK_RUN_DIR") or tempfile.mkdtemp(prefix="segmind-proxy-local-")
         self.fake: FakeSegmind | None = None
+        self.guardrail = FakeGuardrail()  # Bedrock's ApplyGuardrail, which moto does not implement
         self._moto: MotoProcess | None = None
 
     @property
     def moto_endpoint(self) -> str:
         return f"http://{self.config.host}:{self.config.moto_port}"
+
+    @property
+    def guardrail_endpoint(self) -> str:
+        return f"http://{self.config.host}:{self.config.fake_guardrail_port}"
 
     def start(self) -> None:
         # Imported here, not at the top: spawned containers re-import this module first, and the domain package
@@ -162,6 +170,10 @@ class LocalStack:
             self._servers.append(fake_server)
             upstream_url = f"http://{config.host}:{config.fake_segmind_port}"
             upstream_key = FAKE_SEGMIND_KEY
+
+        guardrail_server = make_server(config.host, config.fake_guardrail_port, self.guardrail, threaded=True)
+        _serve(guardrail_server)
+        self._servers.append(guardrail_server)
 
         self.stack.parameters["SegmindBaseUrl"] = upstream_url
         self.stack.parameters["StageName"] = config.stage
@@ -232,6 +244,8 @@ class LocalStack:
 
         return {
             "AWS_ENDPOINT_URL": self.moto_endpoint,
+            # botocore's per-service endpoint: Bedrock's runtime is the fake guardrail, every other service is moto.
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": self.guardrail_endpoint,
             "AWS_DEFAULT_REGION": self.stack.region,
             "AWS_REGION": self.stack.region,
             "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"],
@@ -269,7 +283,7 @@ class LocalStack:
 Segmind image gateway (local stack) is ready.
   API:        {base}   (stage '{config.stage}'; routes as in template.yaml)
   Upstream:   {upstream}
-  AWS (moto): {self.moto_endpoint}
+  AWS (moto): {self.moto_endpoint}   (Bedrock Guardrails: the fake at {self.guardrail_endpoint})
   API key:    {config.dev_api_key}   (demo tenant, from DEV_API_KEY)
   Playground: {base}/playground   (paste the key there)
 

@@ -10,7 +10,7 @@ from segmind_proxy.domain.errors import Outage
 from segmind_proxy.domain.images import StoredSet
 from segmind_proxy.domain.jobs import Job, JobStatus
 from segmind_proxy.domain.tenants import Tenant
-from segmind_proxy.domain.usage import BudgetExceeded, Hold
+from segmind_proxy.domain.usage import BudgetExceeded, Counted, Hold
 from tests.fakes import FakeClock, FakeImageStore, FakeJobStore, FakeLeases, FakeLedger, FakeTenants
 from tests.support.aws import BUCKET, JOBS_TABLE, create_table
 from tests.support.budgets import reserve_at_once
@@ -163,9 +163,12 @@ def test_a_reservation_given_back_for_a_hit_counts_one_request_and_one_hit(ledge
 def test_hits_and_refusals_are_counted_never_charged(ledger):
     acme = tenant(budget_credits=0.0)
     assert (ledger.record_hit(acme).cache_hits, ledger.usage(acme.tenant_id).credits_committed) == (1, 0)
-    ledger.record_rejected(acme)
+    ledger.record(acme, Counted.REJECTED)
+    ledger.record(acme, Counted.REFUSED)
+    ledger.record(acme, Counted.UNSCREENED)
     usage = ledger.usage(acme.tenant_id)
-    assert (usage.requests, usage.rejected_requests, usage.credits_spent) == (2, 1, 0)
+    assert (usage.requests, usage.rejected_requests, usage.refused_prompts, usage.credits_spent) == (3, 2, 1, 0)
+    assert usage.unscreened_requests == 1
 
 
 def test_open_reservations_are_due_at_their_earliest_hold_until_rescheduled(ledger):

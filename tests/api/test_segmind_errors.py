@@ -21,6 +21,7 @@ from segmind_proxy.domain.errors import (
     ModelNotAllowed,
     NotCached,
     NotFound,
+    PromptRefused,
     RequestInvalid,
     Unavailable,
     UnknownModel,
@@ -31,6 +32,7 @@ from segmind_proxy.domain.errors import (
 
 ANSWERS = [
     (RequestInvalid("bad"), 400, {}),
+    (PromptRefused("refused by the content policy", field="prompt"), 400, {}),
     (BodyTooLarge("too big"), 413, {}),
     (UnsupportedMediaType("not JSON"), 415, {}),
     (UnsupportedEncoding("gzip"), 415, {}),
@@ -45,6 +47,7 @@ ANSWERS = [
     (IdempotencyKeyReused("other body"), 422, {}),
     (Unavailable(Dependency.LEDGER, "ledger down"), 503, {}),
     (Unavailable(Dependency.TENANT_REGISTRY, "registry down"), 503, {}),
+    (Unavailable(Dependency.SCREEN, "screen down"), 503, {}),
     (NotCached("not cached"), 504, {"x-cache": "MISS"}),
     (CoalesceTimeout("waited in vain"), 504, {}),
 ]

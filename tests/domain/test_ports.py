@@ -16,6 +16,8 @@ from segmind_proxy.domain.ports import (
     JobQueue,
     JobStore,
     Leases,
+    Marker,
+    PromptScreen,
     TenantDirectory,
     Upstream,
     UsageLedger,
@@ -34,6 +36,8 @@ from tests.fakes import (
     FakeUpstream,
     FakeWebhooks,
 )
+from tests.fakes.provenance import FakeMarker
+from tests.fakes.screens import FakeScreen
 
 FAKES: dict[type, type] = {
     Deferrer: FakeDeferrer,
@@ -46,6 +50,8 @@ FAKES: dict[type, type] = {
     JobQueue: FakeJobQueue,
     Idempotency: FakeIdempotency,
     Webhooks: FakeWebhooks,
+    Marker: FakeMarker,
+    PromptScreen: FakeScreen,
 }
 
 
@@ -61,8 +67,10 @@ def test_each_fake_is_typed_as_its_port():
     queue: JobQueue = FakeJobQueue()
     idempotency: Idempotency = FakeIdempotency()
     webhooks: Webhooks = FakeWebhooks()
+    marker: Marker = FakeMarker()
+    screen: PromptScreen = FakeScreen(clock)
     assert isinstance(clock(), float)
-    assert all((deferrer, store, upstream, leases, ledger, tenants, jobs, queue, idempotency, webhooks))
+    assert all((deferrer, store, upstream, leases, ledger, tenants, jobs, queue, idempotency, webhooks, marker, screen))
 
 
 def test_every_port_has_a_fake():

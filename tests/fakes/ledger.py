@@ -14,8 +14,10 @@ from typing import Any
 from segmind_proxy.domain.errors import Dependency
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import (
+    COUNTED_DELTAS,
     COUNTERS,
     MODEL_PREFIX,
+    Counted,
     Hold,
     Reservation,
     Usage,
@@ -87,9 +89,9 @@ class FakeLedger(Breakable):
         self._may_fail("record_hit")
         return self._add(tenant.tenant_id, current_month(), {"requests": 1, "cache_hits": 1})
 
-    def record_rejected(self, tenant: Tenant) -> None:
-        self._may_fail("record_rejected")
-        self._add(tenant.tenant_id, current_month(), {"requests": 1, "rejected_requests": 1})
+    def record(self, tenant: Tenant, event: Counted) -> None:
+        self._may_fail("record")
+        self._add(tenant.tenant_id, current_month(), COUNTED_DELTAS[event])
 
     def record_balance(self, balance: float) -> None:
         self._may_fail("record_balance")

@@ -10,6 +10,7 @@ from typing import Any
 from segmind_proxy.domain.cache_policy import CachePolicy
 from segmind_proxy.domain.images import ImageResult
 from segmind_proxy.domain.request import Txt2ImgRequest
+from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import Caller
 from segmind_proxy.flows.billing import Billing, NoBilling
 from segmind_proxy.flows.generate import GenerationService
@@ -27,6 +28,7 @@ def generate(
     prefetched: Future[ImageResult | None] | None = None,
     policy: CachePolicy | None = None,
     store_later: Callable[[Any], bool] | None = None,
+    tenant: Tenant | None = None,
     **plan: Any,
 ) -> ImageResult:
     """`store_later(result)`: whether the answer would carry the images whole (they fit inline, or not); the other
@@ -34,7 +36,7 @@ def generate(
     if store_later is not None:
         plan["inline"] = InlineAnswer(True, 10**12 if store_later(None) else 0)
     scope = RequestScope(
-        Caller(None, namespace),
+        Caller(tenant, namespace),
         owner or uuid.uuid4().hex,
         service.clock() + seconds,
         billing or NoBilling(),

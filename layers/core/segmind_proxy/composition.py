@@ -20,20 +20,24 @@ from segmind_proxy.adapters.s3_images import ImageStore, renewal_age
 from segmind_proxy.adapters.sqs_queue import SqsJobQueue
 from segmind_proxy.api.services import Services
 from segmind_proxy.domain.catalog import Catalog, bundled_catalog
-from segmind_proxy.domain.ports import Deferrer
+from segmind_proxy.domain.ports import Deferrer, Marker, PromptScreen
 from segmind_proxy.domain.pricing import with_prices
 from segmind_proxy.domain.request import checked, request_model
+from segmind_proxy.domain.screening import ScreenMode, TermScreen
 from segmind_proxy.flows.billing import forget_balance_write
 from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.flows.idempotent import OnceOnly
 from segmind_proxy.flows.job_runner import JobRunner
 from segmind_proxy.flows.jobs import AsyncJobs
+from segmind_proxy.flows.screening import Screening
 from segmind_proxy.flows.sweeper import ReservationSweeper
 from segmind_proxy.observability import record_upstream_error
 from segmind_proxy.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from segmind_proxy.adapters.bedrock_guardrail import GuardrailScreen
     from segmind_proxy.adapters.idempotency import PowertoolsIdempotency
+    from segmind_proxy.adapters.provenance import KmsMarker
     from segmind_proxy.adapters.segmind import SegmindClient
     from segmind_proxy.adapters.webhooks import WebhookSender
 
@@ -94,6 +98,18 @@ def powertools_idempotency() -> PowertoolsIdempotency:
     return PowertoolsIdempotency()
 
 
+def kms_marker(settings: Settings) -> KmsMarker:
+    from segmind_proxy.adapters.provenance import KmsMarker
+
+    return KmsMarker(settings.provenance_key_id, settings.provenance_chain_secret, settings.provenance_tsa_url)
+
+
+def guardrail_screen() -> GuardrailScreen:
+    from segmind_proxy.adapters.bedrock_guardrail import GuardrailScreen
+
+    return GuardrailScreen()
+
+
 def deferrer() -> Deferrer:
     """Where work that may follow the answer goes (caching its images, settling its bill, counting a refusal): after
     the response where the Lambda extension runs, else at once (see adapters/after_response.py)."""
@@ -107,13 +123,34 @@ def upstream() -> OnFirstUse[SegmindClient]:
 
 
 @cache
+def marker() -> Marker | None:
+    """What marks each generated image as AI-generated: None where the stack's switch is off (PROVENANCE_MARKS) or no
+    signing key is configured. Built on its first use (a hit never marks: the C2PA library loads only for a miss)."""
+    settings = get_settings()
+    if not (settings.provenance_marks and settings.provenance_key_id):
+        return None
+    return OnFirstUse(partial(kms_marker, settings))
+
+
+@cache
+def screening() -> Screening:
+    """Each tenant's prompts screened by its policy: the term list in the function, Bedrock Guardrails (built on its
+    first use) for the tenants that chose it."""
+    screens: dict[ScreenMode, PromptScreen] = {
+        ScreenMode.TERMS: TermScreen(),
+        ScreenMode.GUARDRAIL: OnFirstUse(guardrail_screen),
+    }
+    return Screening(screens, get_settings().screen_timeout_seconds, meter(), deferrer())
+
+
+@cache
 def generation_service() -> GenerationService:
     settings = get_settings()
     leases = LeaseStore(settings.jobs_table) if settings.jobs_table else None
     # What is handed out for a cached set must outlive its renewal: a URL, or a job record that presigns again.
     outlive = max(settings.presigned_url_ttl_seconds, settings.job_retention_hours * 3600)
     store = ImageStore(settings.cache_bucket, renew_after_seconds=renewal_age(settings.cache_expiration_days, outlive))
-    return GenerationService(store, upstream(), leases, later=deferrer())
+    return GenerationService(store, upstream(), leases, later=deferrer(), marker=marker())
 
 
 @cache
@@ -175,6 +212,7 @@ def services() -> Services:
         jobs=jobs,
         webhooks=OnFirstUse(partial(webhook_sender, settings)),
         later=deferrer(),
+        screening=screening(),
     )
 
 

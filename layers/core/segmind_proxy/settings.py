@@ -50,6 +50,15 @@ class Settings(BaseModel):
     # extension through Lambda's Extensions API, whose address Lambda sets).
     store_after_answer: bool = Field(True, alias="STORE_AFTER_ANSWER")
     lambda_runtime_api: str = Field("", alias="AWS_LAMBDA_RUNTIME_API")
+    # Prompt screening (docs/trust-and-safety.md): the longest a screen may take; the request's deadline may leave less.
+    screen_timeout_seconds: float = Field(2.0, gt=0, le=30, alias="SCREEN_TIMEOUT_SECONDS")
+    # Provenance marks (docs/trust-and-safety.md): the stack-wide switch, the KMS key that signs (ECC_NIST_P256,
+    # SIGN_VERIFY), the secret holding its certificate chain (PEM, leaf first), and a time-stamp authority (none: the
+    # manifest carries no trusted time stamp).
+    provenance_marks: bool = Field(True, alias="PROVENANCE_MARKS")
+    provenance_key_id: str = Field("", alias="PROVENANCE_KEY_ID")
+    provenance_chain_secret: str = Field("", alias="PROVENANCE_CHAIN_SECRET")
+    provenance_tsa_url: str = Field("", alias="PROVENANCE_TSA_URL")
     cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"], alias="CORS_ALLOWED_ORIGINS")
 
     @field_validator("cors_allowed_origins", mode="before")

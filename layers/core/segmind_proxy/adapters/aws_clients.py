@@ -125,7 +125,27 @@ def secrets_manager() -> Any:
     return session().client("secretsmanager", config=_RETRYING)
 
 
-_CLIENTS = (s3, dynamodb, dynamodb_client, sqs, secrets_manager)
+# KMS signs each marked image's manifest on a miss: few retries and short timeouts, as the image is waiting.
+_KMS_CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=5)
+
+
+@_built_once
+def kms() -> Any:
+    return session().client("kms", config=_KMS_CONFIG)
+
+
+# Bedrock's ApplyGuardrail screens a prompt before any cost. Small timeouts and one retry (`max_attempts` counts
+# retries: two attempts in all): a screen has a second or two (SCREEN_TIMEOUT_SECONDS, or what is left of the
+# request's deadline), and the read timeout also bounds how long an abandoned call keeps its worker.
+_GUARDRAIL_CONFIG = Config(connect_timeout=1, read_timeout=5, retries={"max_attempts": 1, "mode": "standard"})
+
+
+@_built_once
+def bedrock_runtime() -> Any:
+    return session().client("bedrock-runtime", config=_GUARDRAIL_CONFIG)
+
+
+_CLIENTS = (s3, dynamodb, dynamodb_client, sqs, secrets_manager, kms, bedrock_runtime)
 
 
 def build_clients() -> None:

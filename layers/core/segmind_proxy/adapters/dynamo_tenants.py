@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed, raising_outages
 from segmind_proxy.adapters.dynamo_usage import Meter
 from segmind_proxy.domain.errors import Dependency
+from segmind_proxy.domain.screening import ScreeningPolicy
 from segmind_proxy.domain.tenants import NAME_PATTERN, RegistryConflict, RegistryError, Tenant, TenantStatus
 from segmind_proxy.domain.usage import Usage
 
@@ -31,6 +32,7 @@ from segmind_proxy.domain.usage import Usage
 def tenant_item(tenant: Tenant) -> dict[str, Any]:
     item = {k: v for k, v in asdict(tenant).items() if v is not None and v != []}
     item["status"] = tenant.status.value
+    item["screening"] = tenant.screening.to_item()
     if tenant.budget_credits is not None:
         item["budget_credits"] = Decimal(str(tenant.budget_credits))
     return {"pk": f"TENANT#{tenant.tenant_id}", "sk": "PROFILE", **item}
@@ -51,6 +53,9 @@ def tenant_from_item(item: dict[str, Any]) -> Tenant:
         models=list(item.get("models", [])),
         plan_models=list(item.get("plan_models", [])),
         webhook_secret=item.get("webhook_secret", ""),
+        screening=ScreeningPolicy.from_item(item.get("screening")),  # a profile from before screening: the default
+        marks=bool(item.get("marks", True)),
+        marks_prompt=bool(item.get("marks_prompt", False)),
         version=int(item.get("version", 0)),
     )
 

@@ -25,6 +25,8 @@ from segmind_proxy.adapters.aws_clients import DynamoTable, condition_failed, ra
 from segmind_proxy.domain.errors import Dependency
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.usage import (
+    COUNTED_DELTAS,
+    Counted,
     Hold,
     Reservation,
     Usage,
@@ -88,8 +90,8 @@ class Meter(DynamoTable):
         """A cache hit: counted, never charged."""
         return self._add(tenant.tenant_id, current_month(), {"requests": 1, "cache_hits": 1})
 
-    def record_rejected(self, tenant: Tenant) -> None:
-        self._add(tenant.tenant_id, current_month(), {"requests": 1, "rejected_requests": 1})
+    def record(self, tenant: Tenant, event: Counted) -> None:
+        self._add(tenant.tenant_id, current_month(), COUNTED_DELTAS[event])
 
     def reserve(
         self, tenant: Tenant, credits: float, images: int, hold: Hold | None = None, model: str = ""

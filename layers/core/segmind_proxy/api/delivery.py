@@ -17,6 +17,8 @@ from segmind_proxy.observability import logger
 # How many images the answer carries: fewer than `batch_size` when Segmind returned fewer (charged for those only).
 IMAGES_DELIVERED = "x-images-delivered"
 RESPONSE_MODE_HEADER = "x-response-mode"
+# The marks the images carry: `c2pa` (XMP and a signed C2PA manifest), `none`, or `failed` (the signer failed).
+PROVENANCE_HEADER = "x-provenance"
 
 
 class ResponseMode(StrEnum):
@@ -58,7 +60,11 @@ def deliver(result: ImageResult, order: Order, namespace: str, request_id: str, 
     """Whole, or presigned URLs when asked or when too big to answer inline (a URL answer whose images cannot be
     stored is answered whole where they fit, and logged)."""
     settings, service = services.settings, services.generation
-    headers = {"x-cache": result.cache.value, IMAGES_DELIVERED: str(result.count)}
+    headers = {
+        "x-cache": result.cache.value,
+        IMAGES_DELIVERED: str(result.count),
+        PROVENANCE_HEADER: result.provenance.value,
+    }
     if result.seed is not None:
         headers["x-seed-value"] = str(result.seed)
     fits = fits_inline(result, order.as_base64, settings.inline_response_max_bytes)

@@ -22,6 +22,7 @@ from segmind_proxy.domain.errors import (
     ModelNotAllowed,
     NotCached,
     NotFound,
+    PromptRefused,
     RequestInvalid,
     Unavailable,
     UnknownModel,
@@ -98,6 +99,8 @@ def _kind(error: DomainError, status: int) -> tuple[str, str | None, str | None]
         return "invalid_request_error", param_of(error), None
     if isinstance(error, BudgetExceeded):
         return "insufficient_quota", None, "insufficient_quota"
+    if isinstance(error, PromptRefused):  # as OpenAI's own safety system answers (its SDK raises BadRequestError)
+        return "image_generation_user_error", None, "moderation_blocked"
     if isinstance(error, AccessRefused):
         return "permission_error", None, "access_refused"
     if isinstance(error, (UnknownModel, ModelNotAllowed)):

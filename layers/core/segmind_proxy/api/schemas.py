@@ -68,7 +68,11 @@ class UsageReport(Schema):
         "settlement is written"
     )
     failed_generations: int
-    rejected_requests: int
+    rejected_requests: int = Field(description="Refused before any cost: invalid, over budget or by the content policy")
+    refused_prompts: int = Field(description="Of the rejected requests, those the tenant's content policy refused")
+    unscreened_requests: int = Field(
+        description="Served without screening, because the screen could not answer and the policy fails open"
+    )
     budget: dict[str, float | int | None] = Field(description="Monthly budget in credits and images (null: none)")
     remaining: dict[str, float | int | None] = Field(description="What remains of each budget (null: no budget)")
     by_model: dict[str, dict[str, float | int]] = Field(

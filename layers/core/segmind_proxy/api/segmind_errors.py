@@ -22,6 +22,7 @@ from segmind_proxy.domain.errors import (
     ModelNotAllowed,
     NotCached,
     NotFound,
+    PromptRefused,
     RequestInvalid,
     Unavailable,
     UnsupportedMediaType,
@@ -31,6 +32,7 @@ from segmind_proxy.domain.errors import (
 # Looked up along the error's class hierarchy: the most specific class listed decides.
 STATUS: dict[type[DomainError], int] = {
     RequestInvalid: 400,
+    PromptRefused: 400,
     BodyTooLarge: 413,
     UnsupportedMediaType: 415,  # Content-Type and Content-Encoding alike
     BudgetExceeded: 402,

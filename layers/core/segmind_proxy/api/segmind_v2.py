@@ -7,11 +7,11 @@ from typing import Any
 from segmind_proxy.api.headers import WEBHOOK_HEADER, idempotency_key
 from segmind_proxy.api.segmind_v1 import parse_body
 from segmind_proxy.api.services import Incoming, Services
+from segmind_proxy.api.synchronous import admit
 from segmind_proxy.domain.cache_policy import CachePolicy
 from segmind_proxy.domain.errors import NotFound, RequestInvalid
 from segmind_proxy.domain.jobs import Job, JobStatus
 from segmind_proxy.domain.usage import Caller, Hold
-from segmind_proxy.flows.access import check_model
 from segmind_proxy.flows.billing import billing_for, counting_rejections
 from segmind_proxy.flows.idempotent import Keyed
 from segmind_proxy.flows.jobs import AsyncJobs, Submission
@@ -45,7 +45,7 @@ def handle_submit(incoming: Incoming, caller: Caller, services: Services) -> tup
             services.webhooks.check(webhook)
             if caller.tenant is None:
                 raise RequestInvalid("Webhooks need a tenant key (they are signed with the tenant's secret)")
-    check_model(caller.tenant, request.model)
+    admit(request, caller, incoming, services)  # a refused prompt is refused at submit: no job, no charge
     job_id = Job.new_id()
     # The job holds the reservation, across SQS deliveries: the sweeper asks the job store before taking it back.
     billing = billing_for(request, caller, services.ledger, Hold.for_job(job_id))
@@ -81,6 +81,7 @@ def handle_result(job_id: str, namespace: str, services: Services) -> tuple[int,
             "seed": job.result.get("seed"),
             "images": len(links),
             "content_type": job.result.get("content_type"),
+            "provenance": job.result.get("provenance", "none"),
             "queued_seconds": round(job.updated_at - job.created_at, 3),
         },
     }

@@ -15,6 +15,7 @@ from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.flows.idempotent import OnceOnly
 from segmind_proxy.flows.jobs import AsyncJobs
 from segmind_proxy.flows.run_now import RunNow
+from segmind_proxy.flows.screening import Screening
 from segmind_proxy.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class Services:
     jobs: AsyncJobs | None = None  # None: v2 off
     webhooks: Webhooks | None = None
     later: Deferrer = field(default_factory=RunNow)  # what may follow the answer (counting a refusal, a hit)
+    screening: Screening | None = None  # None: prompts are not screened
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def serve(door: Door, incoming: Incoming, caller: Caller, services: Services) ->
         order = incoming.parsed or door.translate(incoming, services)  # translated at the edge, or now
         key = idempotency_key(incoming.headers) if services.once else None
     request = order.request
-    check_model(caller.tenant, request.model)
+    admit(request, caller, incoming, services)
     scope = request_scope(request, caller, incoming, services)
     plan = plan_for(order, incoming.headers, services.settings, idempotent=key is not None)
     keyed = Keyed(key, order.route, incoming.body, incoming.context) if key is not None else None
@@ -55,6 +55,15 @@ def serve(door: Door, incoming: Incoming, caller: Caller, services: Services) ->
         scope.billing.refund()  # paid images that reach the client neither now nor by a replay are not charged
         raise
     return answered(reply, scope, replayed=replayed)
+
+
+def admit(request: Txt2ImgRequest, caller: Caller, incoming: Incoming, services: Services) -> None:
+    """What every door checks of a valid request before any work: the tenant may use the model, and its prompts pass
+    the tenant's content policy (a refusal is counted, never charged)."""
+    check_model(caller.tenant, request.model)
+    if services.screening is not None:
+        with counting_rejections(caller.tenant, services.ledger, services.later):
+            services.screening.check(request, caller.tenant, incoming.deadline)
 
 
 def start_cache_read(

@@ -78,6 +78,18 @@ class ModelNotAllowed(DomainError):
     kind = "model_not_allowed"
 
 
+class PromptRefused(DomainError):
+    """A prompt (or negative prompt) the tenant's content policy refuses: answered before any cost. The message names
+    the field, never what matched."""
+
+    kind = "content_policy"
+
+    def __init__(self, message: str, *, field: str, reasons: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reasons = reasons
+
+
 class UnknownModel(NotFound):
     """A request named a model this gateway does not serve."""
 
@@ -128,6 +140,8 @@ class Dependency(StrEnum):
     JOB_QUEUE = "queue"
     TENANT_REGISTRY = "registry"
     LEASES = "leases"
+    SCREEN = "screen"
+    SIGNING = "signing"
 
     @property
     def described(self) -> str:
@@ -142,6 +156,8 @@ DEPENDENCY_NAMES = {
     Dependency.JOB_QUEUE: "job queue",
     Dependency.TENANT_REGISTRY: "tenant registry",
     Dependency.LEASES: "lease store",
+    Dependency.SCREEN: "content screen",
+    Dependency.SIGNING: "provenance signer",
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from segmind_proxy.domain.cache_policy import CacheStatus
 from segmind_proxy.domain.image_formats import MEDIA_TYPES
+from segmind_proxy.domain.provenance import Provenance
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -61,6 +62,7 @@ class ImageResult:
     generated_by: str | None = None  # the owner (request or job) whose upstream call made them, kept in S3
     upstream_request_id: str | None = None  # Segmind's id of the call that made them, kept in S3
     asked: int = 1  # the images the request asked for: a batch keeps its batch shape however many came
+    provenance: Provenance = Provenance.UNMARKED  # the marks its images carry
 
     @property
     def cached(self) -> bool:
@@ -95,6 +97,7 @@ def result_of(result: ImageResult) -> dict[str, Any]:
         "seed": result.seed,
         "cache": result.cache.value,
         "asked": result.asked,
+        "provenance": result.provenance.value,
     }
 
 

@@ -3,14 +3,16 @@ Segmind; `tests/fakes` implements them in memory. Flows name these types, never 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from segmind_proxy.domain.images import StoredSet
 from segmind_proxy.domain.jobs import Job
+from segmind_proxy.domain.provenance import MarkLabel
+from segmind_proxy.domain.screening import ScreeningPolicy, Verdict
 from segmind_proxy.domain.tenants import Tenant
 from segmind_proxy.domain.upstream import Generation
-from segmind_proxy.domain.usage import Hold, Reservation, Usage
+from segmind_proxy.domain.usage import Counted, Hold, Reservation, Usage
 
 Clock = Callable[[], float]
 
@@ -44,7 +46,7 @@ class Leases(Protocol):
 class UsageLedger(Protocol):
     def usage(self, tenant_id: str, month: str | None = None) -> Usage: ...
     def record_hit(self, tenant: Tenant) -> Usage: ...
-    def record_rejected(self, tenant: Tenant) -> None: ...
+    def record(self, tenant: Tenant, event: Counted) -> None: ...
     def reserve(
         self, tenant: Tenant, credits: float, images: int, hold: Hold | None = None, model: str = ""
     ) -> tuple[Reservation, Usage]: ...
@@ -94,6 +96,28 @@ class Webhooks(Protocol):
     def deliver(self, url: str, payload: dict[str, Any], secret: str) -> dict[str, Any]: ...
 
 
+class PromptScreen(Protocol):
+    """Screens a request's texts (by role name: `prompt`, `negative_prompt`) under a tenant's policy. Raises
+    `Outage(Dependency.SCREEN)` where it cannot answer within `timeout` seconds; `name` says which screen it is in a
+    client's error message."""
+
+    name: str
+
+    def screen(self, texts: Mapping[str, str], policy: ScreeningPolicy, *, timeout: float) -> Verdict: ...
+
+
+class Marker(Protocol):
+    """Marks one image as AI-generated (XMP, then a signed C2PA manifest) without re-encoding its pixels. Raises
+    `Outage(Dependency.SIGNING)` where the signature cannot be made (the key service down)."""
+
+    def ready(self) -> None:
+        """Raise `Outage(Dependency.SIGNING)` where no image could be signed (no certificate chain, or one that is not
+        the signing key's): checked before a generation is paid for. Cheap once it has succeeded."""
+        ...
+
+    def mark(self, image: bytes, image_format: str, label: MarkLabel) -> bytes: ...
+
+
 __all__ = [
     "Clock",
     "Deferrer",
@@ -102,6 +126,8 @@ __all__ = [
     "JobQueue",
     "JobStore",
     "Leases",
+    "Marker",
+    "PromptScreen",
     "TenantDirectory",
     "Upstream",
     "UsageLedger",

@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from segmind_proxy.domain.screening import ScreeningPolicy
+
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 
 
@@ -41,6 +43,9 @@ class Tenant:
     deleted_at: str = ""  # when the operator deleted it (ISO 8601, UTC); empty while it exists
     models: list[str] = field(default_factory=list)  # the models it may use (slugs); empty: its plan's
     plan_models: list[str] = field(default_factory=list)  # its plan's models, as the CLI stamps them; empty: all
+    screening: ScreeningPolicy = field(default_factory=ScreeningPolicy)  # how its prompts are screened
+    marks: bool = True  # its images carry provenance marks (XMP and a signed C2PA manifest)
+    marks_prompt: bool = False  # and the manifest holds the prompt (off: prompts can be private)
 
     @property
     def allowed_models(self) -> list[str] | None:

@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from segmind_proxy.domain.errors import BudgetExceeded
@@ -20,10 +21,27 @@ COUNTERS = (
     "upstream_calls",
     "failed_generations",
     "rejected_requests",
+    "refused_prompts",
+    "unscreened_requests",
     "credits_spent",
     "credits_committed",
     "images_committed",
 )
+
+
+class Counted(StrEnum):
+    """What is counted for a tenant without a charge, each with what it adds to the month's figures."""
+
+    REJECTED = "rejected"  # refused by validation or by its budget
+    REFUSED = "refused"  # refused by the content policy: a rejected request too
+    UNSCREENED = "unscreened"  # served without screening: the screen could not answer and the policy fails open
+
+
+COUNTED_DELTAS: dict[Counted, dict[str, int]] = {
+    Counted.REJECTED: {"requests": 1, "rejected_requests": 1},
+    Counted.REFUSED: {"requests": 1, "rejected_requests": 1, "refused_prompts": 1},
+    Counted.UNSCREENED: {"unscreened_requests": 1},  # the request itself is counted as it is served
+}
 
 # No Lambda invocation outlives 15 minutes: a reservation whose holder gave no time of its own is surely abandoned then.
 MAX_INVOCATION_SECONDS = 900
@@ -78,6 +96,8 @@ class Usage:
     upstream_calls: int = 0
     failed_generations: int = 0
     rejected_requests: int = 0
+    refused_prompts: int = 0  # of the rejected requests, those the content policy refused
+    unscreened_requests: int = 0  # served unscreened, as a policy that fails open allows
     credits_spent: float = 0.0
     credits_committed: float = 0.0  # spent + reserved by requests in flight
     images_committed: int = 0
@@ -124,6 +144,8 @@ class Usage:
             "credits_reserved": round(max(0.0, self.credits_committed - self.credits_spent), 6),
             "failed_generations": self.failed_generations,
             "rejected_requests": self.rejected_requests,
+            "refused_prompts": self.refused_prompts,
+            "unscreened_requests": self.unscreened_requests,
             "budget": {"credits": tenant.budget_credits, "images": tenant.budget_images},
             "remaining": self.remaining(tenant),
             "by_model": {

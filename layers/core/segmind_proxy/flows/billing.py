@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from segmind_proxy.domain.errors import BudgetExceeded, Dependency, Outage, RequestInvalid, Unavailable
+from segmind_proxy.domain.errors import BudgetExceeded, Dependency, Outage, PromptRefused, RequestInvalid, Unavailable
 from segmind_proxy.domain.jobs import Job
 from segmind_proxy.domain.ports import Deferrer, JobStore, UsageLedger
 from segmind_proxy.domain.pricing import estimate
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.tenants import Tenant
-from segmind_proxy.domain.usage import Caller, Hold, Reservation, Usage
+from segmind_proxy.domain.usage import Caller, Counted, Hold, Reservation, Usage
 from segmind_proxy.flows.run_now import RunNow
 from segmind_proxy.observability import MetricUnit, logger, metrics
 
@@ -215,14 +215,20 @@ class JobBilling(TenantBilling):
 def counting_rejections(
     tenant: Tenant | None, meter: UsageLedger | None, later: Deferrer | None = None
 ) -> Iterator[None]:
-    """A request refused by validation or by its budget still counts for its tenant (as rejected, never charged).
-    `later`: the count can follow the refusal (see `after_response`)."""
+    """A request refused by validation, its budget or the content policy still counts for its tenant (as rejected,
+    never charged). `later`: the count can follow the refusal (see `after_response`)."""
     try:
         yield
-    except (RequestInvalid, BudgetExceeded):
-        if tenant and meter:
-            (later or RunNow()).defer(TenantBilling.best_effort, lambda: meter.record_rejected(tenant))
+    except (RequestInvalid, BudgetExceeded, PromptRefused) as refusal:
+        event = Counted.REFUSED if isinstance(refusal, PromptRefused) else Counted.REJECTED
+        count(tenant, meter, event, later)
         raise
+
+
+def count(tenant: Tenant | None, meter: UsageLedger | None, event: Counted, later: Deferrer | None = None) -> None:
+    """Count an event for the tenant, after the answer where it can follow it; a failure to count is logged only."""
+    if tenant and meter:
+        (later or RunNow()).defer(TenantBilling.best_effort, lambda: meter.record(tenant, event))
 
 
 def billing_for(request: Txt2ImgRequest, caller: Caller, ledger: UsageLedger | None, hold: Hold) -> Billing:

@@ -10,15 +10,17 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from functools import partial
 
 from segmind_proxy.domain.cache_key import cache_key
 from segmind_proxy.domain.cache_policy import CacheStatus
 from segmind_proxy.domain.delivery import fits_inline
-from segmind_proxy.domain.errors import Outage
+from segmind_proxy.domain.errors import Dependency, Outage, Unavailable
 from segmind_proxy.domain.image_formats import MEDIA_TYPES
 from segmind_proxy.domain.images import ImageResult, StoredSet, recorded_count, stored_format
-from segmind_proxy.domain.ports import Deferrer, ImageStore, Leases, Upstream
+from segmind_proxy.domain.ports import Deferrer, ImageStore, Leases, Marker, Upstream
+from segmind_proxy.domain.provenance import MarkLabel, Provenance
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.domain.upstream import Generation
 from segmind_proxy.flows.billing import Billing
@@ -42,8 +44,10 @@ class GenerationService:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         later: Deferrer | None = None,
+        marker: Marker | None = None,
     ) -> None:
         self.store = store
+        self.marker = marker  # None: the stack marks no image (PROVENANCE_MARKS off)
         self.upstream = upstream
         self.clock = clock  # the monotonic clock deadlines are on
         self.coalescer = Coalescer(leases, clock, sleep) if leases is not None else None
@@ -62,6 +66,7 @@ class GenerationService:
                 return found
             metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=1)
         plan.policy.check_may_generate(request)
+        self._check_signer(scope)
         # Only requests that read and write the shared cache can share a generation.
         if not (look_up and plan.policy.write and self.coalescer):
             billing.reserve()
@@ -137,6 +142,7 @@ class GenerationService:
         """The upstream call, then the store and the settlement, which overlap."""
         generation = self._call_upstream(request, scope)
         result = _made(request, generation, scope.owner, looked_up=plan.policy.reads(request))
+        self._mark(result, request, scope)  # once, before anything stores them: every later answer serves these bytes
         # An answer that carries the images whole need not wait for their ledger record nor their cache copy.
         whole = plan.inline is not None and not plan.must_store
         answered_whole = whole and fits_inline(result, plan.inline.as_base64, plan.inline.limit)
@@ -145,7 +151,9 @@ class GenerationService:
             scope.billing.settle(result.count, generation.remaining_credits, later=self.later)
         else:  # the ledger settles while the images are stored: two round trips at once
             settling = _background.submit(scope.billing.settle, result.count, generation.remaining_credits)
-        if plan.policy.write and result.seed is not None and result.count == request.count:
+        # Images whose marking failed are never cached: identical requests get marked ones, generated anew.
+        cacheable = result.seed is not None and result.count == request.count
+        if plan.policy.write and cacheable and result.provenance is not Provenance.FAILED:
             self._cache(request, scope.namespace, result, answered_whole, on_store_failure)
         if plan.must_store and result.stored is None:
             self._keep_own(request, scope, plan, result)
@@ -155,6 +163,46 @@ class GenerationService:
         except Exception:  # the image is paid for and in hand: a billing fault must never lose it
             logger.exception("Settling the ledger failed after generation")
         return result
+
+    def _marks_due(self, scope: RequestScope) -> bool:
+        tenant = scope.caller.tenant
+        return self.marker is not None and (tenant is None or tenant.marks)
+
+    def _check_signer(self, scope: RequestScope) -> None:
+        """Refuse, before anything is paid for, a generation whose images could not be marked as they must be."""
+        if not self._marks_due(scope):
+            return
+        assert self.marker is not None
+        try:
+            self.marker.ready()
+        except Outage as outage:
+            logger.error("The provenance signer cannot sign", exc_info=outage)
+            raise Unavailable(
+                Dependency.SIGNING,
+                "The gateway cannot mark images as AI-generated right now (its provenance signer is not ready), so it "
+                "generates none; nothing was charged. Try again shortly, or tell the operator.",
+            ) from outage
+
+    def _mark(self, result: ImageResult, request: Txt2ImgRequest, scope: RequestScope) -> None:
+        """Mark the images as AI-generated, where the stack and the tenant want it. The images are paid for: a signer
+        that fails leaves them unmarked (and uncached) but still delivered, with an error logged and counted."""
+        tenant = scope.caller.tenant
+        if self.marker is None or not result.images or not self._marks_due(scope):
+            return
+        label = MarkLabel(
+            request.slug,
+            request.model.name,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            prompt=request.prompt if tenant is not None and tenant.marks_prompt else None,
+        )
+        try:
+            result.images = [self.marker.mark(image, result.image_format, label) for image in result.images]
+        except Exception:
+            logger.exception("Marking the images failed: delivering them unmarked", extra={"model": request.slug})
+            metrics.add_metric(name="MarkingFailures", unit=MetricUnit.Count, value=1)
+            result.provenance = Provenance.FAILED
+            return
+        result.provenance = Provenance.MARKED
 
     def _call_upstream(self, request: Txt2ImgRequest, scope: RequestScope) -> Generation:
         try:
@@ -239,6 +287,7 @@ class GenerationService:
             "seed": str(result.seed) if result.seed is not None else "",
             "format": result.image_format,
             "count": str(result.count),
+            "provenance": result.provenance.value,
         }
         if result.upstream_request_id:
             metadata["upstream-request-id"] = result.upstream_request_id
@@ -290,6 +339,7 @@ class GenerationService:
             stored=StoredSet(stored.prefix, count, stored.image_format),
             generated_by=found.get("generated-by"),
             asked=request.count,
+            provenance=Provenance.recorded(found),
         )
 
 

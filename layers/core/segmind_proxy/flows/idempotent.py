@@ -11,6 +11,7 @@ from segmind_proxy.domain.delivery import fits_inline, undeliverable
 from segmind_proxy.domain.errors import Expired
 from segmind_proxy.domain.images import ImageResult, result_of, stored_set
 from segmind_proxy.domain.ports import Idempotency
+from segmind_proxy.domain.provenance import Provenance
 from segmind_proxy.domain.request import Txt2ImgRequest
 from segmind_proxy.flows.generate import GenerationService
 from segmind_proxy.flows.scope import Plan, RequestScope
@@ -76,4 +77,5 @@ class OnceOnly:
             images=images,
             stored=stored,
             asked=int(outcome.get("asked", outcome["count"])),
+            provenance=Provenance.recorded(outcome),
         )
