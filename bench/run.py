@@ -26,6 +26,7 @@ from typing import Any
 
 import requests
 
+from bench import provenance
 from bench.host import host_speed_ms
 from bench.peers_report import END as PEERS_END
 from bench.peers_report import START as PEERS_START
@@ -172,6 +173,16 @@ def function_env(stack: RunningStack) -> dict[str, str]:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+    # Marks on, as a deployed stack has them by default: a miss in-process signs with the local stack's KMS key.
+    kms = boto3.client(
+        "kms",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    keys = [key["KeyId"] for key in kms.list_keys()["Keys"]]
+    signing = next(k for k in keys if kms.describe_key(KeyId=k)["KeyMetadata"].get("KeyUsage") == "SIGN_VERIFY")
     return {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -188,6 +199,8 @@ def function_env(stack: RunningStack) -> dict[str, str]:
         "TENANTS_TABLE": local.default_name("TenantsTable"),
         "JOBS_TABLE": local.default_name("JobsTable"),
         "JOBS_QUEUE_URL": sqs.get_queue_url(QueueName=local.default_name("JobsQueue"))["QueueUrl"],
+        "PROVENANCE_KEY_ID": signing,
+        "PROVENANCE_CHAIN_SECRET": "segmind-proxy-local/provenance-chain",
     }
 
 
@@ -204,14 +217,18 @@ def demo_key_id(env: dict[str, str], value: str) -> str:
     return next(k["id"] for k in apigw.get_api_keys(includeValues=True)["items"] if k["value"] == value)
 
 
+# The events name API Gateway's resource (`/v1/{model}`, `/v2/{model}`) and the model as its path parameter, as
+# API Gateway does: the routes are matched on the resource, and a literal path is no route (a 404).
 EVENT_SCRIPT = f"""
 import base64, json, uuid
 def event(payload, path="/v1/{SLUG}", headers=None, key_id=None):
     data = json.dumps(payload).encode()
+    version, model = path.strip("/").split("/", 1)
+    resource = "/" + version + "/{{model}}"
     h = {{"Content-Type": "application/json", "Host": "localhost", **(headers or {{}})}}
-    return {{"resource": path, "path": path, "httpMethod": "POST", "headers": h, "multiValueHeaders": {{k: [v] for k, v in h.items()}},
-            "queryStringParameters": None, "pathParameters": None, "body": base64.b64encode(data).decode(), "isBase64Encoded": True,
-            "requestContext": {{"requestId": str(uuid.uuid4()), "stage": "prod", "path": path, "identity": {{"apiKeyId": key_id}}}}}}
+    return {{"resource": resource, "path": path, "httpMethod": "POST", "headers": h, "multiValueHeaders": {{k: [v] for k, v in h.items()}},
+            "queryStringParameters": None, "pathParameters": {{"model": model}}, "body": base64.b64encode(data).decode(), "isBase64Encoded": True,
+            "requestContext": {{"requestId": str(uuid.uuid4()), "stage": "prod", "path": path, "resourcePath": resource, "identity": {{"apiKeyId": key_id}}}}}}
 class Context:
     function_name = "ApiFunction"; memory_limit_in_mb = 1024; invoked_function_arn = "arn:aws:lambda:us-east-1:1:function:f"
     aws_request_id = "bench"; function_version = "1"
@@ -552,7 +569,8 @@ def markdown(
         f"{SAMPLES} samples per path, {int(GAP_S * 1000)} ms apart, on this project's 2-core machine, where moto, "
         "the API Gateway emulator, the fake and the function's containers share the 2 cores (the gap keeps a "
         "request's work after its answer, which on AWS runs on other machines, out of the next one's time). A miss answered inline waits for two rounds of AWS "
-        "calls, both before the upstream call (tenant check with cache read, then lease with budget reservation); "
+        "calls, both before the upstream call (tenant check with cache read, then lease with budget reservation), "
+        "and, with marks on (the default), one KMS `Sign` after it (see Provenance marks below); "
         "its ledger settlement and cache write follow the answer. Each round costs about what one moto call below "
         "does, or more when its two calls queue behind the lock that gives local DynamoDB its per-item atomicity; "
         f"and the function's own CPU for a miss is {miss.cpu_ms} ms here (table below). The "
@@ -675,10 +693,13 @@ def markdown(
 
 def main() -> int:
     speed = [host_speed_ms()]
+    # Marking's own time, in this process before the stack starts: nothing else on the cores.
+    marking = provenance.measure_marking()
     stack = start_stack({"FAKE_SEGMIND_LATENCY_MS": str(UPSTREAM_MS), "LOCAL_LAMBDA_CONCURRENCY": "6"})
     try:
         env = function_env(stack)
         lat = latency(stack, tenant_read(env))
+        marks_latency = provenance.stack_latency(stack)
         key_id = demo_key_id(env, stack.api_key)
         credits = credits_efficiency(stack)
         large = large_outputs(stack)
@@ -691,6 +712,7 @@ def main() -> int:
     DOCS.mkdir(exist_ok=True)
     chart(lat, calls, DOCS / "benchmarks.png")
     report = markdown(lat, calls, answers, phases, per_call, credits, cold, large, speed)
+    report += "\n" + provenance.markdown(marking, marks_latency, provenance.layer_cost())
     written = DOCS / "benchmarks.md"
     written.write_text(report + peers_section(written))
     print(report)

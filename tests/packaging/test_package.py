@@ -19,7 +19,13 @@ def test_layer_is_lean_and_leaves_boto3_to_the_runtime():
     layer = BUILD / "CoreLayer" / "python"
     assert (layer / "segmind_proxy" / "data" / "models" / "stable-diffusion-3.5-turbo-txt2img.json").is_file()
     assert not (layer / "boto3").exists() and not (layer / "botocore").exists()
-    assert size(layer) < 40 * 1024 * 1024
+    # The C2PA library (its native code) and cryptography (the chain's checks) mark images: about 37 MB of their own,
+    # within Lambda's 250 MB for a function and its layers; all the rest stays within the 40 MiB it always had.
+    marking = sum(
+        size(path) for path in layer.iterdir() if path.name.startswith(("c2pa", "cryptography", "cffi", "_cffi"))
+    )
+    assert size(layer) - marking < 40 * 1024 * 1024
+    assert size(layer) < 64 * 1024 * 1024
     native = list((layer / "pydantic_core").glob("*.so"))
     assert native and all("cpython-313-aarch64" in so.name for so in native)
 

@@ -177,6 +177,7 @@ class GenerationService:
             self.marker.ready()
         except Outage as outage:
             logger.error("The provenance signer cannot sign", exc_info=outage)
+            metrics.add_metric(name="MarkingFailures", unit=MetricUnit.Count, value=1)
             raise Unavailable(
                 Dependency.SIGNING,
                 "The gateway cannot mark images as AI-generated right now (its provenance signer is not ready), so it "
