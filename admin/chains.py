@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from segmind_proxy.adapters.c2pa_marks import kms_public_key
+from segmind_proxy.adapters.c2pa_marks import key_usage, kms_public_key
 
 LOCAL = "segmind-proxy (local)"
 
@@ -45,20 +45,6 @@ def make_local_chain(kms_client: Any, key_id: str, *, organization: str = LOCAL,
     return b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in (signer, root))
 
 
-def _usage(*, signs_certificates: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=not signs_certificates,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=signs_certificates,
-        crl_sign=signs_certificates,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def _root(root_key: ec.EllipticCurvePrivateKey, name: x509.Name, start: datetime) -> x509.Certificate:
     return (
         x509.CertificateBuilder()
@@ -69,7 +55,7 @@ def _root(root_key: ec.EllipticCurvePrivateKey, name: x509.Name, start: datetime
         .not_valid_before(start)
         .not_valid_after(start + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_usage(signs_certificates=True), critical=True)
+        .add_extension(key_usage(signs_certificates=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
         .sign(root_key, hashes.SHA256())
     )
@@ -92,7 +78,7 @@ def _signer(
         .not_valid_before(start)
         .not_valid_after(start + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_usage(signs_certificates=False), critical=True)
+        .add_extension(key_usage(signs_certificates=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(signer_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)

@@ -375,6 +375,24 @@ def csr_for_kms_key(kms_client: Any, key_id: str, subject: dict[str, str]) -> by
     return request.public_bytes(serialization.Encoding.PEM)
 
 
+def key_usage(*, signs_certificates: bool) -> Any:
+    """The key usage extension of a claim signing certificate (digitalSignature, as C2PA requires), or of the CA that
+    issues one (keyCertSign and cRLSign)."""
+    from cryptography import x509
+
+    return x509.KeyUsage(
+        digital_signature=not signs_certificates,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _template_request(subject: dict[str, str]) -> CertificateSigningRequest:
     """A request with the subject and extensions asked for, signed by a throwaway key."""
     from cryptography import x509
@@ -390,17 +408,7 @@ def _template_request(subject: dict[str, str]) -> CertificateSigningRequest:
             for key, value in subject.items()
         ]
     )
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    usage = key_usage(signs_certificates=False)
     usages = x509.ExtendedKeyUsage([x509.ObjectIdentifier(oid) for oid in SIGNING_USAGES])
     return (
         x509.CertificateSigningRequestBuilder()
